@@ -1,0 +1,1 @@
+"""Data: the contract, the synthetic generator, validation and preprocessing."""

@@ -1,0 +1,155 @@
+"""The one data contract: each column's name, dtype, range or categories, nullability and role.
+
+The contract is a YAML file named in `params.yaml` (`data.contract`). The validation suite,
+the model's preprocessing, the serving request model and the drift column mapping are all
+derived from it; nothing else lists the columns by hand.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Dtype = Literal["integer", "float", "string", "categorical"]
+Role = Literal["id", "feature", "label", "ignore"]
+NUMERIC_DTYPES: frozenset[str] = frozenset({"integer", "float"})
+
+
+class ContractError(ValueError):
+    """A contract file that cannot be used; the message names the column and the problem."""
+
+
+class Column(BaseModel):
+    """One column. `integer` means whole numbers (a float column of whole values passes)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    dtype: Dtype
+    role: Role = "feature"
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: tuple[str, ...] | None = None
+    pattern: str | None = None
+    unique: bool = False
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _rules_fit_dtype(self) -> Column:
+        numeric = self.dtype in NUMERIC_DTYPES
+        if (self.min is not None or self.max is not None) and not numeric:
+            raise ValueError(f"column '{self.name}': min/max need a numeric dtype, not {self.dtype}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"column '{self.name}': min {self.min} is above max {self.max}")
+        if self.dtype == "categorical" and not self.categories:
+            raise ValueError(f"column '{self.name}': a categorical column needs its categories")
+        if self.categories is not None and self.dtype != "categorical":
+            raise ValueError(f"column '{self.name}': categories need dtype categorical")
+        if self.pattern is not None and self.dtype != "string":
+            raise ValueError(f"column '{self.name}': a pattern needs dtype string")
+        return self
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.dtype in NUMERIC_DTYPES
+
+
+class DataContract(BaseModel):
+    """The columns of a dataset and what each is for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    columns: tuple[Column, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _roles_are_consistent(self) -> DataContract:
+        names = [c.name for c in self.columns]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"columns listed twice: {duplicated}")
+        labels = [c for c in self.columns if c.role == "label"]
+        if len(labels) != 1:
+            raise ValueError(f"exactly one column must have role 'label', found {len(labels)}")
+        label = labels[0]
+        if label.nullable:
+            raise ValueError(f"label column '{label.name}' cannot be nullable")
+        if not any(c.role == "feature" for c in self.columns):
+            raise ValueError("at least one column must have role 'feature'")
+        return self
+
+    @cached_property
+    def by_name(self) -> dict[str, Column]:
+        return {c.name: c for c in self.columns}
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def label(self) -> str:
+        return next(c.name for c in self.columns if c.role == "label")
+
+    @property
+    def ids(self) -> list[str]:
+        return [c.name for c in self.columns if c.role == "id"]
+
+    @property
+    def features(self) -> list[str]:
+        return [c.name for c in self.columns if c.role == "feature"]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [c.name for c in self.columns if c.role == "feature" and c.is_numeric]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [c.name for c in self.columns if c.role == "feature" and not c.is_numeric]
+
+    @property
+    def unique_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.unique]
+
+
+def parse_contract(raw: object, source: str = "contract") -> DataContract:
+    """Validate a mapping into a `DataContract` with a message that names the problem."""
+    if not isinstance(raw, dict):
+        raise ContractError(f"{source}: expected a mapping with 'name' and 'columns'")
+    try:
+        return DataContract.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = list(error["loc"])
+            if len(loc) >= 2 and loc[0] == "columns" and isinstance(loc[1], int):
+                columns = raw.get("columns") or []
+                entry = columns[loc[1]] if loc[1] < len(columns) else {}
+                name = entry.get("name", f"#{loc[1]}") if isinstance(entry, dict) else f"#{loc[1]}"
+                loc = [f"column '{name}'", *loc[2:]]
+            where = ".".join(str(p) for p in loc) or "(top level)"
+            problems.append(f"  - {where}: {error['msg']}")
+        raise ContractError(f"{source}: invalid data contract\n" + "\n".join(problems)) from None
+
+
+def load_contract(path: Path | str) -> DataContract:
+    """Read the contract YAML named in `params.yaml`."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ContractError(f"{path}: data contract not found (params.yaml data.contract)") from None
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{path}: not valid YAML: {exc}") from None
+    return parse_contract(raw, str(path))
+
+
+def dump_contract(contract: DataContract) -> str:
+    """The contract as YAML text, in the same shape `load_contract` reads."""
+    data = contract.model_dump(mode="json", exclude_defaults=True)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,242 @@
+"""Typed, frozen configuration parsed once from `params.yaml`.
+
+Every block of `params.yaml` has a model here; an unknown or mistyped key fails at once
+with the key's dotted path (and a close match, when there is one).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; the message names the offending key."""
+
+
+class Frozen(BaseModel):
+    """Base for every config block: immutable, and unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- data -----------------------------------------------------------------------------
+
+
+class DataConfig(Frozen):
+    contract: Path = Path("features/contracts/milling.yaml")
+    seed: int = 42
+
+
+# --- ingest ---------------------------------------------------------------------------
+
+Scenario = Literal["none", "sensor_offset", "product_mix", "tool_change_policy", "failure_mechanism"]
+
+
+class SyntheticSourceConfig(Frozen):
+    rows: int = Field(20_000, gt=0, le=50_000_000)
+    seed: int = 2020
+    scenario: Scenario = "none"
+
+
+class FileSourceConfig(Frozen):
+    path: Path | None = None
+
+
+class RetryConfig(Frozen):
+    """Exponential backoff with jitter for transient failures."""
+
+    attempts: int = Field(5, ge=1, le=100)
+    backoff_initial_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    jitter_s: float = Field(0.5, ge=0)
+
+
+class HttpSourceConfig(Frozen):
+    url: str | None = None
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+    retry: RetryConfig = RetryConfig()
+
+
+class SqlSourceConfig(Frozen):
+    url: str | None = None
+    query: str | None = None
+
+
+SourceName = Literal["synthetic", "file", "http", "sql"]
+
+
+class IngestConfig(Frozen):
+    source: SourceName = "synthetic"
+    synthetic: SyntheticSourceConfig = SyntheticSourceConfig()
+    file: FileSourceConfig = FileSourceConfig()
+    http: HttpSourceConfig = HttpSourceConfig()
+    sql: SqlSourceConfig = SqlSourceConfig()
+
+    @model_validator(mode="after")
+    def _chosen_source_is_complete(self) -> IngestConfig:
+        missing = {
+            "file": [("path", self.file.path)],
+            "http": [("url", self.http.url)],
+            "sql": [("url", self.sql.url), ("query", self.sql.query)],
+        }.get(self.source, [])
+        empty = [f"ingest.{self.source}.{key}" for key, value in missing if not value]
+        if empty:
+            raise ValueError(f"source '{self.source}' needs {', '.join(empty)} to be set")
+        return self
+
+
+# --- validate -------------------------------------------------------------------------
+
+
+class QuarantineConfig(Frozen):
+    enabled: bool = False
+    max_share: float = Field(0.05, ge=0, le=1)
+
+
+class ValidateConfig(Frozen):
+    min_rows: int = Field(1000, ge=1)
+    max_rows: int = Field(5_000_000, ge=1)
+    label_rate: tuple[float, float] = (0.005, 0.25)
+    unique_ids: bool = True
+    quarantine: QuarantineConfig = QuarantineConfig()
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> ValidateConfig:
+        if self.min_rows > self.max_rows:
+            raise ValueError("validate.min_rows must not exceed validate.max_rows")
+        low, high = self.label_rate
+        if not 0 <= low <= high <= 1:
+            raise ValueError("validate.label_rate must be [low, high] with 0 <= low <= high <= 1")
+        return self
+
+
+# --- train ----------------------------------------------------------------------------
+
+ClassWeight = Literal["balanced"] | None
+
+
+class HistGradientBoostingConfig(Frozen):
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    max_iter: int = Field(200, ge=1)
+    max_leaf_nodes: int = Field(31, ge=2)
+    class_weight: ClassWeight = "balanced"
+
+
+class RandomForestConfig(Frozen):
+    n_estimators: int = Field(200, ge=1)
+    max_depth: int | None = Field(None, ge=1)
+    min_samples_leaf: int = Field(2, ge=1)
+    class_weight: ClassWeight = "balanced"
+
+
+class LogisticRegressionConfig(Frozen):
+    C: float = Field(1.0, gt=0)
+    max_iter: int = Field(1000, ge=1)
+    class_weight: ClassWeight = "balanced"
+
+
+ModelName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
+
+
+class TrainConfig(Frozen):
+    holdout_size: float = Field(0.2, gt=0, lt=1)
+    model: ModelName = "hist_gradient_boosting"
+    hist_gradient_boosting: HistGradientBoostingConfig = HistGradientBoostingConfig()
+    random_forest: RandomForestConfig = RandomForestConfig()
+    logistic_regression: LogisticRegressionConfig = LogisticRegressionConfig()
+
+
+# --- evaluate, deploy, monitor --------------------------------------------------------
+
+
+class EvaluateConfig(Frozen):
+    threshold: float = Field(0.5, gt=0, lt=1)
+
+
+class DeployConfig(Frozen):
+    min_roc_auc: float = Field(0.8, ge=0, le=1)
+
+
+class MonitorConfig(Frozen):
+    drift_share: float = Field(0.5, gt=0, le=1)
+    sample_rows: int = Field(100_000, ge=100)
+
+
+class Params(Frozen):
+    """The whole of `params.yaml`."""
+
+    data: DataConfig = DataConfig()
+    ingest: IngestConfig = IngestConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    deploy: DeployConfig = DeployConfig()
+    monitor: MonitorConfig = MonitorConfig()
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate a mapping into `Params`, turning pydantic's errors into one readable message."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of blocks at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe_errors(exc, raw, source)) from None
+
+
+def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
+    """Read and validate `params.yaml`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (run from the project root)") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, str(path))
+
+
+def _describe_errors(exc: ValidationError, raw: dict[str, Any], source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s)"]
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            hint = _close_match(raw, error["loc"])
+            lines.append(f"  - {key}: unknown key{hint}")
+        else:
+            value = error.get("input")
+            shown = f" (got {value!r})" if not isinstance(value, (dict, list)) else ""
+            lines.append(f"  - {key}: {error['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def _close_match(raw: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    """Suggest the known key closest to an unknown one, walking the model tree."""
+    model: type[BaseModel] = Params
+    for part in loc[:-1]:
+        field = next(
+            (f for name, f in model.model_fields.items() if part in (name, f.alias)), None
+        )
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    known = [f.alias or name for name, f in model.model_fields.items()]
+    match = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    return f" (did you mean '{match[0]}'?)" if match else ""

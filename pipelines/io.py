@@ -1,0 +1,91 @@
+"""File-system edges shared by the stages: atomic writes, hashing, reading tables.
+
+Every output is written to a temporary file in the same folder and renamed into place,
+so a stage killed mid-write never leaves a half-written file that a later stage trusts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it onto `target` only on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(target: Path | str, writer: Callable[[Path], Any]) -> Path:
+    """Call `writer(tmp_path)` and move the result onto `target` atomically."""
+    with atomic_path(target) as tmp:
+        writer(tmp)
+    return Path(target)
+
+
+def write_parquet(frame: pd.DataFrame, target: Path | str) -> Path:
+    """Write a frame as Parquet, deterministically (no index, no timestamps), atomically."""
+    return write_atomic(target, lambda tmp: frame.to_parquet(tmp, index=False, engine="pyarrow"))
+
+
+def write_json(data: Any, target: Path | str) -> Path:
+    """Write JSON with sorted keys so equal content gives equal bytes."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    return write_atomic(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_text(text: str, target: Path | str) -> Path:
+    return write_atomic(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_json(path: Path | str) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def file_sha256(path: Path | str, chunk_size: int = 1 << 20) -> str:
+    """Content hash of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def table_format(path: Path | str) -> str:
+    """'csv' or 'parquet' from a path's suffix; a clear error for anything else."""
+    suffix = Path(str(path)).suffix.lower()
+    try:
+        return TABLE_SUFFIXES[suffix]
+    except KeyError:
+        raise ValueError(
+            f"{path}: cannot tell the format from suffix '{suffix}'; use .csv or .parquet"
+        ) from None
+
+
+def read_table(path: Path | str, fmt: str | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a frame."""
+    fmt = fmt or table_format(path)
+    if fmt == "parquet":
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
