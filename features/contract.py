@@ -43,7 +43,9 @@ class Column(BaseModel):
     def _rules_fit_dtype(self) -> Column:
         numeric = self.dtype in NUMERIC_DTYPES
         if (self.min is not None or self.max is not None) and not numeric:
-            raise ValueError(f"column '{self.name}': min/max need a numeric dtype, not {self.dtype}")
+            raise ValueError(
+                f"column '{self.name}': min/max need a numeric dtype, not {self.dtype}"
+            )
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"column '{self.name}': min {self.min} is above max {self.max}")
         if self.dtype == "categorical" and not self.categories:
@@ -143,7 +145,9 @@ def load_contract(path: Path | str) -> DataContract:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ContractError(f"{path}: data contract not found (params.yaml data.contract)") from None
+        raise ContractError(
+            f"{path}: data contract not found (params.yaml data.contract)"
+        ) from None
     except yaml.YAMLError as exc:
         raise ContractError(f"{path}: not valid YAML: {exc}") from None
     return parse_contract(raw, str(path))

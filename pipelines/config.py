@@ -36,7 +36,9 @@ class DataConfig(Frozen):
 
 # --- ingest ---------------------------------------------------------------------------
 
-Scenario = Literal["none", "sensor_offset", "product_mix", "tool_change_policy", "failure_mechanism"]
+Scenario = Literal[
+    "none", "sensor_offset", "product_mix", "tool_change_policy", "failure_mechanism"
+]
 
 
 class SyntheticSourceConfig(Frozen):
@@ -55,7 +57,13 @@ class RetryConfig(Frozen):
     attempts: int = Field(5, ge=1, le=100)
     backoff_initial_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
-    jitter_s: float = Field(0.5, ge=0)
+    jitter_s: float = Field(0.5, ge=0)  # a random 0..jitter_s added after the cap
+
+    @model_validator(mode="after")
+    def _backoff_is_ordered(self) -> RetryConfig:
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("backoff_initial_s must not exceed backoff_max_s")
+        return self
 
 
 class HttpSourceConfig(Frozen):
@@ -171,6 +179,12 @@ class MonitorConfig(Frozen):
     sample_rows: int = Field(100_000, ge=100)
 
 
+class TrackingConfig(Frozen):
+    """MLflow: where runs go. The tracking URI comes from MLFLOW_TRACKING_URI, not from here."""
+
+    experiment: str = Field("lifecycle", min_length=1)
+
+
 class Params(Frozen):
     """The whole of `params.yaml`."""
 
@@ -181,6 +195,7 @@ class Params(Frozen):
     evaluate: EvaluateConfig = EvaluateConfig()
     deploy: DeployConfig = DeployConfig()
     monitor: MonitorConfig = MonitorConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -190,7 +205,9 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping of blocks at the top level, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping of blocks at the top level, got {type(raw).__name__}"
+        )
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
@@ -230,9 +247,7 @@ def _close_match(raw: dict[str, Any], loc: tuple[Any, ...]) -> str:
     """Suggest the known key closest to an unknown one, walking the model tree."""
     model: type[BaseModel] = Params
     for part in loc[:-1]:
-        field = next(
-            (f for name, f in model.model_fields.items() if part in (name, f.alias)), None
-        )
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
         annotation = getattr(field, "annotation", None)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return ""

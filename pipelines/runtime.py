@@ -22,6 +22,8 @@ def configure_logging(level: str | None = None) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # httpx logs every request's full URL at INFO, credentials and query tokens included
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,42 @@
+# One way to run things: the README, CI (.ci/run) and you call these targets.
+VENV ?= .venv
+PYTHON ?= python3
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Usage tracking of every library, off (pipelines/__init__.py sets the same defaults).
+export DO_NOT_TRACK ?= true
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export BENTOML_DO_NOT_TRACK ?= true
+export GX_ANALYTICS_ENABLED ?= false
+export DVC_NO_ANALYTICS ?= 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install lifecycle test lint mlflow-ui benchmarks clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the pinned stack
+
+lifecycle: install ## Install, then run the whole lifecycle (dvc repro) on the default data
+	dvc repro
+
+test: install ## Run the whole test suite, the slow end-to-end tests included
+	pytest
+
+lint: install ## Static checks
+	ruff check .
+
+mlflow-ui: install ## Open the MLflow UI on http://127.0.0.1:5000
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+benchmarks: install ## Run the benchmarks; results go to benchmarks/results/
+	python benchmarks/bench_data.py
+
+clean: ## Remove lifecycle products (data, artifacts, reports, MLflow store); keeps .venv
+	rm -rf data artifacts reports mlflow.db mlartifacts dvc.lock

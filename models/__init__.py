@@ -1,0 +1,1 @@
+"""Training and evaluation: pure functions over frames, the contract and typed config."""

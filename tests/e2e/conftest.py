@@ -1,0 +1,78 @@
+"""A temporary copy of the repository, with its own git repo, for real `dvc repro` runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Repro:
+    returncode: int
+    output: str
+
+    @property
+    def ran(self) -> list[str]:
+        """Stages DVC ran, in order."""
+        return [
+            line.split("'")[1]
+            for line in self.output.splitlines()
+            if line.startswith("Running stage '")
+        ]
+
+
+@dataclass
+class ProjectCopy:
+    path: Path
+
+    def repro(self, *args: str, timeout: int = 600) -> Repro:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        done = subprocess.run(
+            [str(BIN / "dvc"), "repro", *args],
+            cwd=self.path, env=env, capture_output=True, text=True, timeout=timeout,
+        )
+        return Repro(done.returncode, done.stdout + done.stderr)
+
+    def edit_params(self, edit: Callable[[dict], None]) -> None:
+        path = self.path / "params.yaml"
+        raw = yaml.safe_load(path.read_text())
+        edit(raw)
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    def read(self, relative: str) -> bytes:
+        return (self.path / relative).read_bytes()
+
+
+def _project_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    return [f for f in listed if (ROOT / f).is_file()]
+
+
+@pytest.fixture(scope="module")
+def project_copy(tmp_path_factory: pytest.TempPathFactory) -> ProjectCopy:
+    """The repository's files (no lifecycle products) in a fresh git repo."""
+    dest = tmp_path_factory.mktemp("project")
+    for name in _project_files():
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=dest, check=True)
+    return ProjectCopy(dest)
