@@ -32,9 +32,16 @@ def atomic_path(target: Path | str) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; honour the umask
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(target: Path | str, writer: Callable[[Path], Any]) -> Path:
