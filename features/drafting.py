@@ -30,7 +30,9 @@ def draft_contract(
     if sample.empty:
         raise DraftError("the sample has no rows")
     if label not in sample.columns:
-        raise DraftError(f"label column '{label}' is not in the sample; columns: {list(sample.columns)}")
+        raise DraftError(
+            f"label column '{label}' is not in the sample; columns: {list(sample.columns)}"
+        )
     unknown = sorted(set(ignore) - set(sample.columns))
     if unknown:
         raise DraftError(f"--ignore names columns not in the sample: {unknown}")
@@ -47,7 +49,7 @@ def draft_contract(
 
 def _draft_label(series: pd.Series) -> Column:
     values = set(series.dropna().unique().tolist())
-    if series.isna().any() or not values <= {0, 1, True, False}:
+    if series.isna().any() or not values <= {0, 1}:  # True and False equal 1 and 0
         shown = sorted(map(str, values))[:5]
         raise DraftError(
             f"label column '{series.name}' must hold only 0 and 1 with no nulls; found {shown}"
@@ -66,7 +68,9 @@ def _draft_column(series: pd.Series, ignored: bool) -> Column:
     if pd.api.types.is_numeric_dtype(series):
         whole = bool(np.all(np.mod(values, 1) == 0)) if len(values) else False
         if unique and whole and _ID_NAME.search(name) and not ignored:
-            return Column(name=name, dtype="integer", role="id", unique=True, min=float(values.min()))
+            return Column(
+                name=name, dtype="integer", role="id", unique=True, min=float(values.min())
+            )
         low, high = float(values.min()), float(values.max())
         if not (whole and low >= 0 and high <= 1):  # keep a 0/1 flag exactly 0/1
             low, high = _widen(low, high, whole)
@@ -74,10 +78,14 @@ def _draft_column(series: pd.Series, ignored: bool) -> Column:
         return Column(name=name, dtype=dtype, role=role, nullable=nullable, min=low, max=high)
     text = values.astype(str)
     if unique and not ignored:
-        return Column(name=name, dtype="string", role="id", unique=_ID_NAME.search(name) is not None)
+        return Column(
+            name=name, dtype="string", role="id", unique=_ID_NAME.search(name) is not None
+        )
     if text.nunique() <= MAX_CATEGORIES:
         categories = tuple(sorted(text.unique().tolist()))
-        return Column(name=name, dtype="categorical", role=role, nullable=nullable, categories=categories)
+        return Column(
+            name=name, dtype="categorical", role=role, nullable=nullable, categories=categories
+        )
     return Column(
         name=name,
         dtype="string",

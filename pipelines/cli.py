@@ -51,7 +51,10 @@ def draft_contract_command(
     except DraftError as exc:
         _fail(str(exc))
     write_text(dump_contract(contract), out)
-    roles = {role: [c.name for c in contract.columns if c.role == role] for role in ("id", "feature", "ignore")}
+    roles = {
+        role: [c.name for c in contract.columns if c.role == role]
+        for role in ("id", "feature", "ignore")
+    }
     logger.info("wrote %s: %d columns from %d sample rows", out, len(contract.columns), len(frame))
     for role, names in roles.items():
         logger.info("  %-7s %s", role, ", ".join(names) or "-")

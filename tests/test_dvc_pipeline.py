@@ -51,7 +51,8 @@ def test_stages_in_lifecycle_order() -> None:
 def test_deps_cover_every_imported_project_file(stage: str) -> None:
     deps = _dep_paths(stage)
     uncovered = sorted(
-        f for f in _imported_project_files(stage)
+        f
+        for f in _imported_project_files(stage)
         if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)
     )
     assert uncovered == [], f"stage {stage} imports files its deps do not list: {uncovered}"
@@ -68,4 +69,6 @@ def test_params_cover_every_key_the_stage_reads(stage: str) -> None:
     unread_blocks = {key for key in read if key.split(".")[0] not in PARAMS}
     assert not unread_blocks, f"{stage} reads unknown blocks {unread_blocks}"
     missing = sorted(k for k in read if k not in declared and k.split(".")[0] not in declared)
-    assert missing == [], f"stage {stage} reads params its dvc.yaml entry does not declare: {missing}"
+    assert missing == [], (
+        f"stage {stage} reads params its dvc.yaml entry does not declare: {missing}"
+    )

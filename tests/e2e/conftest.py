@@ -41,7 +41,11 @@ class ProjectCopy:
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         done = subprocess.run(
             [str(BIN / "dvc"), "repro", *args],
-            cwd=self.path, env=env, capture_output=True, text=True, timeout=timeout,
+            cwd=self.path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         return Repro(done.returncode, done.stdout + done.stderr)
 
@@ -58,7 +62,10 @@ class ProjectCopy:
 def _project_files() -> list[str]:
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     return [f for f in listed if (ROOT / f).is_file()]
 

@@ -65,7 +65,11 @@ def test_second_run_runs_nothing(project_copy: ProjectCopy) -> None:
     [
         (("monitor", "drift_share"), 0.6, ["monitor"]),
         (("deploy", "min_roc_auc"), 0.81, ["deploy"]),
-        (("train", "hist_gradient_boosting", "max_iter"), 150, ["train", "evaluate", "deploy", "monitor"]),
+        (
+            ("train", "hist_gradient_boosting", "max_iter"),
+            150,
+            ["train", "evaluate", "deploy", "monitor"],
+        ),
     ],
     ids=["monitor-key", "deploy-key", "train-key"],
 )

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from features.contract import ContractError, DataContract, dump_contract, load_contract, parse_contract
+from features.contract import (
+    ContractError,
+    DataContract,
+    dump_contract,
+    load_contract,
+    parse_contract,
+)
 
 
 def test_milling_contract_roles(contract: DataContract) -> None:
@@ -25,7 +31,9 @@ def test_milling_contract_roles(contract: DataContract) -> None:
     assert not {"TWF", "HDF", "PWF", "OSF", "RNF"} & set(contract.features)
 
 
-def test_contract_matches_the_real_file_columns(contract: DataContract, real_ai4i_path: Path) -> None:
+def test_contract_matches_the_real_file_columns(
+    contract: DataContract, real_ai4i_path: Path
+) -> None:
     header = real_ai4i_path.read_text().splitlines()[0].split(",")
     assert contract.column_names == header
 
@@ -49,7 +57,9 @@ def test_categorical_without_categories_names_the_column(contract: DataContract)
     raw = _raw(contract)
     type_column = next(c for c in raw["columns"] if c["name"] == "Type")
     type_column["categories"] = None
-    with pytest.raises(ContractError, match="column 'Type': a categorical column needs its categories"):
+    with pytest.raises(
+        ContractError, match="column 'Type': a categorical column needs its categories"
+    ):
         parse_contract(raw)
 
 
@@ -64,7 +74,9 @@ def test_unknown_dtype_names_the_column(contract: DataContract) -> None:
 def test_unknown_key_in_a_column(contract: DataContract) -> None:
     raw = _raw(contract)
     raw["columns"][4]["maximum"] = 3
-    with pytest.raises(ContractError, match=r"column 'Process temperature \[K\]'.maximum: Extra inputs"):
+    with pytest.raises(
+        ContractError, match=r"column 'Process temperature \[K\]'.maximum: Extra inputs"
+    ):
         parse_contract(raw)
 
 

@@ -1,0 +1,98 @@
+"""Stage `validate`: check the raw dataset against the data contract before anything trusts it.
+
+    python -m pipelines.validate
+
+Reads `data/raw/dataset.parquet`, runs the Great Expectations suite derived from the contract
+(`data.contract`) and the `validate` block of `params.yaml`, and writes:
+
+- `reports/validate/summary.json`: the DVC metric (deterministic), always;
+- `reports/validate/data_docs/index.html`: GE's data docs, always;
+- on success only, `data/validated/dataset.parquet` (the rows that passed) and
+  `data/validated/quarantine.parquet` (rows set aside by `validate.quarantine`; no rows when
+  none were).
+
+On failure it exits non-zero with one line per failed rule, and leaves no validated dataset
+behind (a stale one from an earlier run is removed).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from features.contract import load_contract
+from features.validation import DataValidationError, check_dataset, write_data_docs
+from pipelines.config import load_params
+from pipelines.io import write_json, write_parquet
+from pipelines.runtime import run_stage, timed
+
+logger = logging.getLogger(__name__)
+
+RAW_PATH = Path("data/raw/dataset.parquet")
+VALIDATED_PATH = Path("data/validated/dataset.parquet")
+QUARANTINE_PATH = Path("data/validated/quarantine.parquet")
+SUMMARY_PATH = Path("reports/validate/summary.json")
+DATA_DOCS_DIR = Path("reports/validate/data_docs")
+
+
+def read_raw(path: Path) -> pd.DataFrame:
+    """Read the raw dataset; an absent, empty or unreadable file is a validation failure."""
+    if not path.exists():
+        raise DataValidationError(f"{path}: not found (run the ingest stage first)")
+    if path.stat().st_size == 0:
+        raise DataValidationError(f"{path}: the file is empty (0 bytes)")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise DataValidationError(f"{path}: cannot be read as Parquet: {exc}") from None
+
+
+def discard_outputs() -> None:
+    """Remove outputs of an earlier run that a failed validation must not leave behind."""
+    for stale in (VALIDATED_PATH, QUARANTINE_PATH):
+        stale.unlink(missing_ok=True)
+
+
+def validate() -> None:
+    params = load_params()
+    contract = load_contract(params.data.contract)
+    try:
+        frame = read_raw(RAW_PATH)
+    except DataValidationError as exc:
+        discard_outputs()
+        shutil.rmtree(DATA_DOCS_DIR, ignore_errors=True)
+        write_json({"success": False, "rows": 0, "problem": str(exc)}, SUMMARY_PATH)
+        raise
+    with timed(f"validating {len(frame)} rows against contract '{contract.name}'"):
+        outcome = check_dataset(frame, contract, params.validate_)
+    write_json(outcome.summary(), SUMMARY_PATH)
+    with timed("writing data docs"):
+        write_data_docs(outcome.reports, DATA_DOCS_DIR)
+    report = DATA_DOCS_DIR / "index.html"
+    logger.info("data docs: %s", report)
+
+    if not outcome.success:
+        discard_outputs()
+        raise DataValidationError(f"{outcome.message()}\n(details: {report})")
+
+    write_parquet(outcome.quarantined, QUARANTINE_PATH)
+    write_parquet(outcome.validated, VALIDATED_PATH)
+    if len(outcome.quarantined):
+        logger.warning("%s", outcome.message())
+        logger.warning("quarantined rows written to %s", QUARANTINE_PATH)
+    logger.info("%d rows passed validation -> %s", len(outcome.validated), VALIDATED_PATH)
+
+
+def main() -> None:
+    # GE logs its own set-up at INFO (one module sets its logger's level itself): keep the
+    # stage's log about the data.
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    run_stage("validate", validate)
+
+
+if __name__ == "__main__":
+    main()

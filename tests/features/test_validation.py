@@ -1,0 +1,424 @@
+"""Validation: the suite derives from the contract, good data passes, each corruption fails
+with a message that names the column, the count and examples; quarantine sets aside only
+row-level failures and agrees with Great Expectations' counts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract import DataContract, parse_contract
+from features.validation import (
+    ROW_RULES,
+    ValidationReport,
+    build_suite,
+    check_dataset,
+    quarantine_rows,
+    row_rule_masks,
+    validate_frame,
+    write_data_docs,
+)
+from pipelines.config import ValidateConfig
+from tests.factories import make_valid_frame
+
+CONFIG = ValidateConfig()  # min_rows 1000, label_rate [0.005, 0.25], unique ids
+
+
+@pytest.fixture(scope="module")
+def valid_frame() -> pd.DataFrame:
+    return make_valid_frame()
+
+
+@pytest.fixture(scope="module")
+def valid_report(valid_frame: pd.DataFrame, contract: DataContract) -> ValidationReport:
+    return validate_frame(valid_frame, contract, CONFIG)
+
+
+# --- the suite --------------------------------------------------------------------------
+
+
+def test_suite_derives_every_rule_from_the_contract(contract: DataContract) -> None:
+    suite = build_suite(contract, CONFIG)
+    by_column: dict[str, set[str]] = {}
+    for expectation in suite.expectations:
+        column = getattr(expectation, "column", None) or "(dataset)"
+        by_column.setdefault(column, set()).add(expectation.meta["rule"])
+
+    assert set(by_column) == {*contract.column_names, "(dataset)"}
+    assert by_column["(dataset)"] == {"row_count"}
+    assert by_column[contract.label] >= {"exists", "type", "whole", "not_null", "range",
+                                         "label_rate"}
+    for column in contract.columns:
+        rules = by_column[column.name]
+        assert "exists" in rules
+        assert ("not_null" in rules) is not column.nullable
+        assert ("range" in rules) is (column.min is not None or column.max is not None)
+        assert ("categories" in rules) is (column.categories is not None)
+        assert ("pattern" in rules) is (column.pattern is not None)
+        assert ("unique" in rules) is column.unique
+
+
+def test_suite_follows_another_contract_and_config() -> None:
+    other = parse_contract({
+        "name": "tiny",
+        "columns": [
+            {"name": "id", "dtype": "integer", "role": "id", "unique": True},
+            {"name": "reading", "dtype": "float", "nullable": True, "max": 5},
+            {"name": "label", "dtype": "integer", "role": "label", "min": 0, "max": 1},
+        ],
+    })
+    config = ValidateConfig(unique_ids=False, min_rows=5, max_rows=10, label_rate=(0.1, 0.9))
+    suite = build_suite(other, config)
+    rules = {(getattr(e, "column", None), e.meta["rule"]) for e in suite.expectations}
+
+    assert ("reading", "not_null") not in rules
+    assert ("reading", "range") in rules
+    assert ("id", "unique") not in rules  # validate.unique_ids is off
+    row_count = next(e for e in suite.expectations if e.meta["rule"] == "row_count")
+    assert (row_count.min_value, row_count.max_value) == (5, 10)
+    rate = next(e for e in suite.expectations if e.meta["rule"] == "label_rate")
+    assert (rate.column, rate.min_value, rate.max_value) == ("label", 0.1, 0.9)
+
+
+# --- good data ----------------------------------------------------------------------------
+
+
+def test_valid_frame_passes(valid_report: ValidationReport) -> None:
+    assert valid_report.success, valid_report.message()
+    assert valid_report.failures == ()
+    assert "all 65 expectations passed" in valid_report.message()
+    assert valid_report.rows == 2000
+    assert 0.005 <= valid_report.label_rate <= 0.25
+
+
+def test_real_ai4i_file_passes(real_ai4i_path, contract: DataContract) -> None:
+    report = validate_frame(pd.read_csv(real_ai4i_path), contract, CONFIG)
+    assert report.success, report.message()
+    assert report.rows == 10_000
+    assert report.label_rate == pytest.approx(0.0339)
+
+
+def test_integer_column_of_whole_floats_passes(valid_frame: pd.DataFrame,
+                                               contract: DataContract) -> None:
+    frame = valid_frame.astype({"UDI": float, "Machine failure": float})
+    frame.loc[3, "Air temperature [K]"] = 300  # a whole value in a float column is fine too
+    report = validate_frame(frame, contract, CONFIG)
+    assert report.success, report.message()
+
+
+def test_validation_does_not_change_its_input(contract: DataContract) -> None:
+    frame = make_valid_frame(1500, seed=3)
+    frame.loc[0, "Torque [Nm]"] = -1.0
+    before = frame.copy()
+    validate_frame(frame, contract, CONFIG)
+    pd.testing.assert_frame_equal(frame, before)
+
+
+def test_summary_is_plain_json_and_deterministic(valid_frame: pd.DataFrame,
+                                                 valid_report: ValidationReport,
+                                                 contract: DataContract) -> None:
+    again = validate_frame(valid_frame, contract, CONFIG)
+    text = json.dumps(valid_report.summary(), sort_keys=True, allow_nan=False)
+    assert text == json.dumps(again.summary(), sort_keys=True, allow_nan=False)
+    summary = valid_report.summary()
+    assert summary["success"] is True
+    assert summary["rows"] == 2000
+    assert summary["expectations"] == len(summary["results"]) == 65
+    first = summary["results"][1]
+    assert set(first) >= {"expectation", "column", "success", "unexpected_count",
+                          "unexpected_percent", "examples"}
+    assert "time" not in text and "run_id" not in text
+
+
+def test_results_are_immutable(valid_report: ValidationReport) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        valid_report.results[0].success = False  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        valid_report.results[0].kwargs["column"] = "other"  # type: ignore[index]
+
+
+# --- each corruption fails with a readable message -----------------------------------------
+
+
+def _set(column: str, rows: list[int], values: list[object]) -> Callable[[pd.DataFrame], None]:
+    def corrupt(frame: pd.DataFrame) -> None:
+        if any(isinstance(v, str) for v in values):
+            frame[column] = frame[column].astype(object)
+        elif any(isinstance(v, float) for v in values):
+            frame[column] = frame[column].astype(float)
+        for row, value in zip(rows, values, strict=True):
+            frame.at[row, column] = value
+    return corrupt
+
+
+def _numbers_as_text(frame: pd.DataFrame) -> None:
+    frame["Torque [Nm]"] = frame["Torque [Nm]"].round(1).astype(str)
+    frame.at[4, "Torque [Nm]"] = "n/a"
+
+
+def _label_rate_too_high(frame: pd.DataFrame) -> None:
+    frame.loc[frame.index[:800], "Machine failure"] = 1
+
+
+def _duplicate_ids(frame: pd.DataFrame) -> None:
+    frame.loc[10, "UDI"] = 5
+
+
+def _dates_in_numeric_column(frame: pd.DataFrame) -> None:
+    frame["Tool wear [min]"] = pd.Timestamp("2024-01-01")
+
+
+CORRUPTIONS = {
+    "out of range": (
+        _set("Torque [Nm]", [3, 5], [-5.0, 999.0]),
+        "column 'Torque [Nm]': 2 values out of range [0, 200] (e.g. -5.0, 999.0)"),
+    "nulls": (
+        _set("Air temperature [K]", [1, 2, 3], [np.nan] * 3),
+        "column 'Air temperature [K]': 3 null values (the column is not nullable)"),
+    "unknown category": (
+        _set("Type", [7], ["X"]),
+        "column 'Type': 1 value not in categories ['L', 'M', 'H'] (e.g. 'X')"),
+    "pattern mismatch": (
+        _set("Product ID", [8, 9], ["Z123", "L-7"]),
+        "column 'Product ID': 2 values not matching pattern '^[LMH][0-9]+$' "
+        "(e.g. 'Z123', 'L-7')"),
+    "strings in a numeric column": (
+        _set("Torque [Nm]", [2, 6], ["abc", "12,5"]),
+        "column 'Torque [Nm]': expected numbers, found 2 values of another type "
+        "(e.g. 'abc', '12,5')"),
+    "numbers stored as text": (
+        _numbers_as_text,
+        "the column holds text, of which 1 is not a number (e.g. 'n/a')"),
+    "dates in a numeric column": (
+        _dates_in_numeric_column,
+        "column 'Tool wear [min]': expected numbers, found dtype datetime64"),
+    "fractions in an integer column": (
+        _set("UDI", [4], [4.5]),
+        "column 'UDI': 1 value not a whole number (the contract says integer) (e.g. 4.5)"),
+    "duplicate ids": (
+        _duplicate_ids,
+        "column 'UDI': 2 rows share a value that must be unique (e.g. 5)"),
+    "label rate out of range": (
+        _label_rate_too_high,
+        "column 'Machine failure': label rate 0.4"),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_each_corruption_fails_with_a_clear_message(name: str, valid_frame: pd.DataFrame,
+                                                    contract: DataContract) -> None:
+    corrupt, expected = CORRUPTIONS[name]
+    frame = valid_frame.copy()
+    corrupt(frame)
+    report = validate_frame(frame, contract, CONFIG)
+
+    assert not report.success
+    message = report.message()
+    assert expected in message
+    assert len(report.failures) == 1, message  # one problem, one line: no cascade
+    assert "Traceback" not in message and "could not check" not in message
+
+
+def test_label_rate_message_names_the_bounds(valid_frame: pd.DataFrame,
+                                             contract: DataContract) -> None:
+    frame = valid_frame.copy()
+    frame["Machine failure"] = 0
+    frame[["TWF", "HDF", "PWF", "OSF", "RNF"]] = 0
+    report = validate_frame(frame, contract, CONFIG)
+    assert ("column 'Machine failure': label rate 0.0000 outside [0.005, 0.25] "
+            "(validate.label_rate)") in report.message()
+
+
+def test_missing_column_gives_one_clear_line(valid_frame: pd.DataFrame,
+                                             contract: DataContract) -> None:
+    report = validate_frame(valid_frame.drop(columns=["Torque [Nm]"]), contract, CONFIG)
+
+    assert report.message().splitlines() == [
+        "data contract 'milling': 1 of 65 expectations failed on 2000 rows",
+        "  - column 'Torque [Nm]': missing (the data contract requires it)",
+    ]
+    dependent = [r for r in report.results if r.column == "Torque [Nm]" and r.rule != "exists"]
+    assert dependent and all(r.skipped == "column missing" and r.error is None
+                             for r in dependent)
+
+
+def test_too_few_rows(valid_frame: pd.DataFrame, contract: DataContract) -> None:
+    report = validate_frame(valid_frame.head(500), contract, CONFIG)
+    assert report.message().splitlines()[1:] == [
+        "  - dataset: 500 rows, expected between 1000 and 5000000 "
+        "(validate.min_rows, validate.max_rows)"
+    ]
+
+
+@pytest.mark.parametrize("columns", ["kept", "none"])
+def test_empty_frame(columns: str, valid_frame: pd.DataFrame,
+                     contract: DataContract) -> None:
+    frame = valid_frame.iloc[0:0] if columns == "kept" else pd.DataFrame()
+    report = validate_frame(frame, contract, CONFIG)
+
+    lines = report.message().splitlines()
+    assert lines[1] == ("  - dataset: 0 rows (empty), expected between 1000 and 5000000 "
+                        "(validate.min_rows, validate.max_rows)")
+    assert "label rate" not in report.message()
+    missing = [line for line in lines if "missing" in line]
+    assert len(missing) == (0 if columns == "kept" else len(contract.columns))
+
+
+def test_several_problems_are_all_listed(valid_frame: pd.DataFrame,
+                                         contract: DataContract) -> None:
+    frame = valid_frame.drop(columns=["RNF"])
+    frame.loc[3, "Torque [Nm]"] = -1.0
+    frame.loc[7, "Type"] = "X"
+    report = validate_frame(frame, contract, CONFIG)
+    message = report.message()
+    assert message.startswith("data contract 'milling': 3 of 65 expectations failed")
+    for part in ("'RNF': missing", "'Torque [Nm]': 1 value out of range", "'Type': 1 value"):
+        assert part in message
+
+
+# --- quarantine -----------------------------------------------------------------------------
+
+# Rows 10..14 break row-level rules; row 12 breaks two.
+ROW_CORRUPTIONS = {
+    10: ("Torque [Nm]", -3.0),
+    11: ("Type", "Q"),
+    12: ("Product ID", "bad id"),
+    13: ("Air temperature [K]", np.nan),
+    14: ("Tool wear [min]", 9999.0),
+}
+
+
+def _with_bad_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    for row, (column, value) in ROW_CORRUPTIONS.items():
+        frame.loc[row, column] = value
+    frame.loc[12, "Rotational speed [rpm]"] = np.nan
+    return frame
+
+
+def test_row_masks_agree_with_great_expectations(valid_frame: pd.DataFrame,
+                                                 contract: DataContract) -> None:
+    frame = _with_bad_rows(valid_frame)
+    frame.loc[20, "Torque [Nm]"] = np.nan  # a null is not also out of range
+    report = validate_frame(frame, contract, CONFIG)
+    masks = row_rule_masks(frame, contract)
+
+    row_results = [r for r in report.results if r.rule in ROW_RULES]
+    assert {(r.rule, r.column) for r in row_results} == set(masks)
+    for result in row_results:
+        assert result.unexpected_count == masks[(result.rule, result.column)].sum(), result
+    assert report.quarantinable
+
+
+def test_quarantine_rows_splits_only_row_level_failures(valid_frame: pd.DataFrame,
+                                                        contract: DataContract) -> None:
+    frame = _with_bad_rows(valid_frame)
+    before = frame.copy()
+    good, bad = quarantine_rows(frame, contract)
+
+    assert sorted(bad.index) == sorted(ROW_CORRUPTIONS)
+    assert len(good) + len(bad) == len(frame)
+    assert list(good.columns) == list(bad.columns) == list(frame.columns)
+    pd.testing.assert_frame_equal(frame, before)  # pure: the input is untouched
+
+
+def test_quarantine_ignores_missing_columns_and_wrong_types(valid_frame: pd.DataFrame,
+                                                            contract: DataContract) -> None:
+    frame = valid_frame.drop(columns=["Type"])
+    frame["Torque [Nm]"] = frame["Torque [Nm]"].astype(object)
+    frame.loc[0, "Torque [Nm]"] = "abc"
+    good, bad = quarantine_rows(frame, contract)
+    assert bad.empty and len(good) == len(frame)
+
+
+QUARANTINE_ON = ValidateConfig(quarantine={"enabled": True, "max_share": 0.05})
+
+
+def test_few_bad_rows_are_quarantined(valid_frame: pd.DataFrame,
+                                      contract: DataContract) -> None:
+    outcome = check_dataset(_with_bad_rows(valid_frame), contract, QUARANTINE_ON)
+
+    assert outcome.success, outcome.message()
+    assert sorted(outcome.quarantined.index) == sorted(ROW_CORRUPTIONS)
+    assert len(outcome.validated) == len(valid_frame) - len(ROW_CORRUPTIONS)
+    assert outcome.after_quarantine is not None and outcome.after_quarantine.success
+    assert "quarantined 5 of 2000 rows (0.25%" in outcome.message()
+    summary = outcome.summary()
+    assert summary["quarantine"]["applied"] is True
+    assert summary["rows_quarantined"] == 5 and summary["rows_validated"] == 1995
+    assert summary["quarantine"]["reasons"]["'Type' not in ['L', 'M', 'H']"] == 1
+    json.dumps(summary, allow_nan=False)
+
+
+def test_too_many_bad_rows_fail(valid_frame: pd.DataFrame, contract: DataContract) -> None:
+    frame = valid_frame.copy()
+    frame.loc[frame.index[:150], "Torque [Nm]"] = -1.0  # 7.5 % of the rows
+    outcome = check_dataset(frame, contract, QUARANTINE_ON)
+
+    assert not outcome.success and outcome.validated is None
+    assert ("quarantine refused: 150 of 2000 rows (7.50%) break row-level rules, more than "
+            "validate.quarantine.max_share (5.00%)") in outcome.message()
+    assert outcome.summary()["quarantine"]["applied"] is False
+
+
+def test_missing_column_is_never_quarantined(valid_frame: pd.DataFrame,
+                                             contract: DataContract) -> None:
+    frame = _with_bad_rows(valid_frame).drop(columns=["Type"])
+    outcome = check_dataset(frame, contract, QUARANTINE_ON)
+
+    assert not outcome.success
+    assert "column 'Type': missing" in outcome.message()
+    assert "quarantine cannot help" in outcome.message()
+    assert outcome.summary()["rows_quarantined"] == 0
+
+
+def test_quarantine_is_off_by_default(valid_frame: pd.DataFrame,
+                                      contract: DataContract) -> None:
+    outcome = check_dataset(_with_bad_rows(valid_frame), contract, CONFIG)
+    assert not outcome.success
+    assert "quarantine" not in outcome.message()
+
+
+def test_rows_kept_must_still_pass_the_whole_suite(valid_frame: pd.DataFrame,
+                                                   contract: DataContract) -> None:
+    config = ValidateConfig(min_rows=1999, quarantine={"enabled": True, "max_share": 0.05})
+    outcome = check_dataset(_with_bad_rows(valid_frame), contract, config)
+
+    assert not outcome.success
+    assert "the rows kept after quarantine still fail" in outcome.message()
+    assert "1995 rows, expected between 1999" in outcome.message()
+
+
+# --- data docs and speed --------------------------------------------------------------------
+
+
+def test_data_docs_are_written_and_replaced(tmp_path, valid_frame: pd.DataFrame,
+                                            contract: DataContract) -> None:
+    outcome = check_dataset(_with_bad_rows(valid_frame), contract, QUARANTINE_ON)
+    docs = tmp_path / "docs"
+    (docs / "old").mkdir(parents=True)
+
+    index = write_data_docs(outcome.reports, docs)
+
+    assert index == docs / "index.html" and index.is_file()
+    assert not (docs / "old").exists()
+    pages = sorted(p.relative_to(docs).parts[:3] for p in docs.glob("validations/**/*.html"))
+    assert [p[2] for p in pages] == ["after_quarantine", "dataset"]
+    assert "'Torque [Nm]' within [0, 200]" in " ".join(
+        p.read_text(encoding="utf-8") for p in docs.glob("validations/**/*.html"))
+    assert not list(tmp_path.glob(".docs.*"))  # no staging folder left behind
+
+
+def test_validating_100k_rows_is_fast(contract: DataContract) -> None:
+    frame = make_valid_frame(100_000, seed=1)
+    start = time.perf_counter()
+    report = validate_frame(frame, contract, CONFIG)
+    elapsed = time.perf_counter() - start
+    assert report.success, report.message()
+    assert elapsed < 10, f"validating 100k rows took {elapsed:.1f} s"
