@@ -39,4 +39,4 @@ benchmarks: install ## Run the benchmarks; results go to benchmarks/results/
 	python benchmarks/bench_data.py
 
 clean: ## Remove lifecycle products (data, artifacts, reports, MLflow store); keeps .venv
-	rm -rf data artifacts reports mlflow.db mlartifacts dvc.lock
+	rm -rf data artifacts reports mlflow.db mlruns mlartifacts dvc.lock

@@ -175,7 +175,7 @@ class DeployConfig(Frozen):
 
 
 class MonitorConfig(Frozen):
-    drift_share: float = Field(0.5, gt=0, le=1)
+    drift_share: float = Field(0.15, gt=0, le=1)
     sample_rows: int = Field(100_000, ge=100)
 
 
