@@ -54,7 +54,10 @@ def child_report(times: list[float], baseline_mib: float, **extra: Any) -> None:
 def run_child(script: Path, *args: str, timeout: int = 1800) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, str(script), "--child", *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"benchmark child {args} failed:\n{done.stderr[-3000:]}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._measure import (  # noqa: E402
+from benchmarks._measure import (
     child_report,
     machine,
     peak_rss_mib,
@@ -68,8 +68,11 @@ def main() -> None:
         for task in TASKS:
             result = run_child(Path(__file__), task, str(size), "--repeats", str(args.repeats))
             rows.append({"task": task, **result})
-            print(f"{task:9s} {size:>9,d} rows: median {result['median_s']:.3f} s, "
-                  f"peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
+            print(
+                f"{task:9s} {size:>9,d} rows: median {result['median_s']:.3f} s, "
+                f"peak RSS {result['peak_rss_mib']:.0f} MiB",
+                flush=True,
+            )
     results = {
         "benchmark": "data: synthetic generation and the validation gate",
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -82,7 +85,8 @@ def main() -> None:
         f"Measured {results['measured_at']} on {machine()['cpus']} CPUs, Python "
         f"{machine()['python']}; each cell in a fresh process, median of {args.repeats} repeats.",
         "",
-        "| task | rows | median s | min s | max s | rows/s (median) | peak RSS MiB | RSS before task MiB |",
+        "| task | rows | median s | min s | max s | rows/s (median) | peak RSS MiB "
+        "| RSS before task MiB |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:

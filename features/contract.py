@@ -37,6 +37,9 @@ class Column(BaseModel):
     categories: tuple[str, ...] | None = None
     pattern: str | None = None
     unique: bool = False
+    # domain knowledge the model must respect: the label's probability never falls (increasing)
+    # or never rises (decreasing) as this feature grows, all else equal
+    monotonic: Literal["increasing", "decreasing"] | None = None
     description: str = ""
 
     @model_validator(mode="after")
@@ -54,6 +57,8 @@ class Column(BaseModel):
             raise ValueError(f"column '{self.name}': categories need dtype categorical")
         if self.pattern is not None and self.dtype != "string":
             raise ValueError(f"column '{self.name}': a pattern needs dtype string")
+        if self.monotonic is not None and not (numeric and self.role == "feature"):
+            raise ValueError(f"column '{self.name}': monotonic needs a numeric feature")
         return self
 
     @property
@@ -113,6 +118,12 @@ class DataContract(BaseModel):
     @property
     def categorical_features(self) -> list[str]:
         return [c.name for c in self.columns if c.role == "feature" and not c.is_numeric]
+
+    @property
+    def monotonic_constraints(self) -> dict[str, int]:
+        """Feature name -> +1 (increasing) or -1 (decreasing), as scikit-learn takes them."""
+        sign = {"increasing": 1, "decreasing": -1}
+        return {c.name: sign[c.monotonic] for c in self.columns if c.monotonic is not None}
 
     @property
     def unique_columns(self) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from pipelines import registry  # light: it imports mlflow only when called
 from pipelines.runtime import configure_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -63,6 +64,81 @@ def draft_contract_command(
         "then set data.contract: %s in params.yaml",
         out,
     )
+
+
+@app.command("champion")
+def champion_command(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Registered model name [default: deploy.registered_model]."),
+    ] = None,
+) -> None:
+    """Show the registered model's champion and previous versions."""
+    name = model or _registered_model_name()
+    try:
+        registry.require_model(name)
+        held = {"champion": registry.champion(name), "previous": registry.previous(name)}
+    except registry.RegistryError as exc:
+        _fail_registry(exc)
+    typer.echo(f"{name} (tracking URI {registry.redacted_tracking_uri()})")
+    for alias, info in held.items():
+        if info is None:
+            typer.echo(f"  {alias:<8}  none")
+        else:
+            typer.echo(
+                f"  {alias:<8}  v{info.version}  sha256 {info.sha256 or '-'}  "
+                f"run {info.run_id or '-'}"
+            )
+
+
+@app.command("rollback")
+def rollback_command(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Registered model name [default: deploy.registered_model]."),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why: recorded with the move.")] = "manual rollback",
+    history: Annotated[
+        Path, typer.Option(help="The alias history file (JSON lines) to append to.")
+    ] = registry.DEFAULT_HISTORY,
+) -> None:
+    """Serve the previous version again: `champion` and `previous` swap places.
+
+    Running it twice rolls forward again. Servers that load the champion at start-up
+    serve the new one once they restart.
+    """
+    name = model or _registered_model_name()
+    evidence = {"reason": reason, "requested_by": _user(), "command": "lifecycle rollback"}
+    try:
+        move = registry.rollback(name, evidence, history=history)
+    except registry.RegistryError as exc:
+        _fail_registry(exc)
+    typer.echo(move.describe())
+
+
+def _registered_model_name() -> str:
+    from pipelines.config import ConfigError, load_params
+
+    try:
+        return load_params().deploy.registered_model
+    except ConfigError as exc:
+        _fail(f"{exc}; or pass --model")
+    raise AssertionError("unreachable")
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        return "unknown"
+
+
+def _fail_registry(exc: registry.RegistryError) -> None:
+    """Exit 1 when the tracking server is unavailable (retry later), 2 for anything else."""
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=1 if isinstance(exc, registry.RegistryUnavailableError) else 2)
 
 
 def _fail(message: str) -> None:

@@ -153,25 +153,85 @@ class LogisticRegressionConfig(Frozen):
 
 
 ModelName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
+FAMILY_CONFIGS: dict[str, type[Frozen]] = {
+    "hist_gradient_boosting": HistGradientBoostingConfig,
+    "random_forest": RandomForestConfig,
+    "logistic_regression": LogisticRegressionConfig,
+}
+SearchValue = bool | int | float | str | None
+
+
+class SearchConfig(Frozen):
+    """Optional randomized search with cross-validation; `n_iter` is the budget."""
+
+    enabled: bool = False
+    n_iter: int = Field(8, ge=1, le=1000)
+    cv_folds: int = Field(3, ge=2, le=20)
+    space: dict[ModelName, dict[str, list[SearchValue]]] = {}
+
+    @model_validator(mode="after")
+    def _space_names_real_hyperparameters(self) -> SearchConfig:
+        for family, space in self.space.items():
+            known = set(FAMILY_CONFIGS[family].model_fields)
+            unknown = sorted(set(space) - known)
+            if unknown:
+                raise ValueError(
+                    f"train.search.space.{family}: unknown hyperparameter(s) {unknown}; "
+                    f"known: {sorted(known)}"
+                )
+            empty = sorted(name for name, values in space.items() if not values)
+            if empty:
+                raise ValueError(f"train.search.space.{family}: no values for {empty}")
+        return self
 
 
 class TrainConfig(Frozen):
     holdout_size: float = Field(0.2, gt=0, lt=1)
+    cv_folds: int = Field(5, ge=2, le=20)  # out-of-fold predictions: CV metrics, threshold
     model: ModelName = "hist_gradient_boosting"
     hist_gradient_boosting: HistGradientBoostingConfig = HistGradientBoostingConfig()
     random_forest: RandomForestConfig = RandomForestConfig()
     logistic_regression: LogisticRegressionConfig = LogisticRegressionConfig()
+    search: SearchConfig = SearchConfig()
 
 
 # --- evaluate, deploy, monitor --------------------------------------------------------
 
+RankingMetric = Literal["roc_auc", "average_precision"]
+GateMetric = Literal["roc_auc", "average_precision", "f1", "precision", "recall"]
+
+
+class OperatingPointConfig(Frozen):
+    """How the label threshold is chosen on validation (out-of-fold) predictions."""
+
+    goal: Literal["recall", "precision", "f1"] = "recall"
+    at_least: float = Field(0.9, gt=0, le=1)  # for recall/precision; unused for f1
+
 
 class EvaluateConfig(Frozen):
-    threshold: float = Field(0.5, gt=0, lt=1)
+    operating_point: OperatingPointConfig = OperatingPointConfig()
+
+
+class BootstrapConfig(Frozen):
+    resamples: int = Field(1000, ge=100, le=100_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
 
 
 class DeployConfig(Frozen):
-    min_roc_auc: float = Field(0.8, ge=0, le=1)
+    """The champion/challenger gate and the model registry."""
+
+    registered_model: str = Field("milling-failure", min_length=1)
+    primary_metric: RankingMetric = "average_precision"
+    thresholds: dict[GateMetric, float] = {"roc_auc": 0.85, "average_precision": 0.5}
+    tolerance: float = Field(0.01, ge=0, le=1)
+    bootstrap: BootstrapConfig = BootstrapConfig()
+
+    @model_validator(mode="after")
+    def _thresholds_are_shares(self) -> DeployConfig:
+        outside = sorted(k for k, v in self.thresholds.items() if not 0 <= v <= 1)
+        if outside:
+            raise ValueError(f"deploy.thresholds {outside} must lie between 0 and 1")
+        return self
 
 
 class MonitorConfig(Frozen):

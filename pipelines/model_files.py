@@ -1,12 +1,19 @@
 """Saving and loading a fitted pipeline with skops, trusting only the types it needs.
 
 A model directory holds `model.skops` and `meta.json` (family, features, label, the exact
-trusted types, content hash). Loading refuses any type that is neither skops' default
-trust nor listed in `meta.json`.
+trusted types, hashes). Loading refuses any type that is neither skops' default trust nor
+listed in `meta.json`.
+
+Two hashes: `sha256` of the file guards its integrity; `content_sha256` identifies the model.
+skops files embed memory addresses, so equal models give different files; the content hash
+is taken over the fitted object's pickle bytes (hashed in memory, never stored), which are
+equal for equal models, across processes and hash seeds.
 """
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +37,13 @@ class LoadedModel:
     meta: dict[str, Any]
 
 
+def model_content_hash(model: Pipeline) -> str:
+    """An identity for a fitted model: equal models, equal hash."""
+    return hashlib.sha256(pickle.dumps(model, protocol=5)).hexdigest()
+
+
 def save_model(model: Pipeline, directory: Path, meta: dict[str, Any], trusted: list[str]) -> str:
-    """Write the model and its metadata atomically; returns the model file's sha256."""
+    """Write the model and its metadata atomically; returns the model's content hash."""
     directory = Path(directory)
     target = directory / MODEL_FILE
     write_atomic(target, lambda tmp: sio.dump(model, tmp))
@@ -40,9 +52,15 @@ def save_model(model: Pipeline, directory: Path, meta: dict[str, Any], trusted: 
         raise ModelFileError(
             f"model needs trusted types {untrusted}, but the declared list is {sorted(trusted)}"
         )
-    digest = file_sha256(target)
-    write_json({**meta, "trusted_types": sorted(trusted), "sha256": digest}, directory / META_FILE)
-    return digest
+    content = model_content_hash(model)
+    meta = {
+        **meta,
+        "trusted_types": sorted(trusted),
+        "sha256": file_sha256(target),
+        "content_sha256": content,
+    }
+    write_json(meta, directory / META_FILE)
+    return content
 
 
 def load_model(directory: Path) -> LoadedModel:

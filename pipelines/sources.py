@@ -55,6 +55,7 @@ CONTENT_TYPES = {
 # Query-string keys (in HTTP and SQL URLs) whose values are redacted in metadata and logs.
 SECRET_KEYS = re.compile(r"pass|pwd|secret|token|key|sig|auth|cred|session|connect", re.I)
 REDACTED = "REDACTED"
+PROGRESS_EVERY_S = 5.0
 CHUNK_BYTES = 1 << 16
 
 
@@ -213,9 +214,14 @@ def _download_once(client: httpx.Client, url: httpx.URL, shown: str, fmt: str, t
             if fmt == "auto":
                 content_type = response.headers.get("Content-Type", "")
                 fmt = _format_from(response.url, content_type, shown)  # after redirects
+            total = response.headers.get("Content-Length", "?")
+            last_report = time.perf_counter()
             with open(target, "wb") as handle:
                 for chunk in response.iter_bytes(CHUNK_BYTES):
                     handle.write(chunk)
+                    if time.perf_counter() - last_report >= PROGRESS_EVERY_S:  # long downloads
+                        last_report = time.perf_counter()
+                        logger.info("GET %s: %d of %s bytes so far", shown, handle.tell(), total)
             _check_complete(response)
     except httpx.ReadTimeout:
         raise TransientSourceError(

@@ -1,22 +1,35 @@
-"""Stage `train`: split the validated data, fit the pipeline, save it, log the run to MLflow."""
+"""Stage `train`: split, optionally search, cross-validate, fit, save, and log the run to MLflow.
+
+Writes the train/holdout splits, the fitted pipeline (`artifacts/model/`), its out-of-fold
+predictions on the training split (validation data for choosing the operating threshold in
+`evaluate`), and train and cross-validation metrics.
+"""
 
 from __future__ import annotations
 
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sklearn
 
-from features.contract import load_contract
+from features.contract import DataContract, load_contract
 from models.evaluation import predict_failure_probability, score_ranking
-from models.training import SKOPS_TRUSTED_TYPES, fit_model, split_data
+from models.training import (
+    SKOPS_TRUSTED_TYPES,
+    family_params,
+    fit_model,
+    predict_out_of_fold,
+    search_hyperparameters,
+    split_data,
+)
 from pipelines.config import load_params
-from pipelines.io import file_sha256, write_json, write_parquet
-from pipelines.model_files import save_model
+from pipelines.io import write_json, write_parquet
+from pipelines.model_files import model_content_hash, save_model
 from pipelines.runtime import run_stage, timed
-from pipelines.tracking import flatten, git_commit, start_tracking
+from pipelines.tracking import file_md5, flatten, start_tracking
 
 logger = logging.getLogger(__name__)
 
@@ -24,71 +37,116 @@ VALIDATED_DATA = Path("data/validated/dataset.parquet")
 TRAIN_SPLIT = Path("data/split/train.parquet")
 HOLDOUT_SPLIT = Path("data/split/holdout.parquet")
 MODEL_DIR = Path("artifacts/model")
+VALIDATION_PREDICTIONS = MODEL_DIR / "validation_predictions.parquet"
 METRICS = Path("reports/train/metrics.json")
 
 
 def main() -> None:
     params = load_params()
+    config, seed = params.train, params.data.seed
     contract = load_contract(params.data.contract)
     frame = pd.read_parquet(VALIDATED_DATA)
-    train, holdout = split_data(frame, contract, params.train.holdout_size, params.data.seed)
+    train, holdout = split_data(frame, contract, config.holdout_size, seed)
     logger.info("split %d rows into %d train and %d holdout", len(frame), len(train), len(holdout))
     write_parquet(train, TRAIN_SPLIT)
     write_parquet(holdout, HOLDOUT_SPLIT)
 
-    with timed(f"fit {params.train.model}"):
-        model = fit_model(train, contract, params.train, params.data.seed)
-    metrics = score_ranking(
-        train[contract.label].to_numpy(), predict_failure_probability(model, train, contract)
-    )
+    overrides: dict[str, Any] = {}
+    search = None
+    if config.search.enabled:
+        with timed(
+            f"randomized search, {config.search.n_iter} settings x {config.search.cv_folds} folds"
+        ):
+            search = search_hyperparameters(train, contract, config, seed)
+        overrides = search.best_params
+    with timed(f"{config.cv_folds}-fold out-of-fold predictions"):
+        oof = predict_out_of_fold(train, contract, config, seed, overrides)
+    with timed(f"fit {config.model}"):
+        model = fit_model(train, contract, config, seed, overrides)
+
+    y_train = train[contract.label].to_numpy()
+    metrics = {
+        "train": score_ranking(y_train, predict_failure_probability(model, train, contract)),
+        "cv": score_ranking(y_train, oof),
+    }
+    if search is not None:
+        metrics["search"] = {
+            "best_cv_average_precision": round(search.best_score, 6),
+            "settings_tried": search.tried,
+        }
     logger.info(
-        "train ROC AUC %.4f, average precision %.4f",
-        metrics["roc_auc"],
-        metrics["average_precision"],
+        "ROC AUC train %.4f, cross-validated %.4f; average precision train %.4f, CV %.4f",
+        metrics["train"]["roc_auc"],
+        metrics["cv"]["roc_auc"],
+        metrics["train"]["average_precision"],
+        metrics["cv"]["average_precision"],
+    )
+    hyperparameters = {**family_params(config), **overrides}
+    write_parquet(
+        pd.DataFrame({"label": y_train, "probability": oof, **_groups(train, contract)}),
+        VALIDATION_PREDICTIONS,
     )
 
-    mlflow = start_tracking(params.tracking.experiment)
-    with mlflow.start_run(run_name=f"train-{params.train.model}") as run:
-        mlflow.set_tags(
+    tracking = start_tracking(params.tracking.experiment)
+    data_md5 = file_md5(VALIDATED_DATA)
+    content = model_content_hash(model)
+    with tracking.stage_run(
+        "train", data_md5=data_md5, model_family=config.model, model_content_sha256=content
+    ) as run:
+        mlflow = tracking.mlflow
+        mlflow.log_params(flatten("train", config.model_dump(mode="json", exclude={"search"})))
+        mlflow.log_params(
             {
-                "stage": "train",
-                "git_commit": git_commit(),
-                "data_sha256": file_sha256(VALIDATED_DATA),
+                "data.seed": seed,
+                "data.rows": len(frame),
+                "data.md5": data_md5,
+                "search.enabled": config.search.enabled,
             }
         )
-        mlflow.log_params(flatten("train", params.train.model_dump(mode="json")))
-        mlflow.log_params({"data.seed": params.data.seed, "data.rows": len(frame)})
-        mlflow.log_metrics({f"train_{k}": v for k, v in metrics.items()})
+        mlflow.log_params({f"effective.{k}": v for k, v in hyperparameters.items()})
+        mlflow.log_metrics(
+            {f"{part}_{k}": v for part, values in metrics.items() for k, v in values.items()}
+        )
         # the dataset's schema has integer ids and labels on purpose: MLflow's hint is noise
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
         mlflow.log_input(
-            mlflow.data.from_pandas(train, name="train-split", targets=contract.label),
+            mlflow.data.from_pandas(
+                train, name="train-split", targets=contract.label, digest=data_md5[:8]
+            ),
             context="training",
         )
-        _log_model(mlflow, model, train[contract.features], params.train.model)
+        model_info = _log_model(mlflow, model, train[contract.features], config.model)
         run_id = run.info.run_id
 
     meta = {
-        "family": params.train.model,
+        "family": config.model,
+        "hyperparameters": hyperparameters,
         "features": contract.features,
         "label": contract.label,
         "contract": contract.name,
         "sklearn_version": sklearn.__version__,
         "mlflow_run_id": run_id,
+        "mlflow_model_uri": model_info.model_uri,
+        "data_md5": data_md5,
         "train_rows": len(train),
     }
-    digest = save_model(model, MODEL_DIR, meta, SKOPS_TRUSTED_TYPES[params.train.model])
+    save_model(model, MODEL_DIR, meta, SKOPS_TRUSTED_TYPES[config.model])
     write_json(metrics, METRICS)
-    logger.info("saved model %s (sha256 %s) from MLflow run %s", MODEL_DIR, digest[:12], run_id)
+    logger.info("saved model %s (content %s) from MLflow run %s", MODEL_DIR, content[:12], run_id)
 
 
-def _log_model(mlflow, model, inputs: pd.DataFrame, family: str) -> None:
+def _groups(frame: pd.DataFrame, contract: DataContract) -> dict[str, Any]:
+    """The categorical features, kept beside out-of-fold predictions for per-group views."""
+    return {name: frame[name].to_numpy() for name in contract.categorical_features}
+
+
+def _log_model(mlflow: Any, model: Any, inputs: pd.DataFrame, family: str) -> Any:
     """Log the fitted pipeline with skops, its signature and an input example."""
     from mlflow.models import infer_signature
 
     # numbers as float64: an integer column in a signature rejects a later missing value
     example = inputs.head(5).astype({c: "float64" for c in inputs.select_dtypes("number").columns})
-    mlflow.sklearn.log_model(
+    return mlflow.sklearn.log_model(
         model,
         name="model",
         serialization_format="skops",

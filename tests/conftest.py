@@ -8,6 +8,8 @@ import pytest
 
 from features.contract import DataContract, load_contract
 
+pytest_plugins = ["tests.mlflow_server"]  # the real `mlflow server` fixture
+
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT_PATH = ROOT / "features" / "contracts" / "milling.yaml"
 REAL_AI4I = ROOT.parent / "shared" / "datasets" / "ai4i2020.csv"

@@ -29,7 +29,6 @@ LATER_OUTPUTS = [
     "reports/evaluate/metrics.json",
     "reports/deploy/decision.json",
     "reports/deploy/champion.json",
-    "artifacts/champion/current.json",
     "reports/monitor/metrics.json",
     "reports/monitor/decision.json",
 ]
@@ -44,9 +43,11 @@ def test_first_run_completes_every_stage(project_copy: ProjectCopy) -> None:
     assert result.returncode == 0, result.output
     assert result.ran == STAGES
     evaluation = json.loads(project_copy.read("reports/evaluate/metrics.json"))
-    assert evaluation["roc_auc"] > 0.85, evaluation
-    champion = json.loads(project_copy.read("artifacts/champion/current.json"))
-    assert (project_copy.path / champion["path"] / "model.skops").exists()
+    assert evaluation["holdout"]["roc_auc"] > 0.85, evaluation
+    champion = json.loads(project_copy.read("reports/deploy/champion.json"))
+    assert champion["version"] == 1
+    decision = json.loads(project_copy.read("reports/deploy/decision.json"))
+    assert decision["promote"] is True, decision["reasons"]
     assert (project_copy.path / "reports/validate/data_docs/index.html").exists()
     assert (project_copy.path / "reports/monitor/drift.html").exists()
     metadata = json.loads(project_copy.read("data/raw/metadata.json"))
@@ -60,32 +61,44 @@ def test_second_run_runs_nothing(project_copy: ProjectCopy) -> None:
     assert "Data and pipelines are up to date" in result.output
 
 
-@pytest.mark.parametrize(
-    ("key", "value", "expected"),
-    [
-        (("monitor", "drift_share"), 0.6, ["monitor"]),
-        (("deploy", "min_roc_auc"), 0.81, ["deploy"]),
-        (
-            ("train", "hist_gradient_boosting", "max_iter"),
-            150,
-            ["train", "evaluate", "deploy", "monitor"],
-        ),
-    ],
-    ids=["monitor-key", "deploy-key", "train-key"],
-)
-def test_one_key_reruns_only_what_reads_it(
-    project_copy: ProjectCopy, key: tuple[str, ...], value: float, expected: list[str]
-) -> None:
+def _set(copy: ProjectCopy, key: tuple[str, ...], value: object) -> None:
     def edit(raw: dict) -> None:
         block = raw
         for part in key[:-1]:
             block = block[part]
         block[key[-1]] = value
 
-    project_copy.edit_params(edit)
+    copy.edit_params(edit)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        (("monitor", "drift_share"), 0.2, ["monitor"]),
+        # already champion: deploy re-runs, the champion (monitor's input) stays
+        (("deploy", "tolerance"), 0.02, ["deploy"]),
+        (("evaluate", "operating_point", "at_least"), 0.85, ["evaluate", "deploy"]),
+    ],
+    ids=["monitor-key", "deploy-key", "evaluate-key"],
+)
+def test_one_key_reruns_only_what_reads_it(
+    project_copy: ProjectCopy, key: tuple[str, ...], value: float, expected: list[str]
+) -> None:
+    _set(project_copy, key, value)
     result = project_copy.repro()
     assert result.returncode == 0, result.output
     assert result.ran == expected
+
+
+def test_train_key_reruns_train_and_what_its_model_feeds(project_copy: ProjectCopy) -> None:
+    champion_before = project_copy.read("reports/deploy/champion.json")
+    _set(project_copy, ("train", "hist_gradient_boosting", "max_iter"), 150)
+    result = project_copy.repro()
+    assert result.returncode == 0, result.output
+    assert result.ran[:3] == ["train", "evaluate", "deploy"]
+    # monitor compares against the champion: it re-runs only if the champion moved
+    moved = project_copy.read("reports/deploy/champion.json") != champion_before
+    assert result.ran[3:] == (["monitor"] if moved else [])
 
 
 def test_validate_key_reruns_validate_but_identical_output_stops_there(
@@ -133,4 +146,4 @@ def test_real_ai4i_file_passes_validation_and_trains(
     summary = json.loads(project_copy.read("reports/validate/summary.json"))
     assert summary["success"] is True
     evaluation = json.loads(project_copy.read("reports/evaluate/metrics.json"))
-    assert evaluation["rows"] == 2000 and evaluation["roc_auc"] > 0.85, evaluation
+    assert evaluation["holdout"]["rows"] == 2000 and evaluation["holdout"]["roc_auc"] > 0.85

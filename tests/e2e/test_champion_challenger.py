@@ -1,0 +1,139 @@
+"""Champion and challenger through real `dvc repro` runs, the MLflow registry and rollback.
+
+A temporary copy of the repository goes through: a first champion (random forest), a
+deliberately crippled challenger that must not be promoted, a better challenger
+(gradient boosting) that is, a rollback to the previous champion, and a re-run of
+deploy that must reuse the registered version instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.e2e.conftest import BIN, ProjectCopy
+
+pytestmark = pytest.mark.slow
+
+MODEL = "milling-failure"
+
+
+def _client(copy: ProjectCopy):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{copy.path / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _aliases(copy: ProjectCopy) -> dict[str, int]:
+    return {k: int(v) for k, v in _client(copy).get_registered_model(MODEL).aliases.items()}
+
+
+def _decision(copy: ProjectCopy) -> dict:
+    return json.loads(copy.read("reports/deploy/decision.json"))
+
+
+def _use_model(copy: ProjectCopy, family: str, **hyperparameters: object) -> None:
+    def edit(raw: dict) -> None:
+        raw["train"]["model"] = family
+        raw["train"][family].update(hyperparameters)
+
+    copy.edit_params(edit)
+
+
+@pytest.fixture(scope="module")
+def copy(project_copy: ProjectCopy) -> ProjectCopy:
+    project_copy.edit_params(lambda raw: raw["ingest"]["synthetic"].update(rows=12_000))
+    return project_copy
+
+
+def test_first_model_becomes_champion_on_thresholds_alone(copy: ProjectCopy) -> None:
+    _use_model(copy, "random_forest", n_estimators=60)
+    result = copy.repro()
+    assert result.returncode == 0, result.output
+    decision = _decision(copy)
+    assert decision["promote"] is True
+    assert "no champion yet: the absolute thresholds decide" in decision["reasons"]
+    assert _aliases(copy) == {"champion": 1}
+
+
+def test_mlflow_holds_params_metrics_model_dataset_and_plots(copy: ProjectCopy) -> None:
+    client = _client(copy)
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    run = client.get_run(version.run_id)
+    assert run.data.params["train.model"] == "random_forest"
+    assert {
+        "cv_roc_auc",
+        "train_average_precision",
+        "holdout_average_precision",
+        "operating_threshold",
+    } <= set(run.data.metrics)
+    assert run.data.tags["stage"] == "train" and run.data.tags["git_commit"]
+    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name == "train-split"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {"evaluation/plots.png", "evaluation/plots", "evaluation/metrics.json"} <= artifacts
+    assert (
+        version.tags["model_sha256"]
+        == json.loads(copy.read("reports/deploy/champion.json"))["content_sha256"]
+    )
+    # all stages of one `dvc repro` share a parent run
+    lifecycle = run.data.tags["lifecycle_run"]
+    stages = client.search_runs(
+        [run.info.experiment_id], f"tags.lifecycle_run = '{lifecycle}' and tags.kind = 'stage'"
+    )
+    assert {r.data.tags["stage"] for r in stages} == {"train", "deploy"}
+    assert len({r.data.tags["mlflow.parentRunId"] for r in stages}) == 1
+
+
+def test_crippled_challenger_is_not_promoted(copy: ProjectCopy) -> None:
+    champion_before = copy.read("reports/deploy/champion.json")
+    _use_model(copy, "hist_gradient_boosting", max_iter=1, max_leaf_nodes=2, learning_rate=0.01)
+    result = copy.repro()
+    assert result.returncode == 0, result.output  # a refused challenger is not an error
+    decision = _decision(copy)
+    assert decision["promote"] is False
+    assert any("is below the threshold" in reason for reason in decision["reasons"]), decision
+    assert "not promoted; the champion is unchanged (v1)" in result.output
+    assert copy.read("reports/deploy/champion.json") == champion_before
+    assert _aliases(copy) == {"champion": 1}
+
+
+def test_better_challenger_is_promoted_and_previous_kept(copy: ProjectCopy) -> None:
+    _use_model(copy, "hist_gradient_boosting", max_iter=200, max_leaf_nodes=31, learning_rate=0.1)
+    result = copy.repro()
+    assert result.returncode == 0, result.output
+    decision = _decision(copy)
+    assert decision["promote"] is True, decision["reasons"]
+    comparison = decision["comparison"]
+    assert comparison["metric"] == "average_precision" and comparison["ci_low"] > -0.01
+    assert _aliases(copy) == {"champion": 2, "previous": 1}
+    history = copy.read("reports/deploy/alias_history.jsonl").decode().splitlines()
+    assert json.loads(history[-1])["to_version"] == 2
+
+
+def test_rollback_restores_the_previous_champion(copy: ProjectCopy) -> None:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        [str(BIN / "lifecycle"), "rollback", "--reason", "e2e test"],
+        cwd=copy.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rollback milling-failure: champion v2" in done.stdout + done.stderr
+    assert _aliases(copy) == {"champion": 1, "previous": 2}
+
+
+def test_redeploying_a_registered_model_reuses_its_version(copy: ProjectCopy) -> None:
+    result = copy.repro("--force", "--single-item", "deploy")
+    assert result.returncode == 0, result.output
+    assert _decision(copy)["version_created"] is False
+    assert len(_client(copy).search_model_versions(f"name = '{MODEL}'")) == 2
+    assert _aliases(copy) == {"champion": 2, "previous": 1}
+

@@ -1,0 +1,142 @@
+"""A pytest plugin: a real `mlflow server` process, started once per session.
+
+Register it in `tests/conftest.py` with `pytest_plugins = ["tests.mlflow_server"]`.
+
+The server gets its own SQLite store and artifact root under a temporary folder, one
+uvicorn worker and no job runner (this machine has two cores; the job runner also takes
+~10 s to stop). Start-up is awaited on GET /health, never by sleeping. A server that does
+not come up fails the test with the tail of its output; it is not skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    url: str  # the tracking URI, e.g. http://127.0.0.1:41234
+    root: Path  # holds srv.db, art/ and server.log
+    start_seconds: float  # from launch to the first 200 on /health
+
+    @property
+    def log(self) -> Path:
+        return self.root / "server.log"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on (at the time of asking)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (mlflow -> uvicorn), then SIGKILL what is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=STOP_TIMEOUT_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # children of an exited parent, if any
+    process.wait(timeout=STOP_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def run_mlflow_server(root: Path) -> Iterator[MlflowServer]:
+    """Start `mlflow server` on a free port under `root`; stop it on exit."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env.update(
+        {
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "1",
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
+    command = [
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'srv.db'}",
+        "--default-artifact-root",
+        str(root / "art"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    log_path = root / "server.log"
+    start = time.monotonic()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so _stop reaches the workers
+        )
+    try:
+        while not _healthy(url):
+            if process.poll() is not None:
+                pytest.fail(
+                    f"mlflow server exited with code {process.returncode} before answering "
+                    f"/health; its output:\n{_tail(log_path)}",
+                    pytrace=False,
+                )
+            if time.monotonic() - start > START_TIMEOUT_S:
+                pytest.fail(
+                    f"mlflow server did not answer {url}/health within {START_TIMEOUT_S:.0f} s; "
+                    f"its output:\n{_tail(log_path)}",
+                    pytrace=False,
+                )
+            time.sleep(0.25)
+        yield MlflowServer(url=url, root=root, start_seconds=time.monotonic() - start)
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """A running `mlflow server`, shared by the session; its URL is `mlflow_server.url`."""
+    with run_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as server:
+        yield server

@@ -1,0 +1,292 @@
+"""The champion/challenger gate: the paired bootstrap and the promotion rule."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from models import gate
+from models.gate import (
+    BootstrapComparison,
+    bootstrap_metric,
+    decide_promotion,
+    paired_bootstrap,
+)
+from pipelines.config import DeployConfig
+
+# primary metric average_precision; thresholds roc_auc 0.85 and average_precision 0.5;
+# tolerance 0.01
+CONFIG = DeployConfig()
+SKLEARN = {"roc_auc": roc_auc_score, "average_precision": average_precision_score}
+METRICS = ["roc_auc", "average_precision"]
+
+
+def _labels(rows: int = 600, rate: float = 0.2, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).random(rows) < rate).astype(int)
+
+
+def _model(y: np.ndarray, signal: float, seed: int) -> np.ndarray:
+    """Scores whose separation of the classes grows with `signal`."""
+    return signal * y + np.random.default_rng(seed).normal(size=len(y))
+
+
+# --- paired_bootstrap -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_observed_values_match_scikit_learn_with_ties(metric: str) -> None:
+    y = _labels()
+    challenger = np.round(_model(y, 1.0, seed=1), 1)  # many tied scores
+    champion = np.round(_model(y, 0.5, seed=2), 1)
+
+    result = paired_bootstrap(y, challenger, champion, metric, resamples=100, seed=0)
+
+    assert result.challenger == pytest.approx(SKLEARN[metric](y, challenger), abs=1e-12)
+    assert result.champion == pytest.approx(SKLEARN[metric](y, champion), abs=1e-12)
+    assert result.delta == pytest.approx(result.challenger - result.champion)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_resample_counts_give_scikit_learns_metric_on_the_drawn_rows(metric: str) -> None:
+    # The vectorised metric scores a resample from per-bucket counts; it must agree with
+    # scikit-learn run on the drawn rows themselves (duplicates, ties and all).
+    y = _labels(rows=300, seed=3)
+    scores = np.round(_model(y, 1.0, seed=4), 1)
+    positive_rows, negative_rows = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    rng = np.random.default_rng(5)
+    positive_draw = rng.integers(0, len(positive_rows), size=(4, len(positive_rows)))
+    negative_draw = rng.integers(0, len(negative_rows), size=(4, len(negative_rows)))
+    buckets = gate._bucket_scores(scores, y)
+
+    values = gate._METRICS[metric](
+        gate._count_buckets(buckets.positive[positive_draw], buckets.size),
+        gate._count_buckets(buckets.negative[negative_draw], 2 * buckets.size + 1),
+    )
+
+    for i, value in enumerate(values):
+        rows = np.concatenate([positive_rows[positive_draw[i]], negative_rows[negative_draw[i]]])
+        assert value == pytest.approx(SKLEARN[metric](y[rows], scores[rows]), abs=1e-12)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_identical_models_differ_by_exactly_zero(metric: str) -> None:
+    y = _labels()
+    scores = _model(y, 1.0, seed=1)
+    result = paired_bootstrap(y, scores, scores.copy(), metric, resamples=200, seed=0)
+    assert result.delta == 0.0
+    assert result.ci_low == 0.0 and result.ci_high == 0.0
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_a_clearly_better_challenger_has_a_ci_above_zero(metric: str) -> None:
+    y = _labels()
+    result = paired_bootstrap(
+        y, _model(y, 2.5, seed=1), _model(y, 0.8, seed=2), metric, resamples=500, seed=0
+    )
+    assert result.delta > 0
+    assert 0 < result.ci_low <= result.delta <= result.ci_high
+    assert (result.metric, result.resamples, result.seed, result.confidence) == (
+        metric,
+        500,
+        0,
+        0.95,
+    )
+
+
+def test_the_seed_fixes_the_interval() -> None:
+    y = _labels()
+    challenger, champion = _model(y, 1.2, seed=1), _model(y, 1.0, seed=2)
+    run = [
+        paired_bootstrap(y, challenger, champion, "average_precision", resamples=300, seed=seed)
+        for seed in (7, 7, 8)
+    ]
+    assert run[0] == run[1]
+    assert (run[0].ci_low, run[0].ci_high) != (run[2].ci_low, run[2].ci_high)
+
+
+def test_a_higher_confidence_widens_the_interval() -> None:
+    y = _labels()
+    challenger, champion = _model(y, 1.2, seed=1), _model(y, 1.0, seed=2)
+    narrow, wide = (
+        paired_bootstrap(y, challenger, champion, "roc_auc", 400, confidence, seed=0)
+        for confidence in (0.8, 0.99)
+    )
+    assert wide.ci_low < narrow.ci_low < narrow.ci_high < wide.ci_high
+
+
+def test_pairing_narrows_the_interval_for_correlated_models() -> None:
+    # Two models that share most of their errors: resampling them on the same rows cancels the
+    # shared noise; resampling each on its own rows does not.
+    y = _labels(rows=800)
+    shared = _model(y, 1.0, seed=1)
+    noise = np.random.default_rng(2).normal(scale=0.2, size=(2, len(y)))
+    challenger, champion = shared + noise[0], shared + noise[1]
+
+    paired = paired_bootstrap(y, challenger, champion, "average_precision", 1000, 0.95, seed=0)
+    unpaired = bootstrap_metric(y, challenger, "average_precision", 1000, seed=1) - (
+        bootstrap_metric(y, champion, "average_precision", 1000, seed=2)
+    )
+    unpaired_low, unpaired_high = np.quantile(unpaired, [0.025, 0.975])
+
+    assert paired.ci_high - paired.ci_low < 0.5 * (unpaired_high - unpaired_low)
+
+
+def test_every_stratified_resample_has_both_classes() -> None:
+    y = np.zeros(200, dtype=int)
+    y[[3, 50, 120]] = 1  # three positives: plain resampling would often draw none
+    values = bootstrap_metric(y, _model(y, 1.0, seed=0), "roc_auc", resamples=500, seed=0)
+    assert values.shape == (500,) and np.isfinite(values).all()
+
+
+def test_bootstrap_inputs_are_checked() -> None:
+    y = _labels()
+    scores = _model(y, 1.0, seed=0)
+    with pytest.raises(ValueError, match="needs both classes"):
+        paired_bootstrap(np.zeros(10, dtype=int), np.zeros(10), np.zeros(10), "roc_auc", 100)
+    with pytest.raises(ValueError, match="champion scores have 599 rows"):
+        paired_bootstrap(y, scores, scores[:-1], "roc_auc", 100)
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
+        paired_bootstrap(y, scores, scores, "f1", 100)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="confidence"):
+        paired_bootstrap(y, scores, scores, "roc_auc", 100, confidence=1.5)
+
+
+def test_bootstrap_does_not_change_its_inputs() -> None:
+    y = _labels()
+    challenger, champion = _model(y, 1.2, seed=1), _model(y, 1.0, seed=2)
+    copies = y.copy(), challenger.copy(), champion.copy()
+    paired_bootstrap(y, challenger, champion, "roc_auc", 100, seed=0)
+    for before, after in zip(copies, (y, challenger, champion), strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+# --- decide_promotion -----------------------------------------------------------------
+
+GOOD = {"roc_auc": 0.93, "average_precision": 0.801, "f1": 0.7}
+
+
+def _comparison(low: float, high: float, challenger: float = 0.801, champion: float = 0.845):
+    return BootstrapComparison(
+        metric="average_precision",
+        challenger=challenger,
+        champion=champion,
+        delta=challenger - champion,
+        ci_low=low,
+        ci_high=high,
+        confidence=0.95,
+        resamples=1000,
+        seed=0,
+    )
+
+
+def test_a_weak_challenger_fails_the_thresholds_with_a_readable_reason() -> None:
+    decision = decide_promotion({"roc_auc": 0.9, "average_precision": 0.412}, None, None, CONFIG)
+    assert not decision.promote
+    assert "average_precision 0.412 is below the threshold 0.500" in decision.reasons
+    assert "roc_auc 0.900 meets the threshold 0.850" in decision.reasons
+    failed = [c for c in decision.checks if not c.passed]
+    assert [(c.name, c.value, c.bound) for c in failed] == [("min_average_precision", 0.412, 0.5)]
+
+
+def test_no_champion_lets_the_thresholds_decide() -> None:
+    decision = decide_promotion(GOOD, None, None, CONFIG)
+    assert decision.promote
+    assert decision.reasons[-1] == "no champion yet: the absolute thresholds decide"
+    assert [c.name for c in decision.checks] == ["min_roc_auc", "min_average_precision"]
+
+
+def test_a_challenger_worse_beyond_tolerance_is_refused_despite_passing_thresholds() -> None:
+    decision = decide_promotion(
+        GOOD, {"average_precision": 0.845}, _comparison(-0.071, -0.018), CONFIG
+    )
+    assert not decision.promote
+    assert all(c.passed for c in decision.checks if c.name.startswith("min_"))
+    assert decision.reasons[-1] == (
+        "challenger average_precision 0.801 vs champion 0.845: the 95% CI of the difference "
+        "[-0.071, -0.018] falls below -0.010 (tolerance)"
+    )
+    gate_check = decision.checks[-1]
+    assert (gate_check.name, gate_check.passed, gate_check.value, gate_check.bound) == (
+        "non_inferior_average_precision",
+        False,
+        -0.071,
+        -0.01,
+    )
+
+
+def test_an_interval_reaching_past_the_tolerance_is_not_non_inferior() -> None:
+    decision = decide_promotion(GOOD, {"average_precision": 0.81}, _comparison(-0.02, 0.01), CONFIG)
+    assert not decision.promote
+    assert "[-0.020, 0.010] reaches below -0.010 (tolerance)" in decision.reasons[-1]
+
+
+def test_slightly_worse_within_tolerance_is_promoted() -> None:
+    decision = decide_promotion(
+        GOOD, {"average_precision": 0.805}, _comparison(-0.009, 0.004, 0.801, 0.805), CONFIG
+    )
+    assert decision.promote
+    assert "stays at or above -0.010 (tolerance)" in decision.reasons[-1]
+
+
+def test_a_better_challenger_is_promoted_end_to_end() -> None:
+    y = _labels(rows=1000)
+    challenger_scores, champion_scores = _model(y, 3.0, seed=1), _model(y, 2.0, seed=2)
+    comparison = paired_bootstrap(
+        y, challenger_scores, champion_scores, CONFIG.primary_metric, 1000, 0.95, seed=0
+    )
+    challenger = {m: f(y, challenger_scores) for m, f in SKLEARN.items()}
+    champion = {m: f(y, champion_scores) for m, f in SKLEARN.items()}
+
+    decision = decide_promotion(challenger, champion, comparison, CONFIG)
+
+    assert decision.promote, decision.reasons
+    assert comparison.ci_low > 0
+    assert len(decision.reasons) == len(decision.checks) == 3
+
+
+def test_missing_or_nan_metrics_fail_their_threshold() -> None:
+    decision = decide_promotion({"roc_auc": float("nan")}, None, None, CONFIG)
+    assert not decision.promote
+    assert decision.reasons[0] == (
+        "roc_auc is not available for the challenger (got nan), so the threshold 0.850 is not met"
+    )
+    assert "average_precision is not available" in decision.reasons[1]
+
+
+def test_the_champion_and_the_comparison_go_together() -> None:
+    with pytest.raises(ValueError, match="needs a bootstrap comparison"):
+        decide_promotion(GOOD, {"average_precision": 0.8}, None, CONFIG)
+    with pytest.raises(ValueError, match="no champion"):
+        decide_promotion(GOOD, None, _comparison(0.0, 0.1), CONFIG)
+    roc = DeployConfig(primary_metric="roc_auc")
+    with pytest.raises(ValueError, match="primary metric is roc_auc"):
+        decide_promotion(GOOD, {"roc_auc": 0.9}, _comparison(0.0, 0.1), roc)
+
+
+def test_zero_tolerance_reads_without_a_negative_zero() -> None:
+    strict = DeployConfig(tolerance=0.0)
+    decision = decide_promotion(GOOD, {"average_precision": 0.8}, _comparison(-1e-9, 0.01), strict)
+    assert not decision.promote
+    assert decision.reasons[-1].endswith("[0.000, 0.010] reaches below 0.000 (tolerance)")
+
+
+def test_decision_to_dict_is_plain_json() -> None:
+    decision = decide_promotion(
+        {"roc_auc": float("nan"), "average_precision": 0.9},
+        {"average_precision": 0.845},
+        _comparison(-0.071, -0.018),
+        CONFIG,
+    )
+    data = json.loads(json.dumps(decision.to_dict(), allow_nan=False))
+    assert data["promote"] is False
+    assert data["checks"][0] == {
+        "name": "min_roc_auc",
+        "passed": False,
+        "value": None,
+        "bound": 0.85,
+    }
+    assert data["reasons"] == list(decision.reasons)
+    json.dumps(_comparison(-0.071, -0.018).to_dict(), allow_nan=False)
