@@ -36,8 +36,12 @@ class Repro:
 class ProjectCopy:
     path: Path
 
-    def repro(self, *args: str, timeout: int = 600) -> Repro:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")}
+    def repro(self, *args: str, env: dict[str, str] | None = None, timeout: int = 600) -> Repro:
+        """`dvc repro` in the copy; MLflow goes to the copy's own store unless `env` says."""
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING")},
+            **(env or {}),
+        }
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         done = subprocess.run(
             [str(BIN / "dvc"), "repro", *args],

@@ -136,4 +136,3 @@ def test_redeploying_a_registered_model_reuses_its_version(copy: ProjectCopy) ->
     assert _decision(copy)["version_created"] is False
     assert len(_client(copy).search_model_versions(f"name = '{MODEL}'")) == 2
     assert _aliases(copy) == {"champion": 2, "previous": 1}
-

@@ -51,8 +51,14 @@ def test_suite_derives_every_rule_from_the_contract(contract: DataContract) -> N
 
     assert set(by_column) == {*contract.column_names, "(dataset)"}
     assert by_column["(dataset)"] == {"row_count"}
-    assert by_column[contract.label] >= {"exists", "type", "whole", "not_null", "range",
-                                         "label_rate"}
+    assert by_column[contract.label] >= {
+        "exists",
+        "type",
+        "whole",
+        "not_null",
+        "range",
+        "label_rate",
+    }
     for column in contract.columns:
         rules = by_column[column.name]
         assert "exists" in rules
@@ -64,14 +70,16 @@ def test_suite_derives_every_rule_from_the_contract(contract: DataContract) -> N
 
 
 def test_suite_follows_another_contract_and_config() -> None:
-    other = parse_contract({
-        "name": "tiny",
-        "columns": [
-            {"name": "id", "dtype": "integer", "role": "id", "unique": True},
-            {"name": "reading", "dtype": "float", "nullable": True, "max": 5},
-            {"name": "label", "dtype": "integer", "role": "label", "min": 0, "max": 1},
-        ],
-    })
+    other = parse_contract(
+        {
+            "name": "tiny",
+            "columns": [
+                {"name": "id", "dtype": "integer", "role": "id", "unique": True},
+                {"name": "reading", "dtype": "float", "nullable": True, "max": 5},
+                {"name": "label", "dtype": "integer", "role": "label", "min": 0, "max": 1},
+            ],
+        }
+    )
     config = ValidateConfig(unique_ids=False, min_rows=5, max_rows=10, label_rate=(0.1, 0.9))
     suite = build_suite(other, config)
     rules = {(getattr(e, "column", None), e.meta["rule"]) for e in suite.expectations}
@@ -103,8 +111,9 @@ def test_real_ai4i_file_passes(real_ai4i_path, contract: DataContract) -> None:
     assert report.label_rate == pytest.approx(0.0339)
 
 
-def test_integer_column_of_whole_floats_passes(valid_frame: pd.DataFrame,
-                                               contract: DataContract) -> None:
+def test_integer_column_of_whole_floats_passes(
+    valid_frame: pd.DataFrame, contract: DataContract
+) -> None:
     frame = valid_frame.astype({"UDI": float, "Machine failure": float})
     frame.loc[3, "Air temperature [K]"] = 300  # a whole value in a float column is fine too
     report = validate_frame(frame, contract, CONFIG)
@@ -119,9 +128,9 @@ def test_validation_does_not_change_its_input(contract: DataContract) -> None:
     pd.testing.assert_frame_equal(frame, before)
 
 
-def test_summary_is_plain_json_and_deterministic(valid_frame: pd.DataFrame,
-                                                 valid_report: ValidationReport,
-                                                 contract: DataContract) -> None:
+def test_summary_is_plain_json_and_deterministic(
+    valid_frame: pd.DataFrame, valid_report: ValidationReport, contract: DataContract
+) -> None:
     again = validate_frame(valid_frame, contract, CONFIG)
     text = json.dumps(valid_report.summary(), sort_keys=True, allow_nan=False)
     assert text == json.dumps(again.summary(), sort_keys=True, allow_nan=False)
@@ -130,8 +139,14 @@ def test_summary_is_plain_json_and_deterministic(valid_frame: pd.DataFrame,
     assert summary["rows"] == 2000
     assert summary["expectations"] == len(summary["results"]) == 65
     first = summary["results"][1]
-    assert set(first) >= {"expectation", "column", "success", "unexpected_count",
-                          "unexpected_percent", "examples"}
+    assert set(first) >= {
+        "expectation",
+        "column",
+        "success",
+        "unexpected_count",
+        "unexpected_percent",
+        "examples",
+    }
     assert "time" not in text and "run_id" not in text
 
 
@@ -153,6 +168,7 @@ def _set(column: str, rows: list[int], values: list[object]) -> Callable[[pd.Dat
             frame[column] = frame[column].astype(float)
         for row, value in zip(rows, values, strict=True):
             frame.at[row, column] = value
+
     return corrupt
 
 
@@ -176,42 +192,49 @@ def _dates_in_numeric_column(frame: pd.DataFrame) -> None:
 CORRUPTIONS = {
     "out of range": (
         _set("Torque [Nm]", [3, 5], [-5.0, 999.0]),
-        "column 'Torque [Nm]': 2 values out of range [0, 200] (e.g. -5.0, 999.0)"),
+        "column 'Torque [Nm]': 2 values out of range [0, 200] (e.g. -5.0, 999.0)",
+    ),
     "nulls": (
         _set("Air temperature [K]", [1, 2, 3], [np.nan] * 3),
-        "column 'Air temperature [K]': 3 null values (the column is not nullable)"),
+        "column 'Air temperature [K]': 3 null values (the column is not nullable)",
+    ),
     "unknown category": (
         _set("Type", [7], ["X"]),
-        "column 'Type': 1 value not in categories ['L', 'M', 'H'] (e.g. 'X')"),
+        "column 'Type': 1 value not in categories ['L', 'M', 'H'] (e.g. 'X')",
+    ),
     "pattern mismatch": (
         _set("Product ID", [8, 9], ["Z123", "L-7"]),
-        "column 'Product ID': 2 values not matching pattern '^[LMH][0-9]+$' "
-        "(e.g. 'Z123', 'L-7')"),
+        "column 'Product ID': 2 values not matching pattern '^[LMH][0-9]+$' (e.g. 'Z123', 'L-7')",
+    ),
     "strings in a numeric column": (
         _set("Torque [Nm]", [2, 6], ["abc", "12,5"]),
         "column 'Torque [Nm]': expected numbers, found 2 values of another type "
-        "(e.g. 'abc', '12,5')"),
+        "(e.g. 'abc', '12,5')",
+    ),
     "numbers stored as text": (
         _numbers_as_text,
-        "the column holds text, of which 1 is not a number (e.g. 'n/a')"),
+        "the column holds text, of which 1 is not a number (e.g. 'n/a')",
+    ),
     "dates in a numeric column": (
         _dates_in_numeric_column,
-        "column 'Tool wear [min]': expected numbers, found dtype datetime64"),
+        "column 'Tool wear [min]': expected numbers, found dtype datetime64",
+    ),
     "fractions in an integer column": (
         _set("UDI", [4], [4.5]),
-        "column 'UDI': 1 value not a whole number (the contract says integer) (e.g. 4.5)"),
+        "column 'UDI': 1 value not a whole number (the contract says integer) (e.g. 4.5)",
+    ),
     "duplicate ids": (
         _duplicate_ids,
-        "column 'UDI': 2 rows share a value that must be unique (e.g. 5)"),
-    "label rate out of range": (
-        _label_rate_too_high,
-        "column 'Machine failure': label rate 0.4"),
+        "column 'UDI': 2 rows share a value that must be unique (e.g. 5)",
+    ),
+    "label rate out of range": (_label_rate_too_high, "column 'Machine failure': label rate 0.4"),
 }
 
 
 @pytest.mark.parametrize("name", list(CORRUPTIONS))
-def test_each_corruption_fails_with_a_clear_message(name: str, valid_frame: pd.DataFrame,
-                                                    contract: DataContract) -> None:
+def test_each_corruption_fails_with_a_clear_message(
+    name: str, valid_frame: pd.DataFrame, contract: DataContract
+) -> None:
     corrupt, expected = CORRUPTIONS[name]
     frame = valid_frame.copy()
     corrupt(frame)
@@ -224,18 +247,21 @@ def test_each_corruption_fails_with_a_clear_message(name: str, valid_frame: pd.D
     assert "Traceback" not in message and "could not check" not in message
 
 
-def test_label_rate_message_names_the_bounds(valid_frame: pd.DataFrame,
-                                             contract: DataContract) -> None:
+def test_label_rate_message_names_the_bounds(
+    valid_frame: pd.DataFrame, contract: DataContract
+) -> None:
     frame = valid_frame.copy()
     frame["Machine failure"] = 0
     frame[["TWF", "HDF", "PWF", "OSF", "RNF"]] = 0
     report = validate_frame(frame, contract, CONFIG)
-    assert ("column 'Machine failure': label rate 0.0000 outside [0.005, 0.25] "
-            "(validate.label_rate)") in report.message()
+    assert (
+        "column 'Machine failure': label rate 0.0000 outside [0.005, 0.25] (validate.label_rate)"
+    ) in report.message()
 
 
-def test_missing_column_gives_one_clear_line(valid_frame: pd.DataFrame,
-                                             contract: DataContract) -> None:
+def test_missing_column_gives_one_clear_line(
+    valid_frame: pd.DataFrame, contract: DataContract
+) -> None:
     report = validate_frame(valid_frame.drop(columns=["Torque [Nm]"]), contract, CONFIG)
 
     assert report.message().splitlines() == [
@@ -243,8 +269,7 @@ def test_missing_column_gives_one_clear_line(valid_frame: pd.DataFrame,
         "  - column 'Torque [Nm]': missing (the data contract requires it)",
     ]
     dependent = [r for r in report.results if r.column == "Torque [Nm]" and r.rule != "exists"]
-    assert dependent and all(r.skipped == "column missing" and r.error is None
-                             for r in dependent)
+    assert dependent and all(r.skipped == "column missing" and r.error is None for r in dependent)
 
 
 def test_too_few_rows(valid_frame: pd.DataFrame, contract: DataContract) -> None:
@@ -256,21 +281,21 @@ def test_too_few_rows(valid_frame: pd.DataFrame, contract: DataContract) -> None
 
 
 @pytest.mark.parametrize("columns", ["kept", "none"])
-def test_empty_frame(columns: str, valid_frame: pd.DataFrame,
-                     contract: DataContract) -> None:
+def test_empty_frame(columns: str, valid_frame: pd.DataFrame, contract: DataContract) -> None:
     frame = valid_frame.iloc[0:0] if columns == "kept" else pd.DataFrame()
     report = validate_frame(frame, contract, CONFIG)
 
     lines = report.message().splitlines()
-    assert lines[1] == ("  - dataset: 0 rows (empty), expected between 1000 and 5000000 "
-                        "(validate.min_rows, validate.max_rows)")
+    assert lines[1] == (
+        "  - dataset: 0 rows (empty), expected between 1000 and 5000000 "
+        "(validate.min_rows, validate.max_rows)"
+    )
     assert "label rate" not in report.message()
     missing = [line for line in lines if "missing" in line]
     assert len(missing) == (0 if columns == "kept" else len(contract.columns))
 
 
-def test_several_problems_are_all_listed(valid_frame: pd.DataFrame,
-                                         contract: DataContract) -> None:
+def test_several_problems_are_all_listed(valid_frame: pd.DataFrame, contract: DataContract) -> None:
     frame = valid_frame.drop(columns=["RNF"])
     frame.loc[3, "Torque [Nm]"] = -1.0
     frame.loc[7, "Type"] = "X"
@@ -301,8 +326,9 @@ def _with_bad_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def test_row_masks_agree_with_great_expectations(valid_frame: pd.DataFrame,
-                                                 contract: DataContract) -> None:
+def test_row_masks_agree_with_great_expectations(
+    valid_frame: pd.DataFrame, contract: DataContract
+) -> None:
     frame = _with_bad_rows(valid_frame)
     frame.loc[20, "Torque [Nm]"] = np.nan  # a null is not also out of range
     report = validate_frame(frame, contract, CONFIG)
@@ -315,8 +341,9 @@ def test_row_masks_agree_with_great_expectations(valid_frame: pd.DataFrame,
     assert report.quarantinable
 
 
-def test_quarantine_rows_splits_only_row_level_failures(valid_frame: pd.DataFrame,
-                                                        contract: DataContract) -> None:
+def test_quarantine_rows_splits_only_row_level_failures(
+    valid_frame: pd.DataFrame, contract: DataContract
+) -> None:
     frame = _with_bad_rows(valid_frame)
     before = frame.copy()
     good, bad = quarantine_rows(frame, contract)
@@ -327,8 +354,9 @@ def test_quarantine_rows_splits_only_row_level_failures(valid_frame: pd.DataFram
     pd.testing.assert_frame_equal(frame, before)  # pure: the input is untouched
 
 
-def test_quarantine_ignores_missing_columns_and_wrong_types(valid_frame: pd.DataFrame,
-                                                            contract: DataContract) -> None:
+def test_quarantine_ignores_missing_columns_and_wrong_types(
+    valid_frame: pd.DataFrame, contract: DataContract
+) -> None:
     frame = valid_frame.drop(columns=["Type"])
     frame["Torque [Nm]"] = frame["Torque [Nm]"].astype(object)
     frame.loc[0, "Torque [Nm]"] = "abc"
@@ -339,8 +367,7 @@ def test_quarantine_ignores_missing_columns_and_wrong_types(valid_frame: pd.Data
 QUARANTINE_ON = ValidateConfig(quarantine={"enabled": True, "max_share": 0.05})
 
 
-def test_few_bad_rows_are_quarantined(valid_frame: pd.DataFrame,
-                                      contract: DataContract) -> None:
+def test_few_bad_rows_are_quarantined(valid_frame: pd.DataFrame, contract: DataContract) -> None:
     outcome = check_dataset(_with_bad_rows(valid_frame), contract, QUARANTINE_ON)
 
     assert outcome.success, outcome.message()
@@ -361,13 +388,16 @@ def test_too_many_bad_rows_fail(valid_frame: pd.DataFrame, contract: DataContrac
     outcome = check_dataset(frame, contract, QUARANTINE_ON)
 
     assert not outcome.success and outcome.validated is None
-    assert ("quarantine refused: 150 of 2000 rows (7.50%) break row-level rules, more than "
-            "validate.quarantine.max_share (5.00%)") in outcome.message()
+    assert (
+        "quarantine refused: 150 of 2000 rows (7.50%) break row-level rules, more than "
+        "validate.quarantine.max_share (5.00%)"
+    ) in outcome.message()
     assert outcome.summary()["quarantine"]["applied"] is False
 
 
-def test_missing_column_is_never_quarantined(valid_frame: pd.DataFrame,
-                                             contract: DataContract) -> None:
+def test_missing_column_is_never_quarantined(
+    valid_frame: pd.DataFrame, contract: DataContract
+) -> None:
     frame = _with_bad_rows(valid_frame).drop(columns=["Type"])
     outcome = check_dataset(frame, contract, QUARANTINE_ON)
 
@@ -377,15 +407,15 @@ def test_missing_column_is_never_quarantined(valid_frame: pd.DataFrame,
     assert outcome.summary()["rows_quarantined"] == 0
 
 
-def test_quarantine_is_off_by_default(valid_frame: pd.DataFrame,
-                                      contract: DataContract) -> None:
+def test_quarantine_is_off_by_default(valid_frame: pd.DataFrame, contract: DataContract) -> None:
     outcome = check_dataset(_with_bad_rows(valid_frame), contract, CONFIG)
     assert not outcome.success
     assert "quarantine" not in outcome.message()
 
 
-def test_rows_kept_must_still_pass_the_whole_suite(valid_frame: pd.DataFrame,
-                                                   contract: DataContract) -> None:
+def test_rows_kept_must_still_pass_the_whole_suite(
+    valid_frame: pd.DataFrame, contract: DataContract
+) -> None:
     config = ValidateConfig(min_rows=1999, quarantine={"enabled": True, "max_share": 0.05})
     outcome = check_dataset(_with_bad_rows(valid_frame), contract, config)
 
@@ -397,8 +427,9 @@ def test_rows_kept_must_still_pass_the_whole_suite(valid_frame: pd.DataFrame,
 # --- data docs and speed --------------------------------------------------------------------
 
 
-def test_data_docs_are_written_and_replaced(tmp_path, valid_frame: pd.DataFrame,
-                                            contract: DataContract) -> None:
+def test_data_docs_are_written_and_replaced(
+    tmp_path, valid_frame: pd.DataFrame, contract: DataContract
+) -> None:
     outcome = check_dataset(_with_bad_rows(valid_frame), contract, QUARANTINE_ON)
     docs = tmp_path / "docs"
     (docs / "old").mkdir(parents=True)
@@ -410,5 +441,6 @@ def test_data_docs_are_written_and_replaced(tmp_path, valid_frame: pd.DataFrame,
     pages = sorted(p.relative_to(docs).parts[:3] for p in docs.glob("validations/**/*.html"))
     assert [p[2] for p in pages] == ["after_quarantine", "dataset"]
     assert "'Torque [Nm]' within [0, 200]" in " ".join(
-        p.read_text(encoding="utf-8") for p in docs.glob("validations/**/*.html"))
+        p.read_text(encoding="utf-8") for p in docs.glob("validations/**/*.html")
+    )
     assert not list(tmp_path.glob(".docs.*"))  # no staging folder left behind

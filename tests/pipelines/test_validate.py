@@ -65,7 +65,8 @@ def test_valid_data_passes_and_writes_every_output(project: Path) -> None:
 
 
 def test_failure_exits_non_zero_and_writes_no_validated_data(
-        project: Path, caplog: pytest.LogCaptureFixture) -> None:
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     _write_raw(make_valid_frame().drop(columns=["Torque [Nm]"]))
     stage.VALIDATED_PATH.parent.mkdir(parents=True)
     stage.VALIDATED_PATH.write_bytes(b"stale output of an earlier run")
@@ -82,8 +83,7 @@ def test_failure_exits_non_zero_and_writes_no_validated_data(
     assert (stage.DATA_DOCS_DIR / "index.html").is_file()  # the report is there to read
 
 
-def test_quarantine_sets_bad_rows_aside(project: Path,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_quarantine_sets_bad_rows_aside(project: Path, caplog: pytest.LogCaptureFixture) -> None:
     _write_params(quarantine=True)
     frame = make_valid_frame()
     frame.loc[[5, 6, 7], "Torque [Nm]"] = -2.0
@@ -102,8 +102,7 @@ def test_quarantine_sets_bad_rows_aside(project: Path,
     assert summary["rows_quarantined"] == 3
 
 
-def test_quarantine_over_the_limit_fails(project: Path,
-                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_quarantine_over_the_limit_fails(project: Path, caplog: pytest.LogCaptureFixture) -> None:
     _write_params(quarantine=True)
     frame = make_valid_frame()
     frame.loc[frame.index[:200], "Type"] = "X"
@@ -115,14 +114,17 @@ def test_quarantine_over_the_limit_fails(project: Path,
     assert not stage.VALIDATED_PATH.exists() and not stage.QUARANTINE_PATH.exists()
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    (None, "data/raw/dataset.parquet: not found (run the ingest stage first)"),
-    (b"", "data/raw/dataset.parquet: the file is empty (0 bytes)"),
-    (b"not parquet", "data/raw/dataset.parquet: cannot be read as Parquet"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "data/raw/dataset.parquet: not found (run the ingest stage first)"),
+        (b"", "data/raw/dataset.parquet: the file is empty (0 bytes)"),
+        (b"not parquet", "data/raw/dataset.parquet: cannot be read as Parquet"),
+    ],
+)
 def test_absent_empty_or_damaged_file_fails_clearly(
-        content: bytes | None, expected: str, project: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    content: bytes | None, expected: str, project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     if content is not None:
         stage.RAW_PATH.parent.mkdir(parents=True)
         stage.RAW_PATH.write_bytes(content)
