@@ -217,14 +217,23 @@ class BootstrapConfig(Frozen):
     confidence: float = Field(0.95, gt=0.5, lt=1)
 
 
+class InfraValidationConfig(Frozen):
+    """Before the champion alias moves, the candidate must load the way the service loads it
+    and answer a replay of holdout rows, one request at a time, within this budget."""
+
+    replay_rows: int = Field(200, ge=10, le=100_000)
+    p99_budget_ms: float = Field(50.0, gt=0)
+
+
 class DeployConfig(Frozen):
-    """The champion/challenger gate and the model registry."""
+    """The champion/challenger gate, the model registry and the serving store."""
 
     registered_model: str = Field("milling-failure", min_length=1)
     primary_metric: RankingMetric = "average_precision"
     thresholds: dict[GateMetric, float] = {"roc_auc": 0.85, "average_precision": 0.5}
     tolerance: float = Field(0.01, ge=0, le=1)
     bootstrap: BootstrapConfig = BootstrapConfig()
+    infra_validation: InfraValidationConfig = InfraValidationConfig()
 
     @model_validator(mode="after")
     def _thresholds_are_shares(self) -> DeployConfig:
@@ -237,6 +246,39 @@ class DeployConfig(Frozen):
 class MonitorConfig(Frozen):
     drift_share: float = Field(0.15, gt=0, le=1)
     sample_rows: int = Field(100_000, ge=100)
+
+
+class PredictionLogConfig(Frozen):
+    """Every served request is appended here; the monitor stage reads it as its window."""
+
+    directory: Path = Path("data/predictions")
+    queue_size: int = Field(100_000, ge=100)  # bounded memory: beyond it, records are counted lost
+    flush_interval_s: float = Field(1.0, gt=0, le=60)
+
+
+class BatchingConfig(Frozen):
+    """Adaptive batching of single-row requests into one model call."""
+
+    enabled: bool = True
+    max_batch_size: int = Field(64, ge=1, le=10_000)
+    max_latency_ms: int = Field(20, ge=1, le=60_000)
+
+
+class ServingConfig(Frozen):
+    """The BentoML service (`lifecycle serve`)."""
+
+    host: str = "127.0.0.1"  # loopback unless you mean it
+    port: int = Field(3000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    threads: int = Field(4, ge=1, le=256)  # per worker, for the synchronous APIs
+    numeric_threads: int = Field(1, ge=1, le=64)  # OpenMP/BLAS threads per worker
+    api_key_env: str = "LIFECYCLE_API_KEY"  # set this variable to require an X-API-Key header
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_batch_rows: int = Field(1000, ge=1)
+    reload_poll_s: float = Field(2.0, gt=0, le=3600)  # how often the service checks the champion
+    store: Path = Path(".bentoml")  # the project's own BentoML home: models load only from here
+    batching: BatchingConfig = BatchingConfig()
+    prediction_log: PredictionLogConfig = PredictionLogConfig()
 
 
 class TrackingConfig(Frozen):
@@ -255,6 +297,7 @@ class Params(Frozen):
     evaluate: EvaluateConfig = EvaluateConfig()
     deploy: DeployConfig = DeployConfig()
     monitor: MonitorConfig = MonitorConfig()
+    serving: ServingConfig = ServingConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
