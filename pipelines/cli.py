@@ -116,6 +116,79 @@ def rollback_command(
     typer.echo(move.describe())
 
 
+@app.command("serve")
+def serve_command(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind [default: serving.host].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on [default: serving.port].")
+    ] = None,
+) -> None:
+    """Serve the champion from the project's model store over HTTP (BentoML).
+
+    Replaces this process with `bentoml serve serving.service:FailurePredictor`, with
+    BENTOML_HOME set to `serving.store`, the numeric libraries' thread counts set to
+    `serving.numeric_threads` and BentoML's usage tracking off. The service itself reads
+    the rest of the `serving` block of params.yaml.
+    """
+    import os
+
+    from pipelines.config import ConfigError, load_params
+    from serving.model_store import ModelStoreError, read_champion_pointer
+
+    params_path = Path("params.yaml").resolve()
+    try:
+        config = load_params(params_path).serving
+    except ConfigError as exc:
+        _fail(str(exc))
+    store = config.store.resolve()
+    try:
+        pointer = read_champion_pointer(store)
+    except ModelStoreError as exc:
+        _fail(str(exc))
+    if pointer is None:
+        _fail(
+            f"no champion in the model store {store}: run `dvc repro` first "
+            "(the deploy stage exports the champion there)"
+        )
+    host, port = host or config.host, port or config.port
+    argv, env = _serve_invocation(host, port, config.numeric_threads, store, params_path)
+    logger.info("serving %s from %s on http://%s:%d", pointer["tag"], store, host, port)
+    os.execvpe(argv[0], argv, env)
+
+
+SERVICE = "serving.service:FailurePredictor"
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+def _serve_invocation(
+    host: str, port: int, numeric_threads: int, store: Path, params_path: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The `bentoml serve` command line and its environment."""
+    import os
+    import sys
+
+    env = dict(os.environ)
+    env.update({name: str(numeric_threads) for name in THREAD_VARIABLES})
+    env.update(
+        {
+            "BENTOML_HOME": str(store),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "LIFECYCLE_PARAMS": str(params_path),
+        }
+    )
+    argv = [sys.executable, "-m", "bentoml", "serve", SERVICE]
+    argv += ["--timeout-graceful-shutdown", "30", "--host", host, "--port", str(port)]
+    return argv, env
+
+
 def _registered_model_name() -> str:
     from pipelines.config import ConfigError, load_params
 

@@ -26,6 +26,7 @@ from pipelines.io import read_json, write_json
 from pipelines.model_files import META_FILE, load_model
 from pipelines.runtime import run_stage
 from pipelines.tracking import start_tracking
+from serving.model_store import write_champion_pointer
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +43,17 @@ def main() -> None:
     config, name = params.deploy, params.deploy.registered_model
     contract = load_contract(params.data.contract)
     meta = read_json(MODEL_DIR / META_FILE)
-    evaluation = read_json(EVALUATION)
-    challenger_metrics = evaluation["holdout"]
+    challenger_metrics = read_json(EVALUATION)["holdout"]
     content = meta["content_sha256"]
+    store = params.serving.store
     before = registry.champion(name)
+    holdout = pd.read_parquet(HOLDOUT_SPLIT)
+    y_true = holdout[contract.label].to_numpy()
+    challenger_proba = predict_failure_probability(
+        load_model(MODEL_DIR).pipeline, holdout, contract
+    )
 
+    comparison = champion_metrics = None
     if before is not None and before.sha256 == content:
         decision: dict[str, Any] = {
             "promote": False,
@@ -55,17 +62,11 @@ def main() -> None:
             ],
             "checks": [],
         }
-        comparison = champion_metrics = None
     else:
-        holdout = pd.read_parquet(HOLDOUT_SPLIT)
-        y_true = holdout[contract.label].to_numpy()
-        challenger_proba = predict_failure_probability(
-            load_model(MODEL_DIR).pipeline, holdout, contract
-        )
-        comparison = champion_metrics = None
         if before is not None:
-            champion_model = registry.load_champion_model(name)
-            champion_proba = predict_failure_probability(champion_model, holdout, contract)
+            champion_proba = predict_failure_probability(
+                registry.load_champion_model(name), holdout, contract
+            )
             champion_metrics = score_predictions(
                 y_true, champion_proba, _champion_threshold(before, challenger_metrics)
             )
@@ -82,8 +83,6 @@ def main() -> None:
             challenger_metrics, champion_metrics, comparison, config
         ).to_dict()
 
-    for reason in decision["reasons"]:
-        logger.info("gate: %s", reason)
     record = {
         **decision,
         "registered_model": name,
@@ -109,20 +108,43 @@ def main() -> None:
                 "data_md5": meta["data_md5"],
             },
         )
-        move = registry.promote(name, version.version, _evidence(record), history=ALIAS_HISTORY)
-        logger.info("%s", move.describe())
-        record["registered_version"] = int(version.version)
-        record["version_created"] = created
-    else:
+        record["registered_version"], record["version_created"] = int(version.version), created
+        sample = holdout.sample(
+            n=min(config.infra_validation.replay_rows, len(holdout)), random_state=params.data.seed
+        )
+        served, infra = _check_serving(
+            name,
+            int(version.version),
+            meta,
+            challenger_metrics["threshold"],
+            store,
+            sample,
+            contract,
+            config.infra_validation.p99_budget_ms,
+            challenger_proba[holdout.index.get_indexer(sample.index)],
+        )
+        record["infra_check"] = infra.to_dict()
+        if infra.passed:
+            decision["reasons"].append(f"infra check passed: {infra.message}")
+            registry.promote(name, version.version, _evidence(record), history=ALIAS_HISTORY)
+            write_champion_pointer(store, served)
+        else:
+            record["promote"] = decision["promote"] = False
+            decision["reasons"].append(f"infra check failed, nothing moved: {infra.message}")
+    after = registry.champion(name)
+    if not record["promote"]:
         logger.warning(
             "not promoted; the champion is unchanged (%s)",
             f"v{before.version}" if before else "there is none",
         )
-    after = registry.champion(name)
+        _repair_pointer(after, store, meta, challenger_metrics["threshold"])
+    for reason in decision["reasons"]:
+        logger.info("gate: %s", reason)
+    record["reasons"] = decision["reasons"]
     record["champion_after"] = _describe(after)
 
     tracking = start_tracking(params.tracking.experiment)
-    with tracking.stage_run("deploy", promoted=str(decision["promote"]).lower()):
+    with tracking.stage_run("deploy", promoted=str(record["promote"]).lower()):
         tracking.mlflow.log_dict(record, "decision.json")
         if comparison is not None:
             tracking.mlflow.log_metrics(
@@ -132,9 +154,76 @@ def main() -> None:
                     "delta_ci_high": comparison.ci_high,
                 }
             )
-        tracking.mlflow.log_metric("promoted", int(decision["promote"]))
+        tracking.mlflow.log_metric("promoted", int(record["promote"]))
     write_json(record, DECISION)
     write_json(_describe(after) or {}, CHAMPION)
+
+
+def _check_serving(
+    name: str,
+    version: int,
+    meta: dict[str, Any],
+    threshold: float,
+    store: Path,
+    sample: pd.DataFrame,
+    contract: Any,
+    budget_ms: float,
+    expected: Any,
+) -> tuple[Any, Any]:
+    """Export the candidate to the serving store, load it as the service does, replay rows."""
+    from serving.infra_check import replay_rows
+    from serving.model_store import export_model, load_served_model, use_store
+
+    use_store(store)
+    tag = export_model(
+        MODEL_DIR, name, version, meta["mlflow_run_id"], meta["content_sha256"], threshold, store
+    )
+    served = load_served_model(tag, store)
+    report = replay_rows(served, sample, contract, budget_ms, expected)
+    logger.info("infra check of %s: %s", tag, report.message)
+    return served, report
+
+
+def _repair_pointer(
+    champion: registry.ChampionInfo | None, store: Path, meta: dict[str, Any], threshold: float
+) -> None:
+    """Make the serving store's pointer name the registry's champion, if it does not.
+
+    A store that lost the champion's model (deleted, new machine) gets it back from
+    `artifacts/model` when that is the champion.
+    """
+    from serving.model_store import (
+        ModelStoreError,
+        export_model,
+        load_served_model,
+        model_tag,
+        read_champion_pointer,
+    )
+
+    if champion is None:
+        return
+    tag = model_tag(champion.name, champion.version)
+    pointer = read_champion_pointer(store)
+    if pointer is not None and pointer.get("tag") == tag:
+        return
+    try:
+        served = load_served_model(tag, store)
+    except ModelStoreError:
+        if champion.sha256 != meta["content_sha256"]:
+            logger.warning("the serving store lacks the champion %s; serving cannot load it", tag)
+            return
+        export_model(
+            MODEL_DIR,
+            champion.name,
+            champion.version,
+            meta["mlflow_run_id"],
+            meta["content_sha256"],
+            threshold,
+            store,
+        )
+        served = load_served_model(tag, store)
+    write_champion_pointer(store, served)
+    logger.warning("the serving store's champion pointer now names %s, as the registry does", tag)
 
 
 def _champion_threshold(champion: registry.ChampionInfo, challenger: dict[str, Any]) -> float:

@@ -512,7 +512,8 @@ def _record(client: MlflowClient, move: AliasMove, history: Path) -> None:
         logger.error("alias moved but %s was not written (%s); the record: %s", history, exc, line)
         raise RegistryError(f"alias moved, but the history file {history} failed: {exc}") from exc
     logger.info("%s", move.describe())
-    logger.info("evidence for %s of %s: %s", move.action, move.model, line.strip())
+    logger.info("evidence recorded in %s and on the version tags", history)
+    logger.debug("evidence for %s of %s: %s", move.action, move.model, line.strip())
     evidence = _tag_json(record)
     client.set_model_version_tag(move.model, str(move.to_version), "champion_since", move.time)
     client.set_model_version_tag(move.model, str(move.to_version), "promotion_evidence", evidence)

@@ -1,0 +1,101 @@
+"""The pre-promotion infra check (what TFX calls InfraValidator).
+
+Before the `champion` alias moves, the candidate is loaded from the store exactly as the
+service loads it and answers a replay of sample rows, one request at a time, through the
+service's own request path (validate the record, build the frame, predict). It passes when
+every row validates, the answers match the model's in-process predictions, and the p99
+latency is within budget.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from features.contract import DataContract
+from serving.model_store import ServedModel
+from serving.schema import build_record_model, records_to_frame, served_columns
+
+PROBABILITY_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class InfraReport:
+    """What the replay measured and whether the candidate may serve."""
+
+    tag: str
+    rows: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    budget_ms: float
+    rejected_rows: int
+    mismatched_rows: int
+    passed: bool
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def replay_rows(
+    served: ServedModel,
+    rows: pd.DataFrame,
+    contract: DataContract,
+    budget_ms: float,
+    expected: np.ndarray,
+) -> InfraReport:
+    """Send each row through the service's request path; compare answers and time them."""
+    record_model = build_record_model(contract)
+    names = [c.name for c in served_columns(contract)]
+    latencies, answers, rejected = [], [], 0
+    for row in rows[names].to_dict(orient="records"):
+        start = time.perf_counter()
+        try:
+            record = record_model.model_validate(row)
+        except ValidationError:
+            rejected += 1
+            continue
+        frame = records_to_frame([record], contract)
+        answers.append(served.pipeline.predict_proba(frame[contract.features])[0, 1])
+        latencies.append((time.perf_counter() - start) * 1000)
+    mismatched = (
+        int(np.sum(np.abs(np.asarray(answers) - expected) > PROBABILITY_TOLERANCE))
+        if not rejected
+        else len(rows)
+    )
+    p50, p99, worst = (
+        (float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)), max(latencies))
+        if latencies
+        else (float("nan"),) * 3
+    )
+    problems = []
+    if rejected:
+        problems.append(f"{rejected} of {len(rows)} sample rows were rejected by the request model")
+    if mismatched and not rejected:
+        problems.append(f"{mismatched} answers differ from the model's in-process predictions")
+    if not p99 <= budget_ms:
+        problems.append(f"p99 latency {p99:.1f} ms exceeds the budget {budget_ms:g} ms")
+    message = (
+        "; ".join(problems)
+        if problems
+        else f"{len(rows)} single-row requests answered correctly, p50 {p50:.1f} ms, "
+        f"p99 {p99:.1f} ms (budget {budget_ms:g} ms)"
+    )
+    return InfraReport(
+        tag=served.tag,
+        rows=len(rows),
+        p50_ms=round(p50, 3),
+        p99_ms=round(p99, 3),
+        max_ms=round(worst, 3),
+        budget_ms=budget_ms,
+        rejected_rows=rejected,
+        mismatched_rows=mismatched,
+        passed=not problems,
+        message=message,
+    )

@@ -1,0 +1,450 @@
+"""Request and response models of the prediction service, derived from the data contract.
+
+No column is named here. `build_record_model` makes one field per `id` and `feature` column
+of the contract, with its type, range, categories, pattern and description, so the OpenAPI
+document and the 4xx messages follow the contract when it changes.
+
+- Field names are snake_case (`air_temperature_k`); a request may also use the contract's
+  names ("Air temperature [K]"). Validation errors always name the contract column.
+- Numbers are strict about kind and lax about form: any JSON number is a float (5 -> 5.0),
+  and a whole-valued number is an integer (5.0 -> 5; the contract's `integer` means whole
+  numbers, so 5.5 is refused). Booleans and numeric strings are refused: `true` or "300" in
+  a sensor reading is a client bug, not a value. NaN and infinity are refused.
+- Unknown fields are refused (with the closest known name), so a misspelt optional field
+  cannot silently become a missing value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import keyword
+import math
+import numbers
+import operator
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from re import _parser as sre_parse  # the stdlib's own regex parser, for OpenAPI examples
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError, SchemaError
+
+from features.contract import Column, DataContract
+
+RECORD_MODEL_NAME = "ProcessRecord"
+BATCH_MODEL_NAME = "ProcessBatch"
+SERVED_ROLES = frozenset({"id", "feature"})  # what a client sends; labels are never inputs
+_RESERVED_NAMES = frozenset(dir(BaseModel))
+_JSON_KINDS = {"bool": "a boolean", "str": "a string", "list": "an array", "dict": "an object"}
+
+
+# --- names ----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def field_name(column: str) -> str:
+    """A stable snake_case identifier for a column: "Air temperature [K]" -> "air_temperature_k".
+
+    Accents are dropped, each run of other non-alphanumerics becomes one underscore, and the
+    result is lower-cased. A leading digit gets a `c_` prefix; a Python keyword, a BaseModel
+    attribute or a `model_` name gets a trailing underscore. `field_name(field_name(x))`
+    equals `field_name(x)`.
+    """
+    plain = unicodedata.normalize("NFKD", column).encode("ascii", "ignore").decode()
+    snake = re.sub(r"[^0-9a-zA-Z]+", "_", plain).strip("_").lower()
+    if not snake:
+        raise ValueError(f"column {column!r}: no letters or digits to make a field name from")
+    if snake[0].isdigit():
+        snake = f"c_{snake}"
+    if keyword.iskeyword(snake) or snake in _RESERVED_NAMES or snake.startswith("model_"):
+        snake = f"{snake}_"
+    return snake
+
+
+def served_columns(contract: DataContract) -> list[Column]:
+    """The columns a request carries, in contract order: ids and features."""
+    return [c for c in contract.columns if c.role in SERVED_ROLES]
+
+
+# --- the record and batch models -------------------------------------------------------
+
+
+def build_record_model(contract: DataContract) -> type[BaseModel]:
+    """One input record: a field per id and feature column of the contract.
+
+    Features are required unless nullable; ids are optional (they only reach the log).
+    """
+    columns = served_columns(contract)
+    snakes: dict[str, str] = {}
+    for column in columns:
+        snake = field_name(column.name)
+        if snake in snakes:
+            raise ValueError(
+                f"columns '{snakes[snake]}' and '{column.name}' both make the field name "
+                f"'{snake}'; rename one in the contract"
+            )
+        snakes[snake] = column.name
+    fields = {
+        field_name(c.name): (_annotation(c), _field_info(c, field_name(c.name))) for c in columns
+    }
+    aliases = {**snakes, **{name: name for name in snakes.values()}}  # either name -> column
+    config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"examples": [example_record(contract)]}
+    )
+    validators = {"_name_contract_columns": _contract_names_in_errors(aliases)}
+    doc = f"One record to score: the id and feature columns of the '{contract.name}' contract."
+    try:
+        return create_model(
+            RECORD_MODEL_NAME, __config__=config, __doc__=doc, __validators__=validators, **fields
+        )
+    except SchemaError:  # a pattern Rust's linear-time regex engine cannot compile
+        config["regex_engine"] = "python-re"
+        return create_model(
+            RECORD_MODEL_NAME, __config__=config, __doc__=doc, __validators__=validators, **fields
+        )
+
+
+def build_batch_model(record_model: type[BaseModel], max_rows: int) -> type[BaseModel]:
+    """`{"records": [...]}` with 1 to `max_rows` records; the size is checked before the rows."""
+
+    def check_size(value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            if not value:
+                raise PydanticCustomError("too_short", "A batch needs at least one record")
+            if len(value) > max_rows:
+                raise PydanticCustomError(
+                    "too_long",
+                    "A batch holds at most {max_rows} records, got {rows}; split it",
+                    {"max_rows": max_rows, "rows": len(value)},
+                )
+        return value
+
+    extra = record_model.model_config.get("json_schema_extra")
+    example = extra.get("examples", []) if isinstance(extra, dict) else []
+    records = Annotated[list[record_model], BeforeValidator(check_size)]  # type: ignore[valid-type]
+    info = Field(
+        min_length=1,
+        max_length=max_rows,
+        description=f"The records to score, 1 to {max_rows}; answers keep their order.",
+    )
+    config = ConfigDict(extra="forbid", frozen=True)
+    if example:
+        config["json_schema_extra"] = {"examples": [{"records": example[:1]}]}
+    return create_model(
+        BATCH_MODEL_NAME,
+        __config__=config,
+        __doc__="A batch of records scored in one model call.",
+        records=(records, info),
+    )
+
+
+def example_record(contract: DataContract) -> dict[str, Any]:
+    """A valid request record by snake names: mid-range numbers, first categories."""
+    examples = {field_name(c.name): _example(c) for c in served_columns(contract)}
+    return {name: value for name, value in examples.items() if value is not None}
+
+
+def _annotation(column: Column) -> Any:
+    """The value's type with its rules: inside `Annotated`, so they survive `| None`."""
+    if column.dtype == "float":  # strict: any number, never a boolean or a string
+        rules = Field(ge=column.min, le=column.max, strict=True, allow_inf_nan=False)
+        base: Any = Annotated[float, rules]
+    elif column.dtype == "integer":  # lax, so 5.0 passes, but booleans and strings do not
+        rules = Field(ge=_bound(column.min), le=_bound(column.max))
+        base = Annotated[int, rules, BeforeValidator(_require_number)]
+    elif column.dtype == "categorical":
+        base = Literal[tuple(column.categories or ())]
+    else:
+        base = Annotated[str, Field(pattern=column.pattern)]
+    return base | None if _optional(column) else base
+
+
+def _optional(column: Column) -> bool:
+    return column.nullable or column.role == "id"
+
+
+def _field_info(column: Column, snake: str) -> FieldInfo:
+    example = _example(column)
+    return Field(
+        None if _optional(column) else ...,
+        validation_alias=AliasChoices(snake, column.name) if snake != column.name else snake,
+        serialization_alias=column.name,  # model_dump(by_alias=True) gives the contract names
+        title=column.name,
+        description=column.description or column.name,
+        examples=None if example is None else [example],
+    )
+
+
+def _bound(value: float | None) -> float | int | None:
+    if value is not None and float(value).is_integer():
+        return int(value)
+    return value
+
+
+def _require_number(value: Any) -> Any:
+    if value is None or (
+        isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+    ):
+        return value
+    kind = type(value).__name__
+    raise PydanticCustomError(
+        "number_type", "Input should be a number, not {kind}", {"kind": _JSON_KINDS.get(kind, kind)}
+    )
+
+
+def _contract_names_in_errors(aliases: Mapping[str, str]) -> Any:
+    """A wrap validator: errors name the contract column, whichever name the client used."""
+
+    def name_contract_columns(cls: type[BaseModel], data: Any, handler: Any) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            errors = [_renamed(error, aliases) for error in exc.errors(include_url=False)]
+            raise ValidationError.from_exception_data(exc.title, errors) from None
+
+    return model_validator(mode="wrap")(name_contract_columns)
+
+
+def _renamed(error: Any, aliases: Mapping[str, str]) -> InitErrorDetails:
+    loc, kind, message = tuple(error["loc"]), error["type"], error["msg"]
+    key = loc[0] if loc and isinstance(loc[0], str) else None
+    if key is not None and kind == "extra_forbidden":
+        if key in aliases:
+            message = f"'{aliases[key]}' is given under both of its names; send one"
+        else:
+            message = "Unknown field" + _closest(key, aliases)
+    elif key in aliases:
+        loc = (aliases[key], *loc[1:])
+    return {"type": PydanticCustomError(kind, message), "loc": loc, "input": error["input"]}
+
+
+def _closest(key: str, aliases: Mapping[str, str]) -> str:
+    lowered = {name.lower(): name for name in aliases}
+    match = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.6)
+    if not match:
+        return ""
+    column = aliases[lowered[match[0]]]
+    return f"; did you mean '{field_name(column)}' ('{column}')?"
+
+
+# --- examples for the OpenAPI document -------------------------------------------------
+
+
+def _example(column: Column) -> Any:
+    if column.dtype == "categorical":
+        return (column.categories or (None,))[0]
+    if column.dtype == "string":
+        return _pattern_example(column.pattern) if column.pattern else "example"
+    low, high = column.min, column.max
+    if low is not None and high is not None:
+        middle = (low + high) / 2
+    else:
+        middle = next((bound for bound in (low, high) if bound is not None), 0.0)
+    return math.ceil(middle) if column.dtype == "integer" else float(middle)
+
+
+def _pattern_example(pattern: str) -> str | None:
+    """The shortest plain string that the pattern matches; None when it is too clever."""
+    try:
+        text = _sample(sre_parse.parse(pattern))
+    except (ValueError, KeyError, TypeError, IndexError, re.error):
+        return None
+    return text if re.search(pattern, text) else None
+
+
+_CATEGORY_SAMPLES = {
+    "CATEGORY_DIGIT": "0", "CATEGORY_NOT_DIGIT": "a", "CATEGORY_WORD": "a",
+    "CATEGORY_NOT_WORD": " ", "CATEGORY_SPACE": " ", "CATEGORY_NOT_SPACE": "a",
+}  # fmt: skip
+
+
+def _sample(parsed: Any) -> str:
+    out: list[str] = []
+    for op, arg in parsed:
+        name = str(op)
+        if name == "LITERAL":
+            out.append(chr(arg))
+        elif name == "ANY":
+            out.append("a")
+        elif name == "IN":
+            out.append(_sample_set(arg))
+        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            out.append(_sample(arg[2]) * arg[0])
+        elif name == "SUBPATTERN":
+            out.append(_sample(arg[-1]))
+        elif name == "BRANCH":
+            out.append(_sample(arg[1][0]))
+        elif name == "CATEGORY":
+            out.append(_CATEGORY_SAMPLES[str(arg)])
+        elif name != "AT":
+            raise ValueError(f"no sample for {name}")
+    return "".join(out)
+
+
+def _sample_set(items: Any) -> str:
+    op, arg = items[0]
+    name = str(op)
+    if name == "LITERAL":
+        return chr(arg)
+    if name == "RANGE":
+        return chr(arg[0])
+    if name == "CATEGORY":
+        return _CATEGORY_SAMPLES[str(arg)]
+    raise ValueError(f"no sample for a set starting with {name}")
+
+
+# --- from records to the model's frame -------------------------------------------------
+
+
+def records_to_frame(records: Sequence[BaseModel], contract: DataContract) -> pd.DataFrame:
+    """The model's input frame: contract names and order, features plus the ids that were sent.
+
+    Floats are float64; integers int64 (float64 with NaN when a value is missing, as pandas
+    reads a CSV); categories and strings are Python str in object columns, as in training.
+    """
+    data: dict[str, np.ndarray] = {}
+    for column in served_columns(contract):
+        values = list(map(operator.attrgetter(field_name(column.name)), records))
+        if column.role == "id" and all(value is None for value in values):
+            continue
+        data[column.name] = _column_array(values, column)
+    return pd.DataFrame(data, copy=False)
+
+
+def _column_array(values: list[Any], column: Column) -> np.ndarray:
+    if column.dtype == "float":
+        return np.array(values, dtype=np.float64)
+    if column.dtype == "integer":
+        return np.array(values, dtype=np.float64 if None in values else np.int64)
+    return np.array(values, dtype=object)
+
+
+# --- responses -------------------------------------------------------------------------
+
+
+class Prediction(BaseModel):
+    """The answer for one record."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    failure_probability: float = Field(
+        ge=0, le=1, description="The model's probability that this process ends in a failure."
+    )
+    failure: bool = Field(description="True when failure_probability >= threshold.")
+    threshold: float = Field(
+        ge=0, le=1, description="The operating threshold chosen when the model was evaluated."
+    )
+    model_version: str = Field(description="The registered model version that answered.")
+    request_id: str = Field(description="This request's id; the prediction log keys on it.")
+
+    @classmethod
+    def from_probability(
+        cls, probability: float, threshold: float, model_version: str, request_id: str
+    ) -> Prediction:
+        return cls(
+            failure_probability=float(probability),
+            failure=bool(probability >= threshold),
+            threshold=threshold,
+            model_version=model_version,
+            request_id=request_id,
+        )
+
+
+class RecordPrediction(BaseModel):
+    """One record's answer within a batch."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    failure_probability: float = Field(ge=0, le=1, description="Probability of a failure.")
+    failure: bool = Field(description="True when failure_probability >= the batch's threshold.")
+
+
+class BatchPrediction(BaseModel):
+    """The answers for a batch, in request order; what every row shares is stated once."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    predictions: list[RecordPrediction] = Field(description="One answer per record, in order.")
+    threshold: float = Field(ge=0, le=1, description="The operating threshold of the model.")
+    model_version: str = Field(description="The registered model version that answered.")
+    request_id: str = Field(description="This request's id; the prediction log keys on it.")
+
+    @classmethod
+    def from_probabilities(
+        cls,
+        probabilities: Sequence[float] | np.ndarray,
+        threshold: float,
+        model_version: str,
+        request_id: str,
+    ) -> BatchPrediction:
+        scores = np.asarray(probabilities, dtype=np.float64)
+        failures = (scores >= threshold).tolist()
+        return cls.model_validate(
+            {
+                "predictions": [
+                    {"failure_probability": p, "failure": f}
+                    for p, f in zip(scores.tolist(), failures, strict=True)
+                ],
+                "threshold": threshold,
+                "model_version": model_version,
+                "request_id": request_id,
+            }
+        )
+
+
+# --- 4xx bodies ------------------------------------------------------------------------
+
+
+def describe_validation_error(exc: ValidationError) -> list[dict[str, Any]]:
+    """Each problem as {field, name, record?, message, value?, type}, ready for a 4xx body.
+
+    `field` is the contract column (or the unknown key as sent, or `records` for the batch
+    as a whole), `name` its snake_case field name (None for an unknown key), `record` the
+    index within a batch, `value` the offending input (left out for a missing field and for
+    whole objects; NaN and infinity as strings, so the body stays valid JSON).
+    """
+    described = []
+    for error in exc.errors(include_url=False, include_context=False):
+        loc = error["loc"]
+        field = next((part for part in reversed(loc) if isinstance(part, str)), None)
+        record = next((part for part in reversed(loc) if isinstance(part, int)), None)
+        known = field is not None and error["type"] != "extra_forbidden"
+        item: dict[str, Any] = {"field": field, "name": _snake_or_none(field) if known else None}
+        if record is not None:
+            item["record"] = record
+        item["message"] = error["msg"]
+        value = error.get("input")
+        if error["type"] != "missing" and not isinstance(value, dict | list | tuple):
+            item["value"] = _json_safe(value)
+        item["type"] = error["type"]
+        described.append(item)
+    return described
+
+
+def _snake_or_none(field: str) -> str | None:
+    try:
+        return field_name(field)
+    except ValueError:
+        return None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)

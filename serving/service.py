@@ -1,0 +1,695 @@
+"""The champion model over HTTP: a BentoML 1.4 service. Start it with `lifecycle serve`.
+
+Endpoints: `POST /predict` (one record), `POST /predict_batch` (`{"records": [...]}`),
+`POST /admin/reload`, and BentoML's `/livez`, `/readyz`, `/metrics`, `/docs.json`.
+
+Configuration. The request schema is derived from the data contract, and BentoML needs it
+as a class when this module is imported, so the module reads `params.yaml` once, at import
+(`$LIFECYCLE_PARAMS`, else `params.yaml` in the working directory). That read is the only
+import-time effect: no model, store, thread or environment change happens before BentoML
+builds the service. The decorator takes `serving.workers` and `serving.threads` from it;
+BentoML's own overrides (`BENTOML_CONFIG_OVERRIDES`, JSON, keyed by service name
+`FailurePredictor`) still win over the decorator. `lifecycle serve` passes host and port as
+`bentoml serve` flags and sets the environment the numeric libraries read at load time
+(`OMP_NUM_THREADS` and friends), which no code in this module could set early enough.
+
+Behaviour:
+
+- The model is loaded in `__init__` from the store's champion pointer, through
+  `serving.model_store.load_served_model` (exact trusted types; the project's store only).
+  Without a pointer the service starts but is not ready (`/readyz` 503) until one appears.
+- A background thread re-reads the pointer every `serving.reload_poll_s`; a new tag is
+  loaded completely, then one reference is swapped. A request scores with the model it
+  picked up, so nothing in flight fails or mixes versions.
+- Single records go through an adaptive batcher when `serving.batching.enabled`: rows
+  that arrive while the model is busy are scored together in its next call.
+- A gate in front of the prediction and admin routes answers, before BentoML parses
+  anything: 401 without the right `X-API-Key` (when `$<serving.api_key_env>` is set), 415
+  for a body that is not JSON, 413 over `serving.max_body_bytes`, and 400 naming each bad
+  field for a body the request model refuses. Every answer carries `X-Request-ID`.
+- Every prediction is queued to the prediction log; logging never blocks or fails a
+  request, and the log is flushed when the service shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import json
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import bentoml
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.responses import JSONResponse
+
+from features.contract import DataContract, load_contract
+from models.evaluation import predict_failure_probability
+from pipelines.config import ServingConfig, load_params
+from serving.model_store import (
+    ModelStoreError,
+    ServedModel,
+    load_served_model,
+    read_champion_pointer,
+)
+from serving.prediction_log import PredictionLogger, prediction_rows
+from serving.schema import (
+    BatchPrediction,
+    Prediction,
+    build_batch_model,
+    build_record_model,
+    describe_validation_error,
+    example_record,
+    records_to_frame,
+)
+
+logger = logging.getLogger(__name__)
+
+PARAMS_ENV = "LIFECYCLE_PARAMS"
+API_KEY_HEADER = "X-API-Key"
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_TIMEOUT_S = 60.0  # BentoML answers 504 after this; overridable with its config
+LOG_CLOSE_TIMEOUT_S = 10.0
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+# --- configuration, read once when BentoML imports this module --------------------------
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What the service needs from `params.yaml`, with paths made absolute."""
+
+    serving: ServingConfig
+    contract: DataContract
+    store: Path
+    prediction_log: Path
+
+
+def load_settings(params_path: Path | str | None = None) -> ServiceSettings:
+    """Read `params.yaml`; relative paths in it are relative to its folder."""
+    path = Path(params_path or os.environ.get(PARAMS_ENV) or "params.yaml").resolve()
+    params = load_params(path)
+    root = path.parent
+    serving = params.serving
+    return ServiceSettings(
+        serving=serving,
+        contract=load_contract(root / params.data.contract),
+        store=(root / serving.store).resolve(),
+        prediction_log=(root / serving.prediction_log.directory).resolve(),
+    )
+
+
+def _openapi_30(model: type[BaseModel], example: Any = None) -> type[BaseModel]:
+    """The model with one OpenAPI 3.0 `example` instead of JSON Schema's `examples` list.
+
+    BentoML 1.4.40 renders OpenAPI 3.0.2 and turns each model's top-level JSON schema into
+    its `Schema` class, which refuses unknown keys: a model-level `examples` makes
+    `/docs.json` answer 500. Validation is unchanged (a subclass with another config).
+    """
+    extra = dict(model.model_config.get("json_schema_extra") or {})
+    examples = extra.pop("examples", None)
+    extra["example"] = examples[0] if examples else example
+    if extra["example"] is None:
+        return model
+    namespace = {
+        "__module__": __name__,
+        "__doc__": model.__doc__,
+        "model_config": ConfigDict(json_schema_extra=extra),
+    }
+    return type(model.__name__, (model,), namespace)
+
+
+_SETTINGS = load_settings()
+ProcessRecord = _openapi_30(build_record_model(_SETTINGS.contract))
+ProcessBatch = _openapi_30(
+    build_batch_model(ProcessRecord, _SETTINGS.serving.max_batch_rows),
+    {"records": [example_record(_SETTINGS.contract)]},
+)
+
+
+class ReloadResult(BaseModel):
+    """What `/admin/reload` did."""
+
+    changed: bool = Field(description="True when a different model is now served.")
+    tag: str | None = Field(description="The model served after the call, e.g. name:v3.")
+    model_version: str | None = Field(description="Its registered version label, e.g. v3.")
+    previous_tag: str | None = Field(description="The model served before the call.")
+    error: str | None = Field(None, description="Why the champion could not be loaded.")
+
+
+# --- metrics --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    predictions: Any
+    latency: Any
+    log_dropped: Any
+    log_write_errors: Any
+    reloads: Any
+
+
+@functools.cache
+def _metrics() -> _Metrics:
+    """Created once per worker, after BentoML has set PROMETHEUS_MULTIPROC_DIR.
+
+    prometheus_client decides at import whether it runs in multiprocess mode, which is why
+    it is imported here and not at the top of the module.
+    """
+    import prometheus_client as prom
+
+    metrics = _Metrics(
+        predictions=prom.Counter(
+            "lifecycle_predictions",
+            "Predictions served (rows), by model version and endpoint.",
+            ["model_version", "endpoint"],
+        ),
+        latency=prom.Histogram(
+            "lifecycle_prediction_latency_seconds",
+            "Time from a validated request to its scores, by endpoint.",
+            ["endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        ),
+        log_dropped=prom.Counter(
+            "lifecycle_prediction_log_dropped_rows",
+            "Prediction-log rows dropped because the log queue was full.",
+        ),
+        log_write_errors=prom.Counter(
+            "lifecycle_prediction_log_write_errors",
+            "Prediction-log writes that failed.",
+        ),
+        reloads=prom.Counter(
+            "lifecycle_model_reloads",
+            "Champion reloads, by outcome (swapped or failed).",
+            ["outcome"],
+        ),
+    )
+    for outcome in ("swapped", "failed"):
+        metrics.reloads.labels(outcome=outcome)  # show zeros before the first reload
+    return metrics
+
+
+# --- the request gate -----------------------------------------------------------------
+
+
+class RequestGate:
+    """ASGI middleware for the prediction and admin routes: key, size, JSON and schema.
+
+    Runs before BentoML reads the body, so an oversized, unauthenticated or invalid
+    request costs no parsing by BentoML, logs no traceback, and gets a JSON body that names
+    the problem. Other paths (health, metrics, docs) pass through untouched.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        protected: tuple[str, ...],
+        schemas: dict[str, type[BaseModel]],
+        api_key_env: str,
+        max_body_bytes: int,
+    ) -> None:
+        self.app = app
+        self.protected = frozenset(protected)
+        self.schemas = schemas
+        self.api_key = os.environ.get(api_key_env) or None  # read once, at start-up
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.protected:
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        request_id = _request_id(headers.get(REQUEST_ID_HEADER.lower()))
+        scope = {**scope, "headers": _with_header(scope, REQUEST_ID_HEADER, request_id)}
+        send = _adding_header(send, REQUEST_ID_HEADER, request_id)
+
+        if self.api_key is not None and not hmac.compare_digest(
+            headers.get(API_KEY_HEADER.lower(), "").encode(), self.api_key.encode()
+        ):
+            await _reply(send, 401, {"error": f"missing or wrong {API_KEY_HEADER} header"})
+            return
+        if scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        media_type = headers.get("content-type", "application/json").split(";")[0].strip()
+        if media_type.lower() != "application/json":
+            await _reply(
+                send,
+                415,
+                {"error": f"send JSON (Content-Type: application/json), not {media_type}"},
+            )
+            return
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _reply(send, 413, _too_large(self.max_body_bytes))
+            return
+        body = await _read_body(receive, self.max_body_bytes)
+        if body is None:
+            await _reply(send, 413, _too_large(self.max_body_bytes))
+            return
+        schema = self.schemas.get(scope["path"])
+        if schema is not None:
+            try:
+                schema.model_validate_json(body or b"{}")
+            except ValidationError as exc:
+                problems = describe_validation_error(exc)
+                await _reply(
+                    send,
+                    400,
+                    {"error": f"invalid request: {_summary(problems)}", "detail": problems},
+                )
+                return
+        await self.app(scope, _replay(body, receive), send)
+
+
+def _headers(scope: dict[str, Any]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _with_header(scope: dict[str, Any], name: str, value: str) -> list[tuple[bytes, bytes]]:
+    key = name.lower().encode("latin-1")
+    return [(k, v) for k, v in scope["headers"] if k.lower() != key] + [
+        (key, value.encode("latin-1"))
+    ]
+
+
+def _adding_header(send: Any, name: str, value: str) -> Callable[[dict], Awaitable[None]]:
+    key = name.lower().encode("latin-1")
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != key]
+            message = {**message, "headers": [*kept, (key, value.encode("latin-1"))]}
+        await send(message)
+
+    return wrapped
+
+
+def _request_id(given: str | None) -> str:
+    """The client's request id when it is a sane token, else a new one."""
+    if given and _REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+async def _read_body(receive: Any, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it grows past `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks)  # the app will see the disconnect too
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Any) -> Callable[[], Awaitable[dict[str, Any]]]:
+    sent = False
+
+    async def replayed() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _reply(send: Any, status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode("utf-8")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _too_large(limit: int) -> dict[str, Any]:
+    return {"error": f"request body over {limit} bytes (serving.max_body_bytes)"}
+
+
+def _summary(problems: list[dict[str, Any]]) -> str:
+    first = problems[0] if problems else {"message": "unreadable body"}
+    where = first.get("field")
+    if "record" in first:
+        where = f"records[{first['record']}].{where}" if where else f"records[{first['record']}]"
+    text = f"{where}: {first['message']}" if where else first["message"]
+    more = len(problems) - 1
+    return text + (f" (and {more} more)" if more > 0 else "")
+
+
+# --- adaptive batching ----------------------------------------------------------------
+
+
+class RowBatcher:
+    """Scores single rows together: one model call at a time, rows queue in the meantime.
+
+    A batch leaves when the runner is free. It takes every queued row up to
+    `max_batch_size`; when the last batch held more rows than are queued now (clients are
+    sending concurrently), it waits up to `max_latency_ms` for that many to arrive. A lone
+    client never waits (its batches are single rows), and no row is ever refused: under
+    overload rows wait in the queue instead of being shed with 503s.
+    """
+
+    def __init__(
+        self,
+        score: Callable[[list[Any]], tuple[ServedModel, np.ndarray]],
+        max_batch_size: int,
+        max_latency_ms: int,
+        run_in_thread: Callable[..., Awaitable[Any]],
+    ) -> None:
+        self._score = score
+        self._max_batch_size = max_batch_size
+        self._max_latency_s = max_latency_ms / 1000.0
+        self._run_in_thread = run_in_thread
+        self._queue: asyncio.Queue[tuple[Any, asyncio.Future]] | None = None
+        self._task: asyncio.Task | None = None
+        self._expected = 1
+
+    async def submit(self, row: Any) -> tuple[ServedModel, float]:
+        """The model that scored the row and its failure probability."""
+        if self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        assert self._queue is not None
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((row, future))
+        return await future
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            self._take_queued(queue, batch)
+            target = min(self._expected, self._max_batch_size)
+            if len(batch) < target:
+                deadline = time.monotonic() + self._max_latency_s
+                while len(batch) < target and (left := deadline - time.monotonic()) > 0:
+                    try:
+                        batch.append(await asyncio.wait_for(queue.get(), left))
+                    except TimeoutError:
+                        break
+                    self._take_queued(queue, batch)
+            self._expected = len(batch)
+            live = [(row, future) for row, future in batch if not future.done()]
+            if not live:
+                continue
+            try:
+                model, scores = await self._run_in_thread(self._score, [row for row, _ in live])
+            except Exception as exc:  # the rows' requests fail with it; the batcher goes on
+                for _, future in live:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), score in zip(live, scores.tolist(), strict=True):
+                if not future.done():  # a request that timed out is no longer waiting
+                    future.set_result((model, score))
+
+    def _take_queued(self, queue: asyncio.Queue, batch: list) -> None:
+        while len(batch) < self._max_batch_size and not queue.empty():
+            batch.append(queue.get_nowait())
+
+
+# --- the service ----------------------------------------------------------------------
+
+
+@bentoml.service(
+    workers=_SETTINGS.serving.workers,
+    threads=_SETTINGS.serving.threads,
+    traffic={"timeout": REQUEST_TIMEOUT_S},
+    http={"host": _SETTINGS.serving.host, "port": _SETTINGS.serving.port},
+)
+class FailurePredictor:
+    """Machine-failure probability for milling process records, from the champion model.
+
+    Each answer names the model version that produced it and the request id under which
+    it was logged.
+    """
+
+    def __init__(self) -> None:
+        _configure_logging()
+        settings = _SETTINGS
+        config = settings.serving
+        self._settings = settings
+        self._metrics = _metrics()
+        self._reload_lock = threading.Lock()
+        self._model: ServedModel | None = None
+        pointer = read_champion_pointer(settings.store)
+        if pointer is None:
+            logger.warning(
+                "no champion pointer in %s yet: not ready until one is written", settings.store
+            )
+        else:
+            self._model = self._load(pointer["tag"])
+            logger.info("serving %s from %s", self._model.tag, settings.store)
+        _warn_about_thread_settings(config.numeric_threads)
+
+        self._prediction_log = PredictionLogger(
+            settings.prediction_log,
+            queue_size=config.prediction_log.queue_size,
+            flush_interval_s=config.prediction_log.flush_interval_s,
+        )
+        self._prediction_log.start()
+        self._log_seen = {"dropped": 0, "write_errors": 0}
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._batcher = (
+            RowBatcher(
+                self._score,
+                config.batching.max_batch_size,
+                config.batching.max_latency_ms,
+                self._in_thread,
+            )
+            if config.batching.enabled
+            else None
+        )
+        self._stopping = threading.Event()
+        self._watcher = threading.Thread(
+            target=self._watch_champion, name="champion-watcher", daemon=True
+        )
+        self._watcher.start()
+
+    # --- endpoints ---------------------------------------------------------------------
+
+    @bentoml.api(route="/predict")
+    async def predict(self, record: ProcessRecord, /, ctx: bentoml.Context) -> Prediction:  # type: ignore[valid-type]
+        """Score one record: its failure probability and whether it crosses the threshold."""
+        request_id = _request_id(ctx.request.headers.get(REQUEST_ID_HEADER))
+        if self._model is None:
+            return _not_ready()
+        start = time.perf_counter()
+        if self._batcher is not None:
+            model, score = await self._batcher.submit(record)
+        else:
+            model, scores = await self._in_thread(self._score, [record])
+            score = float(scores[0])
+        self._observe("predict", model, 1, start)
+        answer = Prediction.from_probability(score, model.threshold, model.version, request_id)
+        self._log_answer([record], answer)
+        return answer
+
+    @bentoml.api(route="/predict_batch")
+    async def predict_batch(self, batch: ProcessBatch, /, ctx: bentoml.Context) -> BatchPrediction:  # type: ignore[valid-type]
+        """Score a batch of records in one model call; answers keep the request's order."""
+        request_id = _request_id(ctx.request.headers.get(REQUEST_ID_HEADER))
+        if self._model is None:
+            return _not_ready()
+        records = list(batch.records)
+        start = time.perf_counter()
+        model, scores = await self._in_thread(self._score, records)
+        self._observe("predict_batch", model, len(records), start)
+        answer = BatchPrediction.from_probabilities(
+            scores, model.threshold, model.version, request_id
+        )
+        self._log_answer(records, answer)
+        return answer
+
+    @bentoml.api(route="/admin/reload")
+    async def reload(self, ctx: bentoml.Context) -> ReloadResult:
+        """Load the champion named in the store's pointer now, instead of at the next poll.
+
+        Protected: when the environment variable named by `serving.api_key_env` is set,
+        the request needs header `X-API-Key` with its value (401 otherwise). Answers 500,
+        and keeps serving the current model, when the new champion cannot be loaded.
+        """
+        result = await anyio.to_thread.run_sync(self._reload, "admin")
+        if result.error is not None:
+            ctx.response.status_code = 500
+        return result
+
+    def __is_ready__(self) -> bool:
+        return self._model is not None
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        """Stop polling, then flush the prediction log: no logged row is lost."""
+        self._stopping.set()
+        if self._batcher is not None:
+            self._batcher.stop()
+        self._watcher.join(timeout=5)
+        self._prediction_log.close(LOG_CLOSE_TIMEOUT_S)
+        self._sync_log_metrics()
+        logger.info(
+            "prediction log closed: %d rows logged, %d dropped, %d write errors",
+            self._prediction_log.logged,
+            self._prediction_log.dropped,
+            self._prediction_log.write_errors,
+        )
+
+    # --- scoring -------------------------------------------------------------------------
+
+    def _score(self, records: list[Any]) -> tuple[ServedModel, np.ndarray]:
+        """Scores from the model being served when the call starts (one reference read)."""
+        model = self._model
+        if model is None:
+            raise RuntimeError("no model loaded")
+        frame = records_to_frame(records, self._settings.contract)
+        return model, predict_failure_probability(model.pipeline, frame, self._settings.contract)
+
+    async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self._settings.serving.threads)
+        return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+
+    def _observe(self, endpoint: str, model: ServedModel, rows: int, start: float) -> None:
+        self._metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - start)
+        self._metrics.predictions.labels(model_version=model.version, endpoint=endpoint).inc(rows)
+
+    def _log_answer(self, records: list[Any], answer: Prediction | BatchPrediction) -> None:
+        """Queue the rows for the prediction log; never raises, never blocks."""
+        try:
+            self._prediction_log.log(prediction_rows(records, answer))
+        except Exception:  # logging must not cost a prediction
+            logger.exception("could not queue %d row(s) for the prediction log", len(records))
+
+    # --- champion reloads ----------------------------------------------------------------
+
+    def _load(self, tag: str) -> ServedModel:
+        """Load a model and check it answers the request schema this service was built with."""
+        model = load_served_model(tag, self._settings.store)
+        features = model.meta.get("features")
+        if features is not None and list(features) != self._settings.contract.features:
+            raise ModelStoreError(
+                f"{tag} was trained on features {features}, but the service's contract has "
+                f"{self._settings.contract.features}; restart the service with its contract"
+            )
+        return model
+
+    def _reload(self, source: str) -> ReloadResult:
+        """Serve the pointer's champion: load it fully, then swap one reference."""
+        with self._reload_lock:
+            before = self._model
+            previous = before.tag if before else None
+            try:
+                pointer = read_champion_pointer(self._settings.store)
+                if pointer is None or pointer["tag"] == previous:
+                    return ReloadResult(
+                        changed=False,
+                        tag=previous,
+                        model_version=before.version if before else None,
+                        previous_tag=previous,
+                    )
+                model = self._load(pointer["tag"])
+            except Exception as exc:  # keep serving what we have
+                self._metrics.reloads.labels(outcome="failed").inc()
+                logger.error("%s reload failed; still serving %s: %s", source, previous, exc)
+                return ReloadResult(
+                    changed=False,
+                    tag=previous,
+                    model_version=before.version if before else None,
+                    previous_tag=previous,
+                    error=str(exc),
+                )
+            self._model = model  # the swap: requests already scoring keep their reference
+            self._metrics.reloads.labels(outcome="swapped").inc()
+            logger.info("%s reload: now serving %s (was %s)", source, model.tag, previous)
+            return ReloadResult(
+                changed=True, tag=model.tag, model_version=model.version, previous_tag=previous
+            )
+
+    def _watch_champion(self) -> None:
+        poll_s = self._settings.serving.reload_poll_s
+        while not self._stopping.wait(poll_s):
+            self._reload("poll")
+            self._sync_log_metrics()
+
+    def _sync_log_metrics(self) -> None:
+        """Carry the logger's running totals over to the Prometheus counters."""
+        for name, counter in (
+            ("dropped", self._metrics.log_dropped),
+            ("write_errors", self._metrics.log_write_errors),
+        ):
+            total = int(getattr(self._prediction_log, name))
+            if total > self._log_seen[name]:
+                counter.inc(total - self._log_seen[name])
+                self._log_seen[name] = total
+
+
+FailurePredictor.add_asgi_middleware(
+    RequestGate,
+    protected=("/predict", "/predict_batch", "/admin/reload"),
+    schemas={"/predict": ProcessRecord, "/predict_batch": ProcessBatch},
+    api_key_env=_SETTINGS.serving.api_key_env,
+    max_body_bytes=_SETTINGS.serving.max_body_bytes,
+)
+
+
+def _configure_logging() -> None:
+    """Our packages log at $LOG_LEVEL (INFO) through BentoML's handlers, which it set up."""
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    for package in ("serving", "pipelines", "models", "features"):
+        logging.getLogger(package).setLevel(level)
+
+
+def _not_ready() -> JSONResponse:
+    return JSONResponse(
+        {"error": "no model loaded yet: deploy a champion (dvc repro) and retry"},
+        status_code=503,
+    )
+
+
+def _warn_about_thread_settings(expected: int) -> None:
+    """Oversubscribed OpenMP/BLAS pools cost 30x throughput here; say so at start-up."""
+    from threadpoolctl import threadpool_info
+
+    for pool in threadpool_info():
+        threads = int(pool.get("num_threads") or 0)
+        if threads > expected:
+            logger.warning(
+                "%s (%s) runs %d threads, serving.numeric_threads is %d: start the service "
+                "with `lifecycle serve`, which sets OMP_NUM_THREADS and friends",
+                pool.get("internal_api"),
+                pool.get("prefix"),
+                threads,
+                expected,
+            )

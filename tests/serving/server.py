@@ -1,0 +1,150 @@
+"""Helpers for the serving tests: a tiny real model, a project folder, a real `lifecycle serve`.
+
+The server is started the way a user starts it (`lifecycle serve --port N` in the project
+folder), in its own process group, and awaited on GET /readyz, never by sleeping. A server
+that does not come up fails the test with the tail of its output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+from sklearn.pipeline import Pipeline
+
+from features.contract import load_contract
+from features.synthetic import generate_process_data
+from models.training import SKOPS_TRUSTED_TYPES, fit_model
+from pipelines.config import SyntheticSourceConfig, TrainConfig
+from pipelines.model_files import save_model
+from tests.mlflow_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACT_PATH = ROOT / "features" / "contracts" / "milling.yaml"
+BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+FAMILY = "hist_gradient_boosting"
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    """A real fitted pipeline saved the way the train stage saves it."""
+
+    directory: Path
+    content_sha256: str
+    pipeline: Pipeline
+
+
+def train_tiny_model(directory: Path, max_iter: int = 30, rows: int = 3000) -> TinyModel:
+    """Fit a small HistGradientBoosting pipeline on synthetic data and save it with skops."""
+    contract = load_contract(CONTRACT_PATH)
+    frame = generate_process_data(SyntheticSourceConfig(rows=rows))
+    config = TrainConfig(model=FAMILY, hist_gradient_boosting={"max_iter": max_iter})
+    pipeline = fit_model(frame, contract, config, seed=0)
+    meta = {"family": FAMILY, "features": contract.features, "label": contract.label}
+    content = save_model(pipeline, directory, meta, SKOPS_TRUSTED_TYPES[FAMILY])
+    return TinyModel(directory=directory, content_sha256=content, pipeline=pipeline)
+
+
+def request_rows(rows: int, seed: int = 7) -> pd.DataFrame:
+    """Fresh synthetic rows (ids and features by contract names) to send to the server."""
+    contract = load_contract(CONTRACT_PATH)
+    frame = generate_process_data(SyntheticSourceConfig(rows=rows, seed=seed))
+    return frame[[*contract.ids, *contract.features]].reset_index(drop=True)
+
+
+def write_project(root: Path, serving: dict[str, Any]) -> Path:
+    """A project folder holding only params.yaml; the contract is the repository's."""
+    params = {"data": {"contract": str(CONTRACT_PATH)}, "serving": serving}
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@dataclass
+class RunningServer:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no output)"
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM the process group (a graceful BentoML shutdown); SIGKILL what is left."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=timeout_s)
+        returncode = self.process.returncode
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=timeout_s)
+        return returncode
+
+
+@contextlib.contextmanager
+def serve(project: Path, env: dict[str, str] | None = None) -> Iterator[RunningServer]:
+    """`lifecycle serve` in `project` on a free port; stopped on exit."""
+    port = free_port()
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("BENTOML_", "LIFECYCLE_", "MLFLOW_"))
+    }
+    environment.update(env or {})
+    environment["PATH"] = f"{BIN}{os.pathsep}{environment.get('PATH', '')}"
+    log = project / "server.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [str(BIN / "lifecycle"), "serve", "--port", str(port)],
+            cwd=project,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() reaches every worker
+        )
+    server = RunningServer(url=f"http://127.0.0.1:{port}", process=process, log=log)
+    try:
+        _wait_until_ready(server)
+        yield server
+    finally:
+        server.stop()
+
+
+def _wait_until_ready(server: RunningServer) -> None:
+    start = time.monotonic()
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return
+        if server.process.poll() is not None:
+            pytest.fail(
+                f"lifecycle serve exited with code {server.process.returncode} before it was "
+                f"ready; its output:\n{server.tail()}",
+                pytrace=False,
+            )
+        if time.monotonic() - start > START_TIMEOUT_S:
+            pytest.fail(
+                f"lifecycle serve was not ready within {START_TIMEOUT_S:.0f} s; its output:\n"
+                f"{server.tail()}",
+                pytrace=False,
+            )
+        time.sleep(0.1)
