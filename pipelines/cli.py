@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -116,6 +118,17 @@ def rollback_command(
     typer.echo(move.describe())
 
 
+# `lifecycle serve`: what it starts, and the thread counts it sets for the numeric libraries
+SERVICE = "serving.service:FailurePredictor"
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
 @app.command("serve")
 def serve_command(
     host: Annotated[
@@ -132,8 +145,6 @@ def serve_command(
     `serving.numeric_threads` and BentoML's usage tracking off. The service itself reads
     the rest of the `serving` block of params.yaml.
     """
-    import os
-
     from pipelines.config import ConfigError, load_params
     from serving.model_store import ModelStoreError, read_champion_pointer
 
@@ -158,23 +169,10 @@ def serve_command(
     os.execvpe(argv[0], argv, env)
 
 
-SERVICE = "serving.service:FailurePredictor"
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
-
-
 def _serve_invocation(
     host: str, port: int, numeric_threads: int, store: Path, params_path: Path
 ) -> tuple[list[str], dict[str, str]]:
     """The `bentoml serve` command line and its environment."""
-    import os
-    import sys
-
     env = dict(os.environ)
     env.update({name: str(numeric_threads) for name in THREAD_VARIABLES})
     env.update(

@@ -7,11 +7,14 @@ Configuration. The request schema is derived from the data contract, and BentoML
 as a class when this module is imported, so the module reads `params.yaml` once, at import
 (`$LIFECYCLE_PARAMS`, else `params.yaml` in the working directory). That read is the only
 import-time effect: no model, store, thread or environment change happens before BentoML
-builds the service. The decorator takes `serving.workers` and `serving.threads` from it;
-BentoML's own overrides (`BENTOML_CONFIG_OVERRIDES`, JSON, keyed by service name
-`FailurePredictor`) still win over the decorator. `lifecycle serve` passes host and port as
-`bentoml serve` flags and sets the environment the numeric libraries read at load time
-(`OMP_NUM_THREADS` and friends), which no code in this module could set early enough.
+builds the service. The decorator takes `serving.workers`, `serving.threads`,
+`serving.host` and `serving.port` from it, so even a bare `bentoml serve` binds to loopback
+by default. BentoML's own overrides (`BENTOML_CONFIG_OVERRIDES`, JSON keyed by the service
+name `FailurePredictor`, e.g. `{"services": {"FailurePredictor": {"traffic": {"timeout":
+10}}}}`) win over the decorator, and `bentoml serve --host/--port` over both.
+`lifecycle serve` passes host and port as flags and sets the environment the numeric
+libraries read when they load (`OMP_NUM_THREADS` and friends), which no code in this module
+could set early enough; without it the service logs a warning at start-up.
 
 Behaviour:
 
@@ -265,7 +268,7 @@ class RequestGate:
             try:
                 schema.model_validate_json(body or b"{}")
             except ValidationError as exc:
-                problems = describe_validation_error(exc)
+                problems = _trimmed(describe_validation_error(exc))
                 await _reply(
                     send,
                     400,
@@ -352,6 +355,20 @@ async def _reply(send: Any, status: int, body: dict[str, Any]) -> None:
 
 def _too_large(limit: int) -> dict[str, Any]:
     return {"error": f"request body over {limit} bytes (serving.max_body_bytes)"}
+
+
+def _trimmed(problems: list[dict[str, Any]], limit: int = 80) -> list[dict[str, Any]]:
+    """Echo short values only: never the whole body back (malformed JSON), never megabytes."""
+    trimmed = []
+    for problem in problems:
+        problem = dict(problem)
+        value = problem.get("value")
+        if problem.get("type") == "json_invalid":
+            problem.pop("value", None)
+        elif isinstance(value, str) and len(value) > limit:
+            problem["value"] = value[:limit] + "..."
+        trimmed.append(problem)
+    return trimmed
 
 
 def _summary(problems: list[dict[str, Any]]) -> str:
@@ -464,6 +481,7 @@ class FailurePredictor:
         self._settings = settings
         self._metrics = _metrics()
         self._reload_lock = threading.Lock()
+        self._failed_reload: str | None = None  # the last error, logged once per message
         self._model: ServedModel | None = None
         pointer = read_champion_pointer(settings.store)
         if pointer is None:
@@ -502,7 +520,7 @@ class FailurePredictor:
     # --- endpoints ---------------------------------------------------------------------
 
     @bentoml.api(route="/predict")
-    async def predict(self, record: ProcessRecord, /, ctx: bentoml.Context) -> Prediction:  # type: ignore[valid-type]
+    async def predict(self, record: ProcessRecord, /, ctx: bentoml.Context) -> Prediction:
         """Score one record: its failure probability and whether it crosses the threshold."""
         request_id = _request_id(ctx.request.headers.get(REQUEST_ID_HEADER))
         if self._model is None:
@@ -519,7 +537,7 @@ class FailurePredictor:
         return answer
 
     @bentoml.api(route="/predict_batch")
-    async def predict_batch(self, batch: ProcessBatch, /, ctx: bentoml.Context) -> BatchPrediction:  # type: ignore[valid-type]
+    async def predict_batch(self, batch: ProcessBatch, /, ctx: bentoml.Context) -> BatchPrediction:
         """Score a batch of records in one model call; answers keep the request's order."""
         request_id = _request_id(ctx.request.headers.get(REQUEST_ID_HEADER))
         if self._model is None:
@@ -540,7 +558,9 @@ class FailurePredictor:
 
         Protected: when the environment variable named by `serving.api_key_env` is set,
         the request needs header `X-API-Key` with its value (401 otherwise). Answers 500,
-        and keeps serving the current model, when the new champion cannot be loaded.
+        and keeps serving the current model, when the new champion cannot be loaded. With
+        several workers only the one that takes this request reloads at once; the others
+        follow at their next poll.
         """
         result = await anyio.to_thread.run_sync(self._reload, "admin")
         if result.error is not None:
@@ -622,7 +642,15 @@ class FailurePredictor:
                 model = self._load(pointer["tag"])
             except Exception as exc:  # keep serving what we have
                 self._metrics.reloads.labels(outcome="failed").inc()
-                logger.error("%s reload failed; still serving %s: %s", source, previous, exc)
+                repeated = source == "poll" and str(exc) == self._failed_reload
+                logger.log(
+                    logging.DEBUG if repeated else logging.ERROR,
+                    "%s reload failed; still serving %s: %s",
+                    source,
+                    previous,
+                    exc,
+                )
+                self._failed_reload = str(exc)
                 return ReloadResult(
                     changed=False,
                     tag=previous,
@@ -631,6 +659,7 @@ class FailurePredictor:
                     error=str(exc),
                 )
             self._model = model  # the swap: requests already scoring keep their reference
+            self._failed_reload = None
             self._metrics.reloads.labels(outcome="swapped").inc()
             logger.info("%s reload: now serving %s (was %s)", source, model.tag, previous)
             return ReloadResult(
@@ -640,8 +669,11 @@ class FailurePredictor:
     def _watch_champion(self) -> None:
         poll_s = self._settings.serving.reload_poll_s
         while not self._stopping.wait(poll_s):
-            self._reload("poll")
-            self._sync_log_metrics()
+            try:
+                self._reload("poll")
+                self._sync_log_metrics()
+            except Exception:  # the watcher must outlive any surprise
+                logger.exception("champion watcher: unexpected error; polling on")
 
     def _sync_log_metrics(self) -> None:
         """Carry the logger's running totals over to the Prometheus counters."""
