@@ -106,8 +106,8 @@ def rollback_command(
 ) -> None:
     """Serve the previous version again: `champion` and `previous` swap places.
 
-    Running it twice rolls forward again. Servers that load the champion at start-up
-    serve the new one once they restart.
+    Running it twice rolls forward again. The serving store's champion pointer follows, so
+    a running `lifecycle serve` switches to the rolled-back model without a restart.
     """
     name = model or _registered_model_name()
     evidence = {"reason": reason, "requested_by": _user(), "command": "lifecycle rollback"}
@@ -116,6 +116,34 @@ def rollback_command(
     except registry.RegistryError as exc:
         _fail_registry(exc)
     typer.echo(move.describe())
+    _point_serving_at(name, move.to_version)
+
+
+def _point_serving_at(name: str, version: int) -> None:
+    """Move the serving store's champion pointer to `name` v`version` (running servers follow)."""
+    from pipelines.config import ConfigError, load_params
+    from serving.model_store import (
+        ModelStoreError,
+        load_served_model,
+        model_tag,
+        read_champion_pointer,
+        write_champion_pointer,
+    )
+
+    try:
+        store = load_params().serving.store
+    except ConfigError as exc:
+        typer.echo(f"the serving store was not updated: {exc}", err=True)
+        return
+    if read_champion_pointer(store) is None:
+        typer.echo(f"nothing is deployed to the serving store {store}; it was left alone")
+        return
+    tag = model_tag(name, version)
+    try:
+        write_champion_pointer(store, load_served_model(tag, store))
+    except ModelStoreError as exc:
+        _fail(f"the registry moved, but the serving store cannot follow: {exc}")
+    typer.echo(f"serving store {store} now points at {tag}; running services switch to it")
 
 
 # `lifecycle serve`: what it starts, and the thread counts it sets for the numeric libraries

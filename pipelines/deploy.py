@@ -36,6 +36,7 @@ EVALUATION = Path("reports/evaluate/metrics.json")
 DECISION = Path("reports/deploy/decision.json")
 CHAMPION = Path("reports/deploy/champion.json")  # which model serves: monitor depends on it
 ALIAS_HISTORY = Path("reports/deploy/alias_history.jsonl")  # every alias move, appended
+BENTOFILE = Path("serving/bentofile.yaml")
 
 
 def main() -> None:
@@ -125,6 +126,7 @@ def main() -> None:
         )
         record["infra_check"] = infra.to_dict()
         if infra.passed:
+            record["bento"] = _build_bento(served.tag, store)
             decision["reasons"].append(f"infra check passed: {infra.message}")
             registry.promote(name, version.version, _evidence(record), history=ALIAS_HISTORY)
             write_champion_pointer(store, served)
@@ -182,6 +184,25 @@ def _check_serving(
     report = replay_rows(served, sample, contract, budget_ms, expected)
     logger.info("infra check of %s: %s", tag, report.message)
     return served, report
+
+
+def _build_bento(tag: str, store: Path) -> str:
+    """`bentoml build` of serving/bentofile.yaml, with the candidate model packed in."""
+    import bentoml
+    import yaml
+
+    from serving.model_store import use_store
+
+    use_store(store)
+    options = yaml.safe_load(BENTOFILE.read_text(encoding="utf-8"))
+    version = tag.split(":", 1)[1]
+    for existing in bentoml.bentos.list():  # one Bento per model version: reuse it
+        if existing.tag.version == version and tag in {str(m.tag) for m in existing.info.models}:
+            logger.info("Bento %s with model %s exists; reusing it", existing.tag, tag)
+            return str(existing.tag)
+    bento = bentoml.bentos.build(**options, models=[tag], version=version, build_ctx=".")
+    logger.info("built Bento %s with model %s", bento.tag, tag)
+    return str(bento.tag)
 
 
 def _repair_pointer(

@@ -32,6 +32,11 @@ def _aliases(copy: ProjectCopy) -> dict[str, int]:
     return {k: int(v) for k, v in _client(copy).get_registered_model(MODEL).aliases.items()}
 
 
+def _serving_pointer(copy: ProjectCopy) -> str:
+    """The tag the serving store's champion pointer names (what `lifecycle serve` serves)."""
+    return json.loads(copy.read(".bentoml/champion.json"))["tag"]
+
+
 def _decision(copy: ProjectCopy) -> dict:
     return json.loads(copy.read("reports/deploy/decision.json"))
 
@@ -57,7 +62,11 @@ def test_first_model_becomes_champion_on_thresholds_alone(copy: ProjectCopy) -> 
     decision = _decision(copy)
     assert decision["promote"] is True
     assert "no champion yet: the absolute thresholds decide" in decision["reasons"]
+    assert decision["infra_check"]["passed"] and decision["infra_check"]["rows"] == 200
     assert _aliases(copy) == {"champion": 1}
+    assert _serving_pointer(copy) == f"{MODEL}:v1"
+    assert decision["bento"] == "failure_predictor:v1"
+    assert (copy.path / ".bentoml/bentos/failure_predictor/v1/bento.yaml").exists()
 
 
 def test_mlflow_holds_params_metrics_model_dataset_and_plots(copy: ProjectCopy) -> None:
@@ -99,6 +108,7 @@ def test_crippled_challenger_is_not_promoted(copy: ProjectCopy) -> None:
     assert "not promoted; the champion is unchanged (v1)" in result.output
     assert copy.read("reports/deploy/champion.json") == champion_before
     assert _aliases(copy) == {"champion": 1}
+    assert _serving_pointer(copy) == f"{MODEL}:v1"
 
 
 def test_better_challenger_is_promoted_and_previous_kept(copy: ProjectCopy) -> None:
@@ -110,6 +120,7 @@ def test_better_challenger_is_promoted_and_previous_kept(copy: ProjectCopy) -> N
     comparison = decision["comparison"]
     assert comparison["metric"] == "average_precision" and comparison["ci_low"] > -0.01
     assert _aliases(copy) == {"champion": 2, "previous": 1}
+    assert _serving_pointer(copy) == f"{MODEL}:v2"
     history = copy.read("reports/deploy/alias_history.jsonl").decode().splitlines()
     assert json.loads(history[-1])["to_version"] == 2
 
@@ -128,6 +139,7 @@ def test_rollback_restores_the_previous_champion(copy: ProjectCopy) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "rollback milling-failure: champion v2" in done.stdout + done.stderr
     assert _aliases(copy) == {"champion": 1, "previous": 2}
+    assert _serving_pointer(copy) == f"{MODEL}:v1"  # running services follow the pointer
 
 
 def test_redeploying_a_registered_model_reuses_its_version(copy: ProjectCopy) -> None:
@@ -136,3 +148,4 @@ def test_redeploying_a_registered_model_reuses_its_version(copy: ProjectCopy) ->
     assert _decision(copy)["version_created"] is False
     assert len(_client(copy).search_model_versions(f"name = '{MODEL}'")) == 2
     assert _aliases(copy) == {"champion": 2, "previous": 1}
+    assert _serving_pointer(copy) == f"{MODEL}:v2"
