@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +48,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _tail(path: Path, lines: int = 40) -> str:
+def tail_of(path: Path, lines: int = 40) -> str:
+    """The last lines of a server's output file, for a failure message."""
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -61,6 +62,32 @@ def _healthy(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def wait_until_up(
+    process: subprocess.Popen,
+    is_up: Callable[[], bool],
+    what: str,
+    log: Path,
+    timeout_s: float,
+    poll_s: float = 0.25,
+) -> None:
+    """Poll `is_up` until it answers True; fail the test with the output tail if the process
+    exits first or `timeout_s` passes. Never sleeps a fixed start-up time."""
+    start = time.monotonic()
+    while not is_up():
+        if process.poll() is not None:
+            pytest.fail(
+                f"{what} exited with code {process.returncode} before it was up; "
+                f"its output:\n{tail_of(log)}",
+                pytrace=False,
+            )
+        if time.monotonic() - start > timeout_s:
+            pytest.fail(
+                f"{what} was not up within {timeout_s:.0f} s; its output:\n{tail_of(log)}",
+                pytrace=False,
+            )
+        time.sleep(poll_s)
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -116,20 +143,13 @@ def run_mlflow_server(root: Path) -> Iterator[MlflowServer]:
             start_new_session=True,  # its own process group, so _stop reaches the workers
         )
     try:
-        while not _healthy(url):
-            if process.poll() is not None:
-                pytest.fail(
-                    f"mlflow server exited with code {process.returncode} before answering "
-                    f"/health; its output:\n{_tail(log_path)}",
-                    pytrace=False,
-                )
-            if time.monotonic() - start > START_TIMEOUT_S:
-                pytest.fail(
-                    f"mlflow server did not answer {url}/health within {START_TIMEOUT_S:.0f} s; "
-                    f"its output:\n{_tail(log_path)}",
-                    pytrace=False,
-                )
-            time.sleep(0.25)
+        wait_until_up(
+            process,
+            lambda: _healthy(url),
+            f"mlflow server ({url}/health)",
+            log_path,
+            START_TIMEOUT_S,
+        )
         yield MlflowServer(url=url, root=root, start_seconds=time.monotonic() - start)
     finally:
         _stop(process)

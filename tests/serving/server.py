@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 
 import httpx
 import pandas as pd
-import pytest
 import yaml
 from sklearn.pipeline import Pipeline
 
@@ -29,7 +27,7 @@ from features.synthetic import generate_process_data
 from models.training import SKOPS_TRUSTED_TYPES, fit_model
 from pipelines.config import SyntheticSourceConfig, TrainConfig
 from pipelines.model_files import save_model
-from tests.mlflow_server import free_port
+from tests.mlflow_server import free_port, tail_of, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_PATH = ROOT / "features" / "contracts" / "milling.yaml"
@@ -81,10 +79,7 @@ class RunningServer:
     log: Path
 
     def tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no output)"
+        return tail_of(self.log, lines)
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM the process group (a graceful BentoML shutdown); SIGKILL what is left."""
@@ -130,21 +125,11 @@ def serve(project: Path, env: dict[str, str] | None = None) -> Iterator[RunningS
 
 
 def _wait_until_ready(server: RunningServer) -> None:
-    start = time.monotonic()
-    while True:
+    def ready() -> bool:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return
-        if server.process.poll() is not None:
-            pytest.fail(
-                f"lifecycle serve exited with code {server.process.returncode} before it was "
-                f"ready; its output:\n{server.tail()}",
-                pytrace=False,
-            )
-        if time.monotonic() - start > START_TIMEOUT_S:
-            pytest.fail(
-                f"lifecycle serve was not ready within {START_TIMEOUT_S:.0f} s; its output:\n"
-                f"{server.tail()}",
-                pytrace=False,
-            )
-        time.sleep(0.1)
+            return httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200
+        return False
+
+    wait_until_up(
+        server.process, ready, "lifecycle serve (/readyz)", server.log, START_TIMEOUT_S, poll_s=0.1
+    )
