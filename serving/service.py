@@ -36,17 +36,13 @@ Behaviour:
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import hmac
-import json
+import gc
 import logging
 import os
-import re
 import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,12 +50,15 @@ from typing import Any
 import anyio
 import bentoml
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 from features.contract import DataContract, load_contract
 from models.evaluation import predict_failure_probability
 from pipelines.config import ServingConfig, load_params
+from serving.batching import RowBatcher
+from serving.bentoml_patches import cancel_request_timeout_timers
+from serving.gate import REQUEST_ID_HEADER, RequestGate, request_id_from
 from serving.model_store import (
     ModelStoreError,
     ServedModel,
@@ -72,7 +71,6 @@ from serving.schema import (
     Prediction,
     build_batch_model,
     build_record_model,
-    describe_validation_error,
     example_record,
     records_to_frame,
 )
@@ -80,11 +78,8 @@ from serving.schema import (
 logger = logging.getLogger(__name__)
 
 PARAMS_ENV = "LIFECYCLE_PARAMS"
-API_KEY_HEADER = "X-API-Key"
-REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_TIMEOUT_S = 60.0  # BentoML answers 504 after this; overridable with its config
 LOG_CLOSE_TIMEOUT_S = 10.0
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 # --- configuration, read once when BentoML imports this module --------------------------
@@ -204,260 +199,6 @@ def _metrics() -> _Metrics:
     return metrics
 
 
-# --- the request gate -----------------------------------------------------------------
-
-
-class RequestGate:
-    """ASGI middleware for the prediction and admin routes: key, size, JSON and schema.
-
-    Runs before BentoML reads the body, so an oversized, unauthenticated or invalid
-    request costs no parsing by BentoML, logs no traceback, and gets a JSON body that names
-    the problem. Other paths (health, metrics, docs) pass through untouched.
-    """
-
-    def __init__(
-        self,
-        app: Any,
-        *,
-        protected: tuple[str, ...],
-        schemas: dict[str, type[BaseModel]],
-        api_key_env: str,
-        max_body_bytes: int,
-    ) -> None:
-        self.app = app
-        self.protected = frozenset(protected)
-        self.schemas = schemas
-        self.api_key = os.environ.get(api_key_env) or None  # read once, at start-up
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.protected:
-            await self.app(scope, receive, send)
-            return
-        headers = _headers(scope)
-        request_id = _request_id(headers.get(REQUEST_ID_HEADER.lower()))
-        scope = {**scope, "headers": _with_header(scope, REQUEST_ID_HEADER, request_id)}
-        send = _adding_header(send, REQUEST_ID_HEADER, request_id)
-
-        if self.api_key is not None and not hmac.compare_digest(
-            headers.get(API_KEY_HEADER.lower(), "").encode(), self.api_key.encode()
-        ):
-            await _reply(send, 401, {"error": f"missing or wrong {API_KEY_HEADER} header"})
-            return
-        if scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        media_type = headers.get("content-type", "application/json").split(";")[0].strip()
-        if media_type.lower() != "application/json":
-            await _reply(
-                send,
-                415,
-                {"error": f"send JSON (Content-Type: application/json), not {media_type}"},
-            )
-            return
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _reply(send, 413, _too_large(self.max_body_bytes))
-            return
-        body = await _read_body(receive, self.max_body_bytes)
-        if body is None:
-            await _reply(send, 413, _too_large(self.max_body_bytes))
-            return
-        schema = self.schemas.get(scope["path"])
-        if schema is not None:
-            try:
-                schema.model_validate_json(body or b"{}")
-            except ValidationError as exc:
-                problems = _trimmed(describe_validation_error(exc))
-                await _reply(
-                    send,
-                    400,
-                    {"error": f"invalid request: {_summary(problems)}", "detail": problems},
-                )
-                return
-        await self.app(scope, _replay(body, receive), send)
-
-
-def _headers(scope: dict[str, Any]) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-def _with_header(scope: dict[str, Any], name: str, value: str) -> list[tuple[bytes, bytes]]:
-    key = name.lower().encode("latin-1")
-    return [(k, v) for k, v in scope["headers"] if k.lower() != key] + [
-        (key, value.encode("latin-1"))
-    ]
-
-
-def _adding_header(send: Any, name: str, value: str) -> Callable[[dict], Awaitable[None]]:
-    key = name.lower().encode("latin-1")
-
-    async def wrapped(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != key]
-            message = {**message, "headers": [*kept, (key, value.encode("latin-1"))]}
-        await send(message)
-
-    return wrapped
-
-
-def _request_id(given: str | None) -> str:
-    """The client's request id when it is a sane token, else a new one."""
-    if given and _REQUEST_ID.fullmatch(given):
-        return given
-    return uuid.uuid4().hex
-
-
-async def _read_body(receive: Any, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it grows past `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)  # the app will see the disconnect too
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Any) -> Callable[[], Awaitable[dict[str, Any]]]:
-    sent = False
-
-    async def replayed() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
-
-
-async def _reply(send: Any, status: int, body: dict[str, Any]) -> None:
-    payload = json.dumps(body).encode("utf-8")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-def _too_large(limit: int) -> dict[str, Any]:
-    return {"error": f"request body over {limit} bytes (serving.max_body_bytes)"}
-
-
-def _trimmed(problems: list[dict[str, Any]], limit: int = 80) -> list[dict[str, Any]]:
-    """Echo short values only: never the whole body back (malformed JSON), never megabytes."""
-    trimmed = []
-    for problem in problems:
-        problem = dict(problem)
-        value = problem.get("value")
-        if problem.get("type") == "json_invalid":
-            problem.pop("value", None)
-        elif isinstance(value, str) and len(value) > limit:
-            problem["value"] = value[:limit] + "..."
-        trimmed.append(problem)
-    return trimmed
-
-
-def _summary(problems: list[dict[str, Any]]) -> str:
-    first = problems[0] if problems else {"message": "unreadable body"}
-    where = first.get("field")
-    if "record" in first:
-        where = f"records[{first['record']}].{where}" if where else f"records[{first['record']}]"
-    text = f"{where}: {first['message']}" if where else first["message"]
-    more = len(problems) - 1
-    return text + (f" (and {more} more)" if more > 0 else "")
-
-
-# --- adaptive batching ----------------------------------------------------------------
-
-
-class RowBatcher:
-    """Scores single rows together: one model call at a time, rows queue in the meantime.
-
-    A batch leaves when the runner is free. It takes every queued row up to
-    `max_batch_size`; when the last batch held more rows than are queued now (clients are
-    sending concurrently), it waits up to `max_latency_ms` for that many to arrive. A lone
-    client never waits (its batches are single rows), and no row is ever refused: under
-    overload rows wait in the queue instead of being shed with 503s.
-    """
-
-    def __init__(
-        self,
-        score: Callable[[list[Any]], tuple[ServedModel, np.ndarray]],
-        max_batch_size: int,
-        max_latency_ms: int,
-        run_in_thread: Callable[..., Awaitable[Any]],
-    ) -> None:
-        self._score = score
-        self._max_batch_size = max_batch_size
-        self._max_latency_s = max_latency_ms / 1000.0
-        self._run_in_thread = run_in_thread
-        self._queue: asyncio.Queue[tuple[Any, asyncio.Future]] | None = None
-        self._task: asyncio.Task | None = None
-        self._expected = 1
-
-    async def submit(self, row: Any) -> tuple[ServedModel, float]:
-        """The model that scored the row and its failure probability."""
-        if self._task is None or self._task.done():
-            self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        assert self._queue is not None
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((row, future))
-        return await future
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    async def _run(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
-        while True:
-            batch = [await queue.get()]
-            self._take_queued(queue, batch)
-            target = min(self._expected, self._max_batch_size)
-            if len(batch) < target:
-                deadline = time.monotonic() + self._max_latency_s
-                while len(batch) < target and (left := deadline - time.monotonic()) > 0:
-                    try:
-                        batch.append(await asyncio.wait_for(queue.get(), left))
-                    except TimeoutError:
-                        break
-                    self._take_queued(queue, batch)
-            self._expected = len(batch)
-            live = [(row, future) for row, future in batch if not future.done()]
-            if not live:
-                continue
-            try:
-                model, scores = await self._run_in_thread(self._score, [row for row, _ in live])
-            except Exception as exc:  # the rows' requests fail with it; the batcher goes on
-                for _, future in live:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), score in zip(live, scores.tolist(), strict=True):
-                if not future.done():  # a request that timed out is no longer waiting
-                    future.set_result((model, score))
-
-    def _take_queued(self, queue: asyncio.Queue, batch: list) -> None:
-        while len(batch) < self._max_batch_size and not queue.empty():
-            batch.append(queue.get_nowait())
-
-
 # --- the service ----------------------------------------------------------------------
 
 
@@ -476,6 +217,7 @@ class FailurePredictor:
 
     def __init__(self) -> None:
         _configure_logging()
+        cancel_request_timeout_timers()  # see serving/bentoml_patches.py
         settings = _SETTINGS
         config = settings.serving
         self._settings = settings
@@ -516,13 +258,18 @@ class FailurePredictor:
             target=self._watch_champion, name="champion-watcher", daemon=True
         )
         self._watcher.start()
+        # The start-up heap (libraries, contract, model: ~250,000 objects) never becomes
+        # garbage; freezing it keeps full collections from rescanning it (~80 ms each here,
+        # which otherwise lands on a request's latency). benchmarks/results/serving.md.
+        gc.collect()
+        gc.freeze()
 
     # --- endpoints ---------------------------------------------------------------------
 
     @bentoml.api(route="/predict")
     async def predict(self, record: ProcessRecord, /, ctx: bentoml.Context) -> Prediction:
         """Score one record: its failure probability and whether it crosses the threshold."""
-        request_id = _request_id(ctx.request.headers.get(REQUEST_ID_HEADER))
+        request_id = request_id_from(ctx.request.headers.get(REQUEST_ID_HEADER))
         if self._model is None:
             return _not_ready()
         start = time.perf_counter()
@@ -539,7 +286,7 @@ class FailurePredictor:
     @bentoml.api(route="/predict_batch")
     async def predict_batch(self, batch: ProcessBatch, /, ctx: bentoml.Context) -> BatchPrediction:
         """Score a batch of records in one model call; answers keep the request's order."""
-        request_id = _request_id(ctx.request.headers.get(REQUEST_ID_HEADER))
+        request_id = request_id_from(ctx.request.headers.get(REQUEST_ID_HEADER))
         if self._model is None:
             return _not_ready()
         records = list(batch.records)
