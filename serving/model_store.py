@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.io import file_sha256, read_json, write_json
-from pipelines.model_files import META_FILE, MODEL_FILE, load_model
+from pipelines.model_files import META_FILE, MODEL_FILE, REFERENCE_FILE, load_model
 
 if TYPE_CHECKING:
     from bentoml._internal.models.model import ModelStore
@@ -150,6 +150,8 @@ def export_model(
             staging = Path(created.path)
             for filename in (MODEL_FILE, META_FILE):
                 shutil.copy2(model_dir / filename, staging / filename)
+            if (model_dir / REFERENCE_FILE).is_file():  # the monitor's reference data
+                shutil.copy2(model_dir / REFERENCE_FILE, staging / REFERENCE_FILE)
     except BentoMLException as exc:
         # another process exported the same tag between our check and our write
         existing = _existing(models, tag)
@@ -191,6 +193,21 @@ def load_served_model(tag: str, store: Path) -> ServedModel:
         run_id=labels.get("run_id") or None,
         meta=loaded.meta,
     )
+
+
+def reference_path(tag: str, store: Path) -> Path:
+    """The stored model's reference data (its training split and out-of-fold scores)."""
+    store = Path(store)
+    stored = _existing(_open_store(store, create=False), tag)
+    if stored is None:
+        raise ModelStoreError(f"{tag} is not in the model store {store / 'models'}")
+    path = Path(stored.path) / REFERENCE_FILE
+    if not path.is_file():
+        raise ModelStoreError(
+            f"{tag} in {store / 'models'} has no {REFERENCE_FILE} (exported before models kept "
+            "their reference data); run dvc repro --force train to train and deploy again"
+        )
+    return path
 
 
 def write_champion_pointer(store: Path, served: ServedModel | dict[str, Any]) -> dict[str, Any]:
