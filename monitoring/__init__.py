@@ -1,5 +1,11 @@
-"""Monitoring library: drift between a reference and a current window, and the retrain policy.
+"""Monitoring library: the production window against the champion's reference, and a verdict.
+
+- `monitoring.window`: the current window of the prediction log, the labels joined to it,
+  and `decide_window`, the retrain verdict with its reasons;
+- `monitoring.drift`: feature and prediction drift with Evidently (imports Evidently);
+- `monitoring.quality`: the champion's quality on the labelled rows against its floors.
 
 Pure functions over frames and typed config; the `monitor` stage (`pipelines/monitor.py`) does
-the file IO. Nothing is re-exported here, so importing the package does not import Evidently.
+the file IO and the tracking. Nothing is re-exported here, so importing the package does not
+import Evidently.
 """

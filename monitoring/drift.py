@@ -1,4 +1,4 @@
-"""Data drift between a reference window and a current window, and a first retrain policy.
+"""Drift between the champion's reference data and the current window: features and predictions.
 
 The column mapping comes from the data contract: its numeric features are compared as numerical
 columns, its other features as categorical; ids, the label and ignored columns are left out, so a
@@ -7,10 +7,17 @@ from the column type and the sample size (up to 1,000 rows: K-S or chi-square p-
 the p-value is *below* the threshold; above: normed Wasserstein or Jensen-Shannon distances, drift
 when the distance *reaches* the threshold), so every per-column result carries its method and
 threshold, and "drifted" is Evidently's own verdict, not re-derived from the score here.
+
+Thresholds come from `params.yaml`: `monitor.num_threshold` and `monitor.cat_threshold` per
+column kind, `monitor.per_column_threshold` per contract feature (null or absent: Evidently's
+default for the test it picks). Prediction drift compares the served failure probabilities
+with the reference's out-of-fold probabilities, one more Evidently `ValueDrift` in the same
+report (threshold `monitor.prediction_drift_threshold`), so the HTML shows both.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +26,7 @@ import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.core.report import Snapshot  # what `Report.run` returns (aliased `evidently.Run`)
+from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset
 
 from features.contract import DataContract
@@ -31,6 +39,7 @@ _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
 _DRIFTED_COLUMNS_COUNT = "evidently:metric_v2:DriftedColumnsCount"
 _FAIL = "FAIL"  # a failed drift test means "drift detected"
 _DECIMALS = 6  # rounding of floats in the JSON summary, so equal results give equal bytes
+PREDICTION_COLUMN = "failure_probability"  # the scores' column in the report
 
 
 class DriftInputError(ValueError):
@@ -61,6 +70,7 @@ class DriftResult:
     reference_rows: int
     current_rows: int
     snapshot: Snapshot = field(repr=False, compare=False)
+    prediction: PredictionDrift | None = None  # None: no scores were compared
 
     @property
     def drifted_columns(self) -> tuple[str, ...]:
@@ -68,11 +78,15 @@ class DriftResult:
 
 
 @dataclass(frozen=True)
-class RetrainDecision:
-    """Whether to retrain, and why, in sentences a person reads in the stage log."""
+class PredictionDrift:
+    """The drift verdict for the failure probabilities, and how many scores each side had."""
 
-    retrain: bool
-    reasons: tuple[str, ...]
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+    reference_rows: int
+    current_rows: int
 
 
 def sample_window(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
@@ -95,34 +109,77 @@ def detect_drift(
     current: pd.DataFrame,
     contract: DataContract,
     config: MonitorConfig,
+    *,
+    reference_scores: pd.Series | None = None,
+    current_scores: pd.Series | None = None,
 ) -> DriftResult:
-    """Compare the contract's feature columns of `current` against `reference` with Evidently."""
+    """Compare the contract's feature columns of `current` against `reference` with Evidently.
+
+    With both `reference_scores` and `current_scores` (failure probabilities), their drift is
+    judged too. Each is aligned to its frame by index: a row without a score (absent or NaN),
+    such as one another model version served, is left out of that comparison only.
+    """
     features = contract.features
     _check_window(reference, "reference", features)
     _check_window(current, "current", features)
+    _check_thresholds(config, features)
     kinds: dict[str, ColumnKind] = {
         name: "numerical" if contract.by_name[name].is_numeric else "categorical"
         for name in features
     }
+    reference_data, current_data = reference[features], current[features]
+    metrics: list[Any] = [
+        DataDriftPreset(
+            columns=features,
+            drift_share=config.drift_share,
+            num_threshold=config.num_threshold,
+            cat_threshold=config.cat_threshold,
+            per_column_threshold=dict(config.per_column_threshold) or None,
+        )
+    ]
+    ref_scores = _scores(reference_scores, reference)
+    cur_scores = _scores(current_scores, current)
+    scored = bool(
+        ref_scores is not None
+        and cur_scores is not None
+        and ref_scores.notna().any()
+        and cur_scores.notna().any()
+    )
+    numerical = list(contract.numeric_features)
+    if scored:
+        if PREDICTION_COLUMN in features:
+            raise DriftInputError(
+                f"a contract feature is named '{PREDICTION_COLUMN}', the report's score column"
+            )
+        reference_data = reference_data.assign(**{PREDICTION_COLUMN: ref_scores})
+        current_data = current_data.assign(**{PREDICTION_COLUMN: cur_scores})
+        numerical.append(PREDICTION_COLUMN)
+        metrics.append(
+            ValueDrift(column=PREDICTION_COLUMN, threshold=config.prediction_drift_threshold)
+        )
     definition = DataDefinition(
-        numerical_columns=contract.numeric_features,
-        categorical_columns=contract.categorical_features,
+        numerical_columns=numerical, categorical_columns=contract.categorical_features
     )
-    report = Report(
-        [DataDriftPreset(columns=features, drift_share=config.drift_share)],
-        include_tests=True,  # the per-column tests carry Evidently's drift verdicts
-    )
+    report = Report(metrics, include_tests=True)  # the tests carry Evidently's drift verdicts
     snapshot = report.run(
-        Dataset.from_pandas(current[features], data_definition=definition),
-        Dataset.from_pandas(reference[features], data_definition=definition),
+        Dataset.from_pandas(current_data, data_definition=definition),
+        Dataset.from_pandas(reference_data, data_definition=definition),
     )
-    return _read_snapshot(
+    result = _read_snapshot(
         snapshot,
         kinds,
         drift_share=config.drift_share,
         reference_rows=len(reference),
         current_rows=len(current),
     )
+    if not scored:
+        return result
+    prediction = _prediction_drift(
+        snapshot,
+        reference_rows=int(reference_data[PREDICTION_COLUMN].notna().sum()),
+        current_rows=int(current_data[PREDICTION_COLUMN].notna().sum()),
+    )
+    return dataclasses.replace(result, prediction=prediction)
 
 
 def drift_summary(result: DriftResult) -> dict[str, Any]:
@@ -146,21 +203,39 @@ def drift_summary(result: DriftResult) -> dict[str, Any]:
             }
             for c in result.columns
         },
+        "prediction": _prediction_summary(result.prediction),
     }
 
 
-def decide_retrain(result: DriftResult, config: MonitorConfig) -> RetrainDecision:
-    """First policy: retrain when the dataset drifts (drifted share reaches `drift_share`)."""
+def describe_drift(result: DriftResult, config: MonitorConfig) -> str:
+    """The feature-drift verdict as one sentence naming the share, the param and the columns."""
     if result.dataset_drift:
         verdict, side = "dataset drift", "at or above"
     else:
         verdict, side = "no dataset drift", "below"
     named = f": {', '.join(result.drifted_columns)}" if result.drifted_columns else ""
-    reason = (
+    return (
         f"{verdict}: {result.drifted_count} of {len(result.columns)} feature columns drifted "
         f"({result.drifted_share:.0%}, {side} monitor.drift_share {config.drift_share:.0%}){named}"
     )
-    return RetrainDecision(retrain=result.dataset_drift, reasons=(reason,))
+
+
+def describe_prediction_drift(result: DriftResult, config: MonitorConfig) -> str:
+    """The prediction-drift verdict as one sentence naming the test, score and threshold."""
+    prediction = result.prediction
+    if prediction is None:
+        return "prediction drift not judged: the window has no failure probabilities to compare"
+    source = (
+        "monitor.prediction_drift_threshold"
+        if config.prediction_drift_threshold is not None
+        else "Evidently's default; monitor.prediction_drift_threshold is null"
+    )
+    verdict = "prediction drift" if prediction.drifted else "no prediction drift"
+    return (
+        f"{verdict}: {prediction.method} {prediction.score:.4g} on {prediction.current_rows} "
+        f"served failure probabilities against {prediction.reference_rows} reference ones "
+        f"(threshold {prediction.threshold:.4g}, {source})"
+    )
 
 
 def _check_window(frame: pd.DataFrame, window: str, features: list[str]) -> None:
@@ -171,6 +246,70 @@ def _check_window(frame: pd.DataFrame, window: str, features: list[str]) -> None
         )
     if frame.empty:
         raise DriftInputError(f"{window} window has no rows")
+
+
+def _check_thresholds(config: MonitorConfig, features: list[str]) -> None:
+    unknown = sorted(set(config.per_column_threshold) - set(features))
+    if unknown:
+        raise DriftInputError(
+            f"monitor.per_column_threshold names {unknown}, which are not features of the data "
+            f"contract (features: {features})"
+        )
+
+
+def _scores(scores: pd.Series | None, frame: pd.DataFrame) -> pd.Series | None:
+    """Scores aligned to `frame` by index, as floats (NaN where a row has none)."""
+    if scores is None:
+        return None
+    return pd.to_numeric(scores, errors="coerce").astype(float).reindex(frame.index)
+
+
+def _prediction_drift(
+    snapshot: Snapshot, *, reference_rows: int, current_rows: int
+) -> PredictionDrift:
+    """The score column's `ValueDrift` outside the preset: its metric value and its test."""
+    exported = snapshot.dict()
+    metric = next(
+        (
+            m
+            for m in exported["metrics"]
+            if m.get("config", {}).get("type") == _VALUE_DRIFT
+            and m["config"].get("column") == PREDICTION_COLUMN
+        ),
+        None,
+    )
+    test = next(
+        (
+            t
+            for t in exported["tests"]
+            if t["metric_config"]["params"].get("type") == _VALUE_DRIFT
+            and t["metric_config"]["params"].get("column") == PREDICTION_COLUMN
+        ),
+        None,
+    )
+    if metric is None or test is None:
+        raise RuntimeError("Evidently's snapshot lacks the prediction drift result")
+    return PredictionDrift(
+        method=str(metric["config"]["method"]),
+        score=float(metric["value"]),
+        threshold=float(metric["config"]["threshold"]),
+        drifted=test["status"] == _FAIL,
+        reference_rows=reference_rows,
+        current_rows=current_rows,
+    )
+
+
+def _prediction_summary(prediction: PredictionDrift | None) -> dict[str, Any] | None:
+    if prediction is None:
+        return None
+    return {
+        "method": prediction.method,
+        "score": _round(prediction.score),
+        "threshold": _round(prediction.threshold),
+        "drifted": prediction.drifted,
+        "reference_rows": prediction.reference_rows,
+        "current_rows": prediction.current_rows,
+    }
 
 
 def _read_snapshot(

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from pipelines import registry  # light: it imports mlflow only when called
+from pipelines.config import Scenario
 from pipelines.runtime import configure_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -72,7 +73,7 @@ def draft_contract_command(
 def champion_command(
     model: Annotated[
         str | None,
-        typer.Option(help="Registered model name [default: deploy.registered_model]."),
+        typer.Option(help="Registered model name (default: deploy.registered_model)."),
     ] = None,
 ) -> None:
     """Show the registered model's champion and previous versions."""
@@ -97,7 +98,7 @@ def champion_command(
 def rollback_command(
     model: Annotated[
         str | None,
-        typer.Option(help="Registered model name [default: deploy.registered_model]."),
+        typer.Option(help="Registered model name (default: deploy.registered_model)."),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why: recorded with the move.")] = "manual rollback",
     history: Annotated[
@@ -160,10 +161,10 @@ THREAD_VARIABLES = (
 @app.command("serve")
 def serve_command(
     host: Annotated[
-        str | None, typer.Option(help="Address to bind [default: serving.host].")
+        str | None, typer.Option(help="Address to bind (default: serving.host).")
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port to listen on [default: serving.port].")
+        int | None, typer.Option(help="Port to listen on (default: serving.port).")
     ] = None,
 ) -> None:
     """Serve the champion from the project's model store over HTTP (BentoML).
@@ -215,6 +216,143 @@ def _serve_invocation(
     return argv, env
 
 
+@app.command("watch")
+def watch_command(
+    once: Annotated[
+        bool, typer.Option("--once", help="Run one iteration, then exit (non-zero if it failed).")
+    ] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds between iterations (default: monitor.watch.interval_s).",
+            callback=lambda value: _positive(value, "seconds"),
+        ),
+    ] = None,
+) -> None:
+    """Run `dvc repro` on an interval and retrain when the monitor and the policy say so.
+
+    Each iteration reruns what changed (the monitor stage, when the prediction log or the
+    labels did), weighs the monitor's verdict against earlier iterations (monitor.policy),
+    and to retrain writes the window's new labelled rows as a feedback batch and runs
+    `dvc repro` again. Every iteration appends one JSON line to monitor.watch.log and is
+    recorded in MLflow as a run named `watch`. One watch at a time (monitor.watch.lock);
+    SIGTERM or Ctrl-C finishes the current iteration, then exits.
+    """
+    from pipelines.config import ConfigError, load_params
+    from pipelines.watch import WatchError, WatchLockedError, run_watch
+
+    root = Path.cwd()
+    try:
+        params = load_params(root / "params.yaml")
+    except ConfigError as exc:
+        _fail(str(exc))
+    try:
+        record = run_watch(params, root, once=once, interval_s=interval)
+    except WatchLockedError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    except (ValueError, WatchError) as exc:  # the contract cannot be loaded, or has no row id
+        _fail(str(exc))
+    if once and record is not None and record["error"]:
+        typer.echo(f"error: iteration {record['iteration']} failed: {record['error']}", err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command("simulate")
+def simulate_command(
+    scenario: Annotated[
+        Scenario,
+        typer.Option(help="Drift to simulate (features/synthetic.py describes each)."),
+    ],
+    rows: Annotated[int, typer.Option(min=1, help="How many rows to send.")],
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default: a fresh one, shown).")
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The service (default: http://<serving.host>:<serving.port>)."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Rows per request; 1 sends each row to /predict.")
+    ] = 100,
+    label_delay: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait before writing the labels.")
+    ] = 0.0,
+    first_udi: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="The first row id (default: after every id in the labels, the prediction "
+            "log and the feedback batches, and at least 10000001).",
+        ),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Variable holding the API key to send (default: serving.api_key_env)."),
+    ] = None,
+    labels: Annotated[
+        bool,
+        typer.Option(
+            "--labels/--no-labels",
+            help="Write the answered rows' ground truth to monitor.labels.directory.",
+        ),
+    ] = True,
+) -> None:
+    """Send simulated production rows to a running service, then write their ground truth."""
+    import secrets
+
+    from features.contract import load_contract
+    from pipelines.config import ConfigError, load_params
+    from pipelines.simulate import check_url, first_free_id, largest_known_id, simulate
+    from pipelines.watch import WatchError, key_column
+
+    try:
+        params = load_params()
+        contract = load_contract(params.data.contract)
+        key = key_column(contract)
+    except (ConfigError, ValueError, WatchError) as exc:
+        _fail(str(exc))
+    serving = params.serving
+    host = "127.0.0.1" if serving.host in ("0.0.0.0", "::") else serving.host
+    try:
+        url = check_url(url or f"http://{host}:{serving.port}")
+    except ValueError as exc:
+        _fail(f"--url: {exc}")
+    if first_udi is None:
+        largest = largest_known_id(
+            key,
+            params.monitor.labels.directory,
+            params.ingest.feedback.directory,
+            serving.prediction_log.directory,
+        )
+        first_udi = first_free_id(largest)
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    done = simulate(
+        contract,
+        scenario,
+        rows,
+        seed,
+        url,
+        batch_size,
+        first_udi,
+        api_key_env or serving.api_key_env,
+        params.monitor.labels.directory if labels else None,
+        label_delay,
+    )
+    for line in done.summary():
+        typer.echo(line)
+    if done.report.fatal:
+        _fail_with(done.report.fatal, code=1)
+    if done.unanswered:
+        _fail_with(f"{done.unanswered} of {rows} rows were not answered", code=1)
+
+
+def _positive(value: float | None, unit: str) -> float | None:
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"must be more than 0 {unit}, got {value:g}")
+    return value
+
+
 def _registered_model_name() -> str:
     from pipelines.config import ConfigError, load_params
 
@@ -241,8 +379,12 @@ def _fail_registry(exc: registry.RegistryError) -> None:
 
 
 def _fail(message: str) -> None:
+    _fail_with(message, code=2)
+
+
+def _fail_with(message: str, code: int) -> None:
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
+    raise typer.Exit(code=code)
 
 
 if __name__ == "__main__":

@@ -1,100 +1,376 @@
-"""DVC stage `monitor`: drift of the current window against the training data, and a decision.
+"""DVC stage `monitor`: the production window against the champion's reference, and a verdict.
 
     python -m pipelines.monitor
 
-For now the current window is the holdout split; a later version reads the production
-prediction log instead. Reads `params.yaml` (`monitor`, and `data.contract`, `data.seed`),
-`data/split/train.parquet` (reference) and `data/split/holdout.parquet` (current); writes
-`reports/monitor/drift.html` (the Evidently report), `reports/monitor/metrics.json` (DVC metric)
-and `reports/monitor/decision.json` (retrain or not, and why). Paths are relative to the
+Reads `params.yaml` (`monitor`, `data.contract`, `data.seed`, `deploy.registered_model`,
+`serving.store`, `serving.prediction_log.directory`, `tracking`), the champion pointer
+`reports/deploy/champion.json`, the prediction log and the labelled batches. The current
+window is the newest `monitor.window.rows` logged rows; the reference is the champion's own
+training split with its out-of-fold scores, kept with the model in the serving store.
+
+Writes `reports/monitor/drift.html` (the Evidently report, or a short page saying why there
+is none), `reports/monitor/metrics.json` (DVC metric), `reports/monitor/decision.json`
+(retrain or not, and why; `lifecycle watch` reads it) and
+`data/monitor/window_labelled.parquet` (the window's labelled rows as a contract table), then
+logs an MLflow run and tags the champion's registry version with it. Paths are relative to the
 working directory, the project root under `dvc repro`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import html
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from features.contract import load_contract
-from monitoring.drift import decide_retrain, detect_drift, drift_summary, sample_window
-from pipelines.config import DEFAULT_PARAMS, load_params
-from pipelines.io import atomic_path, read_table, write_json
+from features.contract import DataContract, load_contract
+from monitoring.quality import QualityResult, assess_quality
+from monitoring.window import (
+    LabelsError,
+    RetrainDecision,
+    WindowEvidence,
+    combine_labels,
+    decide_window,
+    describe_window,
+    label_window,
+    labelled_table,
+    scores_to_compare,
+    select_window,
+    served_by,
+)
+from pipelines import paths
+from pipelines.config import DEFAULT_PARAMS, Params, load_params
+from pipelines.io import atomic_path, read_json, read_table, write_json, write_parquet, write_text
 from pipelines.runtime import run_stage, timed
+from pipelines.tracking import start_tracking
+from serving.model_store import model_tag, reference_path
+from serving.prediction_log import read_prediction_log
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_PATH = Path("data/split/train.parquet")
-CURRENT_PATH = Path("data/split/holdout.parquet")
-REPORT_DIR = Path("reports/monitor")
-HTML_PATH = REPORT_DIR / "drift.html"
-METRICS_PATH = REPORT_DIR / "metrics.json"
-DECISION_PATH = REPORT_DIR / "decision.json"
+REFERENCE_PROBABILITY = "probability"  # the out-of-fold score column of the reference data
+LABEL_PATTERNS = ("batch-*.parquet", "batch-*.csv")
+MONITOR_TAG = "last_monitor_run"  # set on the champion's registry version
 
 
 class MonitorInputError(FileNotFoundError):
-    """An input window is absent; the message names the file and the stage that writes it."""
+    """An input is absent or unusable; the message names the file and what writes it."""
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The serving model as deploy left it: registry version and serving-store tag."""
+
+    tag: str
+    version: int
+
+    @property
+    def label(self) -> str:
+        """How the prediction log names its version: "v3"."""
+        return f"v{self.version}"
 
 
 def monitor() -> None:
-    """Read both windows, compare them, write the report, the metric and the decision."""
+    """Read the window, the labels and the reference; judge; write the outputs; track."""
     params = load_params(DEFAULT_PARAMS)
     config = params.monitor
     contract = load_contract(params.data.contract)
-    reference = _read_window(REFERENCE_PATH)
-    current = _read_window(CURRENT_PATH)
+    champion = _read_champion(params.deploy.registered_model)
+    with timed("reading the prediction log"):
+        log = read_prediction_log(params.serving.prediction_log.directory, contract=contract)
+    window = select_window(log, config.window.rows)
+    labels = combine_labels(_read_label_batches(config.labels.directory), contract)
+    labelled = label_window(window, labels, contract)
+    table, missing = labelled_table(labelled, contract)
+    logger.info(
+        "window: %d of %d logged rows, %d labelled; champion: %s",
+        len(window),
+        len(log),
+        len(labelled),
+        champion.tag if champion else "none",
+    )
 
-    reference_sample = sample_window(reference, config.sample_rows, params.data.seed)
-    current_sample = sample_window(current, config.sample_rows, params.data.seed)
+    drift = quality = None
+    if champion is not None and len(window) >= config.window.min_rows:
+        reference = _read_reference(champion, params.serving.store, contract)
+        drift = _detect_drift(reference, window, champion, contract, params)
+        quality = assess_quality(served_by(labelled, champion.label), contract.label, config)
+    evidence = WindowEvidence(
+        champion=champion.tag if champion else None,
+        rows=len(window),
+        labelled_rows=len(labelled),
+        drift=drift,
+        quality=quality,
+    )
+    decision = decide_window(evidence, config)
+    champion_rows = len(served_by(window, champion.label)) if champion else 0
+    window_record = {
+        **describe_window(window),
+        "labelled_rows": len(labelled),
+        "champion_rows": champion_rows,
+        "missing_columns": missing,
+    }
+    record = _decision_record(decision, champion, window_record, drift, quality)
+
+    if drift is not None:
+        with timed("drift report"), atomic_path(paths.DRIFT_REPORT) as tmp:
+            drift.snapshot.save_html(str(tmp))  # Evidently 0.7 writes nothing when given a Path
+    else:
+        write_text(_plain_page(decision), paths.DRIFT_REPORT)
+    write_json(_metrics(decision, window_record, drift, quality), paths.MONITOR_METRICS)
+    write_json(record, paths.MONITOR_DECISION)
+    write_parquet(table, paths.LABELLED_WINDOW)
+    _log_decision(decision, drift, missing)
+    _track(params, champion, record)
+    logger.info(
+        "wrote %s, %s, %s and %s",
+        paths.DRIFT_REPORT,
+        paths.MONITOR_METRICS,
+        paths.MONITOR_DECISION,
+        paths.LABELLED_WINDOW,
+    )
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+def _read_champion(registered_model: str) -> Champion | None:
+    """`reports/deploy/champion.json`: `{}` before the first promotion."""
+    path = paths.CHAMPION
+    if not path.exists():
+        raise MonitorInputError(f"{path}: not found; the deploy stage writes it (dvc repro deploy)")
+    try:
+        pointer = read_json(path)
+    except ValueError as exc:
+        raise MonitorInputError(f"{path}: not valid JSON ({exc})") from None
+    if not pointer:
+        return None
+    version = pointer.get("version") if isinstance(pointer, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise MonitorInputError(
+            f"{path}: expected {{}} or a positive integer 'version', got {pointer!r}; "
+            "the deploy stage writes it (dvc repro deploy)"
+        )
+    return Champion(tag=model_tag(registered_model, version), version=version)
+
+
+def _read_label_batches(directory: Path) -> list[tuple[str, pd.DataFrame]]:
+    """Every labels batch in `directory` as (file name, frame), unreadable files refused."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        logger.info("no labels folder %s (monitor.labels.directory): no labels yet", directory)
+        return []
+    files = sorted(
+        (path for pattern in LABEL_PATTERNS for path in directory.glob(pattern)),
+        key=lambda path: path.name,
+    )
+    batches = []
+    for path in files:
+        try:
+            batches.append((str(path), read_table(path)))
+        except (OSError, ValueError) as exc:  # pyarrow's and pandas' parse errors included
+            raise LabelsError(f"{path}: unreadable labels file ({exc})") from None
+    logger.info("labels: %d batch file(s) in %s", len(batches), directory)
+    return batches
+
+
+def _read_reference(champion: Champion, store: Path, contract: DataContract) -> pd.DataFrame:
+    path = reference_path(champion.tag, store)
+    reference = read_table(path)
+    needed = [*contract.features, REFERENCE_PROBABILITY]
+    missing = [name for name in needed if name not in reference.columns]
+    if missing:
+        raise MonitorInputError(
+            f"{path}: the reference data of {champion.tag} lacks column(s) {missing}; it was "
+            "saved before models kept their training features: run dvc repro --force train "
+            "to train and deploy again"
+        )
+    return reference
+
+
+# --- the work -----------------------------------------------------------------------------
+
+
+def _detect_drift(
+    reference: pd.DataFrame,
+    window: pd.DataFrame,
+    champion: Champion,
+    contract: DataContract,
+    params: Params,
+) -> Any:
+    from monitoring.drift import detect_drift, sample_window  # Evidently: only when judging
+
+    config, seed = params.monitor, params.data.seed
+    reference_sample = sample_window(reference, config.sample_rows, seed)
+    current = sample_window(window, config.sample_rows, seed)
     logger.info(
         "comparing %d current rows (of %d) with %d reference rows (of %d) on %d features",
-        len(current_sample),
         len(current),
+        len(window),
         len(reference_sample),
         len(reference),
         len(contract.features),
     )
     with timed("drift detection"):
-        result = detect_drift(reference_sample, current_sample, contract, config)
-    decision = decide_retrain(result, config)
-
-    with timed("drift report"), atomic_path(HTML_PATH) as tmp:
-        result.snapshot.save_html(str(tmp))  # Evidently 0.7 writes nothing when given a Path
-    write_json(drift_summary(result), METRICS_PATH)
-    write_json(dataclasses.asdict(decision), DECISION_PATH)
-
-    logger.info(
-        "drifted columns: %d of %d (share %.3f, dataset drift at %.3f): %s",
-        result.drifted_count,
-        len(result.columns),
-        result.drifted_share,
-        result.drift_share,
-        ", ".join(result.drifted_columns) or "none",
-    )
-    for column in result.columns:
-        logger.info(
-            "  %-28s %-11s %s = %.4g (threshold %.3g)%s",
-            column.name,
-            column.kind,
-            column.method,
-            column.score,
-            column.threshold,
-            "  DRIFT" if column.drifted else "",
+        return detect_drift(
+            reference_sample,
+            current,
+            contract,
+            config,
+            reference_scores=reference_sample[REFERENCE_PROBABILITY],
+            current_scores=scores_to_compare(current, champion.label),
         )
-    logger.info(
-        "decision: %s; %s",
-        "retrain" if decision.retrain else "keep the model",
-        "; ".join(decision.reasons),
+
+
+def _decision_record(
+    decision: RetrainDecision,
+    champion: Champion | None,
+    window: dict[str, Any],
+    drift: Any,
+    quality: QualityResult | None,
+) -> dict[str, Any]:
+    """decision.json: the verdict, its reasons and the evidence in brief (`watch` reads it)."""
+    drift_record = None
+    if drift is not None:
+        prediction = drift.prediction
+        drift_record = {
+            "dataset_drift": drift.dataset_drift,
+            "drifted_share": round(drift.drifted_share, 6),
+            "drifted_columns": list(drift.drifted_columns),
+            "prediction_drift": prediction.drifted if prediction else None,
+            "prediction_drift_score": round(prediction.score, 6) if prediction else None,
+        }
+    return {
+        "retrain": decision.retrain,
+        "reasons": list(decision.reasons),
+        "champion": {"tag": champion.tag, "version": champion.version} if champion else None,
+        "window": window,
+        "drift": drift_record,
+        "quality": quality.to_dict() if quality else None,
+    }
+
+
+def _metrics(
+    decision: RetrainDecision,
+    window: dict[str, Any],
+    drift: Any,
+    quality: QualityResult | None,
+) -> dict[str, Any]:
+    """metrics.json (DVC metric): deterministic, rounded, no timestamps."""
+    from_window = ("rows", "labelled_rows", "champion_rows")
+    summary = None
+    if drift is not None:
+        from monitoring.drift import drift_summary
+
+        summary = drift_summary(drift)
+    quality_summary = None
+    if quality is not None:
+        quality_summary = {k: v for k, v in quality.to_dict().items() if k != "reason"}
+    return {
+        "retrain": decision.retrain,
+        "window": {key: window[key] for key in from_window},
+        "drift": summary,
+        "quality": quality_summary,
+    }
+
+
+def _plain_page(decision: RetrainDecision) -> str:
+    """The report when there is nothing to compare: a short page that says why."""
+    reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in decision.reasons)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Monitor: no drift report</title></head>\n<body><h1>No drift report</h1>"
+        f"<p>The monitor compared nothing in this window:</p><ul>{reasons}</ul></body></html>\n"
     )
-    logger.info("wrote %s, %s and %s", HTML_PATH, METRICS_PATH, DECISION_PATH)
 
 
-def _read_window(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise MonitorInputError(f"{path}: not found; the train stage writes it (dvc repro train)")
-    return read_table(path)
+# --- logging and tracking -----------------------------------------------------------------
+
+
+def _log_decision(decision: RetrainDecision, drift: Any, missing: list[str]) -> None:
+    if drift is not None:
+        for column in (*drift.columns, *([drift.prediction] if drift.prediction else [])):
+            logger.info(
+                "  %-28s %s = %.4g (threshold %.3g)%s",
+                getattr(column, "name", "failure probability"),
+                column.method,
+                column.score,
+                column.threshold,
+                "  DRIFT" if column.drifted else "",
+            )
+    if missing:
+        logger.warning(
+            "the labels lack required contract column(s) %s: the labelled window cannot become "
+            "training data until they arrive",
+            missing,
+        )
+    logger.info("decision: %s", "retrain" if decision.retrain else "no retrain")
+    for reason in decision.reasons:
+        logger.info("  %s", reason)
+
+
+def _run_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The MLflow run's metrics: numbers only, booleans as 0/1, absent checks left out."""
+    window, drift, quality = record["window"], record["drift"], record["quality"]
+    metrics: dict[str, float] = {
+        "retrain": int(record["retrain"]),
+        "window_rows": window["rows"],
+        "labelled_rows": window["labelled_rows"],
+        "champion_rows": window["champion_rows"],
+    }
+    if drift is not None:
+        metrics["dataset_drift"] = int(drift["dataset_drift"])
+        metrics["drifted_share"] = drift["drifted_share"]
+        if drift["prediction_drift"] is not None:
+            metrics["prediction_drift"] = int(drift["prediction_drift"])
+            metrics["prediction_drift_score"] = drift["prediction_drift_score"]
+    if quality is not None:
+        metrics["quality_judged"] = int(quality["judged"])
+        metrics["quality_breached"] = len(quality["breached"])
+        for name in ("rows", "positives", "roc_auc", "average_precision", "precision", "recall"):
+            if quality.get(name) is not None:
+                metrics[f"quality_{name}"] = quality[name]
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def _track(params: Params, champion: Champion | None, record: dict[str, Any]) -> None:
+    """One MLflow run with the metrics, decision.json and drift.html; tag the champion version."""
+    name = params.deploy.registered_model
+    tracking = start_tracking(params.tracking.experiment)
+    tags = {
+        "registered_model": name,
+        "champion_version": str(champion.version) if champion else "none",
+        "retrain": str(record["retrain"]).lower(),
+    }
+    with tracking.stage_run("monitor", **tags) as run:
+        tracking.mlflow.log_metrics(_run_metrics(record))
+        tracking.mlflow.log_artifact(str(paths.MONITOR_DECISION))
+        tracking.mlflow.log_artifact(str(paths.DRIFT_REPORT))
+        run_id = run.info.run_id
+    if champion is not None:
+        _tag_version(tracking.mlflow, name, champion.version, run_id)
+
+
+def _tag_version(mlflow: Any, name: str, version: int, run_id: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.MlflowClient().set_model_version_tag(name, str(version), MONITOR_TAG, run_id)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        logger.warning(
+            "%s version %d is not in the model registry; tag %s not set (%s)",
+            name,
+            version,
+            MONITOR_TAG,
+            exc.message,
+        )
+        return
+    logger.info("tagged %s version %d with %s=%s", name, version, MONITOR_TAG, run_id)
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ from features.contract import DataContract
 from monitoring.drift import (
     DriftInputError,
     DriftResult,
-    decide_retrain,
+    describe_drift,
+    describe_prediction_drift,
     detect_drift,
     drift_summary,
     sample_window,
@@ -91,7 +92,10 @@ def test_same_distribution_has_no_dataset_drift(no_drift: DriftResult, config):
     assert not no_drift.dataset_drift
     assert no_drift.drifted_count == 0
     assert no_drift.drifted_columns == ()
-    assert not decide_retrain(no_drift, config).retrain
+    assert no_drift.prediction is None  # no scores given, none compared
+    assert describe_drift(no_drift, config) == (
+        "no dataset drift: 0 of 6 feature columns drifted (0%, below monitor.drift_share 50%)"
+    )
 
 
 def test_columns_follow_the_contract(no_drift: DriftResult, contract: DataContract):
@@ -114,9 +118,10 @@ def test_numeric_shift_is_detected_and_named(numeric_shift: DriftResult, config)
         if column.kind == "numerical":
             assert column.method == "Wasserstein distance (normed)"  # over 1,000 rows
         assert (column.score >= column.threshold) == column.drifted
-    decision = decide_retrain(numeric_shift, config)
-    assert decision.retrain
-    assert all(name in decision.reasons[0] for name in SHIFTED)
+    assert describe_drift(numeric_shift, config) == (
+        "dataset drift: 3 of 6 feature columns drifted (50%, at or above monitor.drift_share "
+        "50%): Air temperature [K], Process temperature [K], Torque [Nm]"
+    )
 
 
 def test_category_mix_change_is_detected_on_that_column(mix_change: DriftResult):
@@ -133,7 +138,7 @@ def test_drift_share_sets_the_dataset_verdict(reference, contract):
     strict = MonitorConfig(drift_share=0.1)
     result = detect_drift(reference, current, contract, strict)
     assert result.dataset_drift and result.drift_share == 0.1
-    assert decide_retrain(result, strict).retrain
+    assert describe_drift(result, strict).startswith("dataset drift: 1 of 6")
 
 
 def test_current_without_label_gives_the_same_result(reference, contract, config, no_drift):
@@ -213,3 +218,131 @@ def test_small_window_is_returned_unchanged():
     assert sample_window(frame, 500, seed=7) is frame
     with pytest.raises(ValueError, match="max_rows"):
         sample_window(frame, 0, seed=7)
+
+
+# --- thresholds from params.yaml ----------------------------------------------------------
+
+
+def test_threshold_params_reach_evidently(reference, contract):
+    current = make_window(ROWS, seed=2, shift_sd=dict.fromkeys(SHIFTED, 3.0))
+    config = MonitorConfig(
+        drift_share=0.5,
+        num_threshold=0.5,
+        cat_threshold=0.3,
+        per_column_threshold={"Torque [Nm]": 5.0},
+    )
+    result = detect_drift(reference, current, contract, config)
+    thresholds = {c.name: c.threshold for c in result.columns}
+    assert thresholds == {
+        "Type": 0.3,
+        "Air temperature [K]": 0.5,
+        "Process temperature [K]": 0.5,
+        "Rotational speed [rpm]": 0.5,
+        "Torque [Nm]": 5.0,
+        "Tool wear [min]": 0.5,
+    }
+    # a 3-sd shift is a normed Wasserstein distance of about 3: above 0.5, below 5
+    assert result.drifted_columns == ("Air temperature [K]", "Process temperature [K]")
+
+
+def test_per_column_threshold_for_an_unknown_column_is_refused(reference, contract):
+    config = MonitorConfig(per_column_threshold={"Torque": 0.2})
+    with pytest.raises(DriftInputError) as error:
+        detect_drift(reference, reference, contract, config)
+    assert str(error.value) == (
+        "monitor.per_column_threshold names ['Torque'], which are not features of the data "
+        "contract (features: ['Type', 'Air temperature [K]', 'Process temperature [K]', "
+        "'Rotational speed [rpm]', 'Torque [Nm]', 'Tool wear [min]'])"
+    )
+
+
+# --- prediction drift ---------------------------------------------------------------------
+
+
+def scores(frame: pd.DataFrame, seed: int, a: float = 1.0, b: float = 20.0) -> pd.Series:
+    return pd.Series(np.random.default_rng(seed).beta(a, b, len(frame)), index=frame.index)
+
+
+def test_shifted_scores_are_prediction_drift(reference, contract, config):
+    current = make_window(ROWS, seed=2)
+    result = detect_drift(
+        reference,
+        current,
+        contract,
+        config,
+        reference_scores=scores(reference, 1),
+        current_scores=scores(current, 2, a=3.0, b=10.0),
+    )
+    prediction = result.prediction
+    assert prediction is not None and prediction.drifted
+    assert prediction.method == "Wasserstein distance (normed)"
+    assert prediction.score > prediction.threshold == 0.1
+    assert (prediction.reference_rows, prediction.current_rows) == (ROWS, ROWS)
+    assert not result.dataset_drift  # the features did not move
+    assert [c.name for c in result.columns] == contract.features  # scores are not a feature
+    assert describe_prediction_drift(result, config) == (
+        f"prediction drift: Wasserstein distance (normed) {prediction.score:.4g} on 3000 served "
+        "failure probabilities against 3000 reference ones (threshold 0.1, Evidently's "
+        "default; monitor.prediction_drift_threshold is null)"
+    )
+    assert drift_summary(result)["prediction"] == {
+        "method": "Wasserstein distance (normed)",
+        "score": round(prediction.score, 6),
+        "threshold": 0.1,
+        "drifted": True,
+        "reference_rows": ROWS,
+        "current_rows": ROWS,
+    }
+
+
+def test_scores_of_some_rows_are_compared_alone_with_the_configured_threshold(reference, contract):
+    current = make_window(ROWS, seed=2)
+    champion_rows = current.index[::2]  # the other rows were served by another version
+    config = MonitorConfig(drift_share=0.5, prediction_drift_threshold=5.0)
+    result = detect_drift(
+        reference,
+        current,
+        contract,
+        config,
+        reference_scores=scores(reference, 1),
+        current_scores=scores(current, 2, a=3.0, b=10.0).loc[champion_rows],
+    )
+    prediction = result.prediction
+    assert prediction is not None and not prediction.drifted  # about 3.9: below the 5 asked for
+    assert prediction.threshold == 5.0 and prediction.current_rows == ROWS // 2
+    assert result.current_rows == ROWS  # the features still use every row
+    assert describe_prediction_drift(result, config).endswith(
+        "(threshold 5, monitor.prediction_drift_threshold)"
+    )
+
+
+def test_same_scores_are_no_prediction_drift_and_html_shows_them(reference, contract, config):
+    current = make_window(ROWS, seed=2)
+    result = detect_drift(
+        reference,
+        current,
+        contract,
+        config,
+        reference_scores=scores(reference, 1),
+        current_scores=scores(current, 2),
+    )
+    assert result.prediction is not None and not result.prediction.drifted
+    assert "failure_probability" in result.snapshot.get_html_str(as_iframe=False)
+
+
+def test_without_current_scores_prediction_drift_is_not_judged(reference, contract, config):
+    current = make_window(ROWS, seed=2)
+    no_scores = pd.Series(np.nan, index=current.index)
+    result = detect_drift(
+        reference,
+        current,
+        contract,
+        config,
+        reference_scores=scores(reference, 1),
+        current_scores=no_scores,
+    )
+    assert result.prediction is None
+    assert describe_prediction_drift(result, config) == (
+        "prediction drift not judged: the window has no failure probabilities to compare"
+    )
+    assert drift_summary(result)["prediction"] is None

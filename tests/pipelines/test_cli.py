@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from features.contract import load_contract
@@ -67,3 +68,20 @@ def test_missing_required_option(tmp_path: Path) -> None:
     result = runner.invoke(app, ["draft-contract", str(sample)])
     assert result.exit_code == 2
     assert "--label" in result.output
+
+
+def test_the_loop_commands_are_listed() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "watch" in result.output and "simulate" in result.output
+
+
+def test_watch_without_params_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["watch", "--once"])
+    assert result.exit_code == 2
+    assert f"error: {tmp_path / 'params.yaml'}: no such file (run from the project root)" in (
+        result.output
+    )

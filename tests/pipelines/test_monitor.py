@@ -1,104 +1,333 @@
-"""The `monitor` stage end to end in a temporary project folder (no DVC, no network)."""
+"""The `monitor` stage end to end in a temporary project folder (no DVC, no network).
+
+Real parts: a small HistGradientBoosting model exported to a temporary BentoML store with its
+reference data, a prediction log written in the documented layout and read by the real reader,
+labels files, and a SQLite MLflow store with the champion registered.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from pipelines import monitor
+from features.contract import DataContract
+from features.synthetic import generate_process_data
+from pipelines import monitor, paths
+from pipelines.config import SyntheticSourceConfig
+from pipelines.model_files import REFERENCE_FILE
+from serving.model_store import export_model
 from tests.conftest import CONTRACT_PATH
+from tests.monitoring.traffic import labels_for, make_log, write_prediction_log
+from tests.serving.server import TinyModel, train_tiny_model
 
-SAMPLE_ROWS = 1500
+NAME = "milling-failure"
+THRESHOLD = 0.3
+WINDOW_ROWS = 1500
 
 
-def make_split(rows: int, seed: int, shift_sd: float = 0.0) -> pd.DataFrame:
-    """A split shaped like the milling data; `shift_sd` moves three numeric features."""
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory, contract: DataContract) -> TinyModel:
+    """A real model whose directory holds its reference data, as the train stage leaves it."""
+    model = train_tiny_model(tmp_path_factory.mktemp("model") / "model", max_iter=15)
+    reference = generate_process_data(SyntheticSourceConfig(rows=3000, seed=11))
+    pd.DataFrame(
         {
-            "UDI": np.arange(1, rows + 1),
-            "Type": rng.choice(["L", "M", "H"], size=rows, p=[0.6, 0.3, 0.1]),
-            "Air temperature [K]": rng.normal(300 + 2 * shift_sd, 2, rows),
-            "Process temperature [K]": rng.normal(310 + 1.5 * shift_sd, 1.5, rows),
-            "Rotational speed [rpm]": rng.normal(1540, 180, rows),
-            "Torque [Nm]": rng.normal(40 + 10 * shift_sd, 10, rows),
-            "Tool wear [min]": rng.uniform(0, 250, rows),
-            "Machine failure": (rng.random(rows) < 0.03).astype(int),
+            **{name: reference[name] for name in contract.features},
+            "label": reference[contract.label],
+            "probability": model.pipeline.predict_proba(reference[contract.features])[:, 1],
         }
-    )
+    ).to_parquet(model.directory / REFERENCE_FILE, index=False)
+    return model
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, tiny: TinyModel) -> Path:
+    """A serving store with v1 (good reference) and v2 (a reference without its features)."""
+    store = tmp_path_factory.mktemp("store") / ".bentoml"
+    export_model(tiny.directory, NAME, 1, "run-1", tiny.content_sha256, THRESHOLD, store)
+    old = tmp_path_factory.mktemp("old") / "model"
+    shutil.copytree(tiny.directory, old)
+    reference = pd.read_parquet(old / REFERENCE_FILE)
+    reference[["label", "probability"]].to_parquet(old / REFERENCE_FILE, index=False)
+    export_model(old, NAME, 2, "run-2", tiny.content_sha256, THRESHOLD, store)
+    return store
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite MLflow store for the module, with registry version 1 of the model."""
+    from mlflow import MlflowClient
+
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(NAME)
+    client.create_model_version(NAME, source=str(folder / "model"))
+    return uri
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working directory with params.yaml and both splits; the holdout has drifted."""
+def project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: Path, tracking_uri: str
+) -> Path:
+    """A working directory with params.yaml and champion v1; no traffic, no labels yet."""
     params = {
         "data": {"contract": str(CONTRACT_PATH), "seed": 42},
-        "monitor": {"drift_share": 0.5, "sample_rows": SAMPLE_ROWS},
+        "monitor": {
+            "sample_rows": 1000,
+            "window": {"rows": WINDOW_ROWS, "min_rows": 500},
+            # the tiny model's average precision is about 0.45
+            "quality": {"thresholds": {"roc_auc": 0.85, "average_precision": 0.3}},
+        },
+        "serving": {"store": str(store)},
+        "tracking": {"experiment": "monitor-test"},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    monitor.REFERENCE_PATH.parent.mkdir(parents=True)
-    make_split(4000, seed=1).to_parquet(monitor.REFERENCE_PATH, index=False)
-    make_split(2000, seed=2, shift_sd=3.0).to_parquet(monitor.CURRENT_PATH, index=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    monkeypatch.setenv("LIFECYCLE_RUN_ID", tmp_path.name)
+    set_champion(1)
+    Path("data/labels").mkdir(parents=True)
     return tmp_path
 
 
-def test_stage_writes_report_metrics_and_decision(project: Path, caplog):
+def set_champion(version: int | None) -> None:
+    paths.CHAMPION.parent.mkdir(parents=True, exist_ok=True)
+    pointer = {"version": version, "content_sha256": "x", "mlflow_run_id": "r"} if version else {}
+    paths.CHAMPION.write_text(json.dumps(pointer), encoding="utf-8")
+
+
+def serve_traffic(
+    tiny: TinyModel, contract: DataContract, rows: int, scenario: str = "none", seed: int = 3
+) -> pd.DataFrame:
+    """Rows the champion answered (real probabilities), logged; returns the processes."""
+    frame = generate_process_data(
+        SyntheticSourceConfig(rows=rows, seed=seed, scenario=scenario), first_udi=100_001
+    )
+    probability = tiny.pipeline.predict_proba(frame[contract.features])[:, 1]
+    log = make_log(frame, contract, probability=probability, threshold=THRESHOLD)
+    write_prediction_log(log, Path("data/predictions"))
+    return frame
+
+
+def read_outputs() -> tuple[dict, dict, str, pd.DataFrame]:
+    return (
+        json.loads(paths.MONITOR_DECISION.read_text(encoding="utf-8")),
+        json.loads(paths.MONITOR_METRICS.read_text(encoding="utf-8")),
+        paths.DRIFT_REPORT.read_text(encoding="utf-8"),
+        pd.read_parquet(paths.LABELLED_WINDOW),
+    )
+
+
+def monitor_runs(tracking_uri: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name("monitor-test")
+    runs = client.search_runs([experiment.experiment_id], "tags.stage = 'monitor'")
+    return sorted(runs, key=lambda run: run.info.start_time)
+
+
+def test_drifted_labelled_window_calls_for_a_retrain_and_is_tracked(
+    project: Path, tiny: TinyModel, contract: DataContract, tracking_uri: str, caplog
+):
     caplog.set_level(logging.INFO)
+    frame = serve_traffic(tiny, contract, WINDOW_ROWS, scenario="sensor_offset")
+    labels_for(frame.iloc[:700], contract).to_parquet("data/labels/batch-001.parquet")
+
     monitor.main()
 
-    html = monitor.HTML_PATH.read_text(encoding="utf-8")
-    assert html.lstrip().startswith("<!DOCTYPE html>") and "Torque [Nm]" in html
-    metrics = json.loads(monitor.METRICS_PATH.read_text(encoding="utf-8"))
-    assert metrics["dataset_drift"] is True
-    assert metrics["drifted_columns"] == [
+    decision, metrics, html, labelled = read_outputs()
+    assert decision["retrain"] is True
+    assert decision["reasons"][0] == "retrain: the features drift and the predictions drift"
+    assert decision["reasons"][1].startswith(
+        "dataset drift: 2 of 6 feature columns drifted (33%, at or above monitor.drift_share 15%)"
+    )
+    assert decision["champion"] == {"tag": "milling-failure:v1", "version": 1}
+    window = decision["window"]
+    assert (window["rows"], window["labelled_rows"], window["champion_rows"]) == (1500, 700, 1500)
+    assert window["first_time"] == "2026-11-05T08:00:00+00:00"
+    assert window["last_time"] == "2026-11-05T08:24:59+00:00"
+    assert window["model_versions"] == {"v1": 1500}
+    assert window["missing_columns"] == []
+    assert decision["drift"]["drifted_columns"] == [
         "Air temperature [K]",
         "Process temperature [K]",
-        "Torque [Nm]",
     ]
-    assert metrics["reference_rows"] == metrics["current_rows"] == SAMPLE_ROWS  # sampled
-    decision = json.loads(monitor.DECISION_PATH.read_text(encoding="utf-8"))
-    assert decision["retrain"] is True
-    assert "Torque [Nm]" in decision["reasons"][0]
-    assert sorted(p.name for p in monitor.REPORT_DIR.iterdir()) == [
-        "decision.json",
-        "drift.html",
-        "metrics.json",
-    ]  # no temporary files left behind
-
-    log = caplog.text
-    assert "1500 current rows (of 2000) with 1500 reference rows (of 4000)" in log
-    assert "drifted columns: 3 of 6" in log and "decision: retrain" in log
-    assert "drift detection: done in" in log
-
-
-def test_stage_output_is_deterministic(project: Path):
-    monitor.main()
-    first = monitor.METRICS_PATH.read_bytes(), monitor.DECISION_PATH.read_bytes()
-    monitor.main()
-    assert (monitor.METRICS_PATH.read_bytes(), monitor.DECISION_PATH.read_bytes()) == first
-
-
-def test_current_window_missing_a_feature_fails_naming_it(project: Path, caplog):
-    make_split(2000, seed=2).drop(columns="Torque [Nm]").to_parquet(
-        monitor.CURRENT_PATH, index=False
+    assert decision["drift"]["prediction_drift"] is True  # the model sees the sensor offset
+    assert decision["quality"]["judged"] is True and decision["quality"]["rows"] == 700
+    assert metrics["drift"]["current_rows"] == 1000  # sampled to monitor.sample_rows
+    assert metrics["drift"]["prediction"]["current_rows"] == 1000
+    assert metrics["window"] == {"rows": 1500, "labelled_rows": 700, "champion_rows": 1500}
+    assert html.lstrip().startswith("<!DOCTYPE html>") and "failure_probability" in html
+    assert list(labelled.columns) == contract.column_names
+    assert len(labelled) == 700 and labelled["UDI"].tolist() == frame["UDI"][:700].tolist()
+    pd.testing.assert_series_equal(
+        labelled["Machine failure"], frame["Machine failure"][:700], check_names=False
     )
+
+    (run,) = monitor_runs(tracking_uri)
+    assert run.data.tags["registered_model"] == NAME
+    assert run.data.tags["champion_version"] == "1"
+    assert run.data.metrics["retrain"] == 1.0 and run.data.metrics["window_rows"] == 1500
+    assert run.data.metrics["drifted_share"] == pytest.approx(1 / 3, abs=1e-6)
+    assert "quality_roc_auc" in run.data.metrics and "prediction_drift_score" in run.data.metrics
+    artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+    assert sorted(p.name for p in artifacts.iterdir()) == ["decision.json", "drift.html"]
+    from mlflow import MlflowClient
+
+    version = MlflowClient(tracking_uri=tracking_uri).get_model_version(NAME, "1")
+    assert version.tags["last_monitor_run"] == run.info.run_id
+    assert "decision: retrain" in caplog.text
+
+
+def test_steady_traffic_keeps_the_champion_and_outputs_are_deterministic(
+    project: Path, tiny: TinyModel, contract: DataContract
+):
+    frame = serve_traffic(tiny, contract, 2000)  # the window is the newest 1500 of them
+    labels = labels_for(frame, contract, ["UDI", contract.label])  # no failure modes
+    labels.to_csv("data/labels/batch-001.csv", index=False)
+
+    monitor.main()
+    first = [p.read_bytes() for p in (paths.MONITOR_DECISION, paths.MONITOR_METRICS)]
+    table = pd.read_parquet(paths.LABELLED_WINDOW)
+    monitor.main()
+
+    assert [p.read_bytes() for p in (paths.MONITOR_DECISION, paths.MONITOR_METRICS)] == first
+    decision = json.loads(first[0])
+    assert decision["retrain"] is False
+    assert decision["reasons"][0] == (
+        "keep the champion: no drift and no quality breach in this window"
+    )
+    assert decision["window"]["labelled_rows"] == 1500
+    assert decision["window"]["missing_columns"] == ["TWF", "HDF", "PWF", "OSF", "RNF"]
+    assert list(table.columns) == [*contract.ids, *contract.features, contract.label]
+    assert table["UDI"].tolist() == frame["UDI"][500:].tolist()
+
+
+def test_no_champion_writes_every_output_and_says_why(
+    project: Path, tiny: TinyModel, contract: DataContract, tracking_uri: str
+):
+    set_champion(None)
+    serve_traffic(tiny, contract, 600)
+
+    monitor.main()
+
+    decision, metrics, html, labelled = read_outputs()
+    assert decision == {
+        "retrain": False,
+        "reasons": ["no champion yet: nothing to monitor"],
+        "champion": None,
+        "window": {
+            "rows": 600,
+            "labelled_rows": 0,
+            "champion_rows": 0,
+            "first_time": "2026-11-05T08:00:00+00:00",
+            "last_time": "2026-11-05T08:09:59+00:00",
+            "model_versions": {"v1": 600},
+            "missing_columns": [],
+        },
+        "drift": None,
+        "quality": None,
+    }
+    assert metrics == {
+        "retrain": False,
+        "window": {"rows": 600, "labelled_rows": 0, "champion_rows": 0},
+        "drift": None,
+        "quality": None,
+    }
+    assert "No drift report" in html and "no champion yet: nothing to monitor" in html
+    assert list(labelled.columns) == contract.column_names and labelled.empty
+    assert monitor_runs(tracking_uri)[-1].data.tags["champion_version"] == "none"
+
+
+def test_too_little_traffic_gives_no_verdict_and_an_unregistered_champion_is_not_tagged(
+    project: Path, tiny: TinyModel, contract: DataContract, caplog
+):
+    set_champion(2)  # exported to the store, never registered; its reference is not read
+    serve_traffic(tiny, contract, 120)
+
+    monitor.main()
+
+    decision, metrics, html, _ = read_outputs()
+    assert decision["retrain"] is False
+    assert decision["reasons"] == [
+        "not enough traffic: 120 of 500 rows needed for a verdict (monitor.window.min_rows) "
+        "in the newest prediction log window"
+    ]
+    assert decision["champion"] == {"tag": "milling-failure:v2", "version": 2}
+    assert decision["drift"] is None and metrics["quality"] is None
+    assert "not enough traffic: 120 of 500 rows" in html
+    assert "milling-failure version 2 is not in the model registry" in caplog.text
+
+
+def test_drift_without_enough_labels_waits_for_them(
+    project: Path, tiny: TinyModel, contract: DataContract
+):
+    frame = serve_traffic(tiny, contract, WINDOW_ROWS, scenario="sensor_offset")
+    labels_for(frame.iloc[:50], contract).to_parquet("data/labels/batch-001.parquet")
+
+    monitor.main()
+
+    decision = json.loads(paths.MONITOR_DECISION.read_text(encoding="utf-8"))
+    assert decision["retrain"] is False
+    assert decision["reasons"][0] == (
+        "drift detected; waiting for labels: 50 of 200 labelled rows (monitor.labels.min_rows; "
+        "monitor.labels.required is true)"
+    )
+    assert decision["drift"]["dataset_drift"] is True
+    assert decision["quality"]["judged"] is False
+
+
+def test_bad_labels_file_fails_naming_the_file_and_columns(
+    project: Path, tiny: TinyModel, contract: DataContract, caplog
+):
+    frame = serve_traffic(tiny, contract, 600)
+    frame[["UDI", "TWF"]].to_csv("data/labels/batch-002.csv", index=False)
+
     with pytest.raises(SystemExit) as exit_info:
         monitor.main()
+
     assert exit_info.value.code == 1
-    assert "current window is missing feature column(s) ['Torque [Nm]']" in caplog.text
+    assert (
+        "stage monitor failed: data/labels/batch-002.csv: labels file lacks column(s) "
+        "['Machine failure']; a batch needs the contract's id column 'UDI' and its label "
+        "'Machine failure'"
+    ) in caplog.text
     assert "Traceback" not in caplog.text
-    assert not monitor.REPORT_DIR.exists()
+    assert not paths.MONITOR_DECISION.exists()
 
 
-def test_absent_split_fails_naming_the_file(project: Path, caplog):
-    monitor.CURRENT_PATH.unlink()
+def test_unreadable_labels_file_is_named(project: Path, caplog):
+    Path("data/labels/batch-003.parquet").write_bytes(b"not parquet")
     with pytest.raises(SystemExit):
         monitor.main()
-    assert "data/split/holdout.parquet: not found" in caplog.text
+    assert "data/labels/batch-003.parquet: unreadable labels file (" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+def test_reference_without_features_fails_with_what_to_do(
+    project: Path, tiny: TinyModel, contract: DataContract, caplog
+):
+    set_champion(2)
+    serve_traffic(tiny, contract, 600)
+    with pytest.raises(SystemExit):
+        monitor.main()
+    assert "the reference data of milling-failure:v2 lacks column(s) ['Type'," in caplog.text
+    assert "run dvc repro --force train to train and deploy again" in caplog.text
+
+
+def test_absent_champion_pointer_names_the_file(project: Path, caplog):
+    paths.CHAMPION.unlink()
+    with pytest.raises(SystemExit):
+        monitor.main()
+    assert (
+        "reports/deploy/champion.json: not found; the deploy stage writes it (dvc repro deploy)"
+        in caplog.text
+    )

@@ -1,0 +1,287 @@
+"""The current window of production traffic, the labels joined to it, and its verdict.
+
+The window is the newest `monitor.window.rows` rows of the prediction log. Ground truth
+arrives later in labelled batches; they are joined to the window by the contract's join key
+(its first integer id column, `UDI`). When an id is labelled in several batches, the batch
+whose file name sorts last wins (name them `batch-<sortable time>`); when an id was predicted
+several times in the window, its latest prediction wins.
+
+`decide_window` turns the evidence (drift, quality, how much traffic and how many labels)
+into a verdict with reasons a person reads. Everything here is pure: frames in, new values
+out, no file IO, and no Evidently import (the no-champion path stays cheap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from features.contract import DataContract
+from pipelines.config import MonitorConfig
+
+if TYPE_CHECKING:
+    from monitoring.drift import DriftResult
+    from monitoring.quality import QualityResult
+
+TIME = "time"
+MODEL_VERSION = "model_version"
+PROBABILITY = "failure_probability"
+THRESHOLD = "threshold"
+_SERVED_ROLES = ("id", "feature")
+
+
+class LabelsError(ValueError):
+    """A labels batch that cannot be used; the message names the file and the columns."""
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    """Whether to retrain, and why, in sentences a person reads in the stage log."""
+
+    retrain: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WindowEvidence:
+    """What one window showed; `None` for a check that was not run."""
+
+    champion: str | None  # the champion's tag, e.g. "milling-failure:v3"; None: no champion
+    rows: int  # rows in the window
+    labelled_rows: int  # window rows with a label (after de-duplication by id)
+    drift: DriftResult | None = None
+    quality: QualityResult | None = None
+
+
+# --- the window ---------------------------------------------------------------------------
+
+
+def join_key(contract: DataContract) -> str:
+    """The id column labels are joined on: the contract's first integer id, else its first id."""
+    ids = [contract.by_name[name] for name in contract.ids]
+    if not ids:
+        raise LabelsError("the data contract has no id column to join labels on")
+    integer = [column for column in ids if column.dtype == "integer"]
+    return (integer or ids)[0].name
+
+
+def select_window(log: pd.DataFrame, rows: int) -> pd.DataFrame:
+    """The newest `rows` rows of the prediction log by time, oldest first, on a fresh index."""
+    if rows < 1:
+        raise ValueError(f"a window holds at least 1 row, got {rows}")
+    ordered = log.sort_values(TIME, kind="stable")
+    return ordered.iloc[-rows:].reset_index(drop=True)
+
+
+def describe_window(window: pd.DataFrame) -> dict[str, Any]:
+    """Rows, first and last time (ISO 8601, UTC) and rows per served model version."""
+    times = window[TIME]
+    versions = window[MODEL_VERSION].fillna("unknown").astype(str).value_counts()
+    return {
+        "rows": len(window),
+        "first_time": times.min().isoformat() if len(window) else None,
+        "last_time": times.max().isoformat() if len(window) else None,
+        "model_versions": {str(k): int(v) for k, v in sorted(versions.items())},
+    }
+
+
+def served_by(window: pd.DataFrame, version: str) -> pd.DataFrame:
+    """The window's rows answered by model `version` (a label such as "v3")."""
+    return window[window[MODEL_VERSION] == version]
+
+
+def scores_to_compare(window: pd.DataFrame, version: str) -> pd.Series:
+    """The failure probabilities to compare with the champion's reference scores.
+
+    Those of the rows the champion (`version`) served; when it served none yet (just
+    promoted), those of every row, so the scores production saw are still judged.
+    """
+    own = served_by(window, version)
+    return (own if len(own) else window)[PROBABILITY]
+
+
+# --- labels -------------------------------------------------------------------------------
+
+
+def label_columns(contract: DataContract) -> list[str]:
+    """Columns a labels batch may carry beyond the join key: the label, then ignored columns."""
+    return [c.name for c in contract.columns if c.role not in _SERVED_ROLES]
+
+
+def check_labels(frame: pd.DataFrame, source: str, contract: DataContract) -> pd.DataFrame:
+    """One labels batch, checked: the join key as whole numbers, the label as 0 or 1.
+
+    Returns the key, the label and the contract's other non-served columns the batch has;
+    any other column (features, extras) is dropped, since the log holds what was served.
+    Within one batch, the last row of an id wins.
+    """
+    key, label = join_key(contract), contract.label
+    missing = [name for name in (key, label) if name not in frame.columns]
+    if missing:
+        raise LabelsError(
+            f"{source}: labels file lacks column(s) {missing}; a batch needs the contract's "
+            f"id column '{key}' and its label '{label}'"
+        )
+    ids = _whole_numbers(frame[key])
+    if ids is None:
+        raise LabelsError(f"{source}: column '{key}' must hold a whole-number id in every row")
+    labels = pd.to_numeric(frame[label], errors="coerce")
+    bad = int((~labels.isin([0, 1])).sum())
+    if bad:
+        raise LabelsError(f"{source}: label column '{label}' must hold 0 or 1; {bad} row(s) do not")
+    kept = [name for name in label_columns(contract) if name in frame.columns]
+    checked = frame[kept].copy()
+    checked.insert(0, key, ids)
+    checked[label] = labels.astype(np.int64)
+    return checked.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
+
+
+def combine_labels(
+    batches: Sequence[tuple[str, pd.DataFrame]], contract: DataContract
+) -> pd.DataFrame:
+    """Labels from every batch, one row per id: the batch whose name sorts last wins.
+
+    `batches` are `(name, frame)` pairs (the name is the file's, used for ordering and in
+    error messages). A column a batch lacks is null for its rows.
+    """
+    key = join_key(contract)
+    ordered = sorted(batches, key=lambda batch: batch[0])
+    checked = [check_labels(frame, name, contract) for name, frame in ordered]
+    if not checked:
+        return pd.DataFrame(
+            {key: pd.Series(dtype="int64"), contract.label: pd.Series(dtype="int64")}
+        )
+    combined = pd.concat(checked, ignore_index=True, sort=False)
+    combined = combined.drop_duplicates(subset=key, keep="last")
+    kept = [key, *(name for name in label_columns(contract) if name in combined.columns)]
+    return combined[kept].sort_values(key, kind="stable").reset_index(drop=True)
+
+
+def label_window(
+    window: pd.DataFrame, labels: pd.DataFrame, contract: DataContract
+) -> pd.DataFrame:
+    """The window's labelled rows: the latest prediction of each id, joined with its labels.
+
+    Keeps every log column and adds the label and the other non-served columns the labels
+    have; rows without an id, or without a label, are left out. Ordered by time.
+    """
+    key = join_key(contract)
+    ids = pd.to_numeric(window[key], errors="coerce")
+    whole = ids.notna() & (ids == ids.round())
+    predicted = window[whole].assign(**{key: ids[whole].astype(np.int64)})
+    latest = predicted.drop_duplicates(subset=key, keep="last")  # the window is in time order
+    extra = [name for name in labels.columns if name != key and name not in latest.columns]
+    labelled = latest.merge(labels[[key, *extra]], on=key, how="inner", validate="one_to_one")
+    return labelled.sort_values(TIME, kind="stable").reset_index(drop=True)
+
+
+def labelled_table(
+    labelled: pd.DataFrame, contract: DataContract
+) -> tuple[pd.DataFrame, list[str]]:
+    """The labelled rows as a contract table, and the required columns the labels lack.
+
+    Columns follow the contract's order. A nullable column the labels lack is null; a
+    required (non-nullable) one is left out when no row has it and kept with its gaps when
+    some rows lack it; either way it is named in the returned list, so whoever turns these
+    rows into training data can refuse them clearly. Nothing is filled in.
+    """
+    columns: dict[str, pd.Series] = {}
+    missing: list[str] = []
+    for column in contract.columns:
+        present = column.name in labelled.columns
+        values = labelled[column.name] if present else pd.Series(np.nan, index=labelled.index)
+        gaps = bool(values.isna().any())
+        if gaps and not column.nullable:
+            missing.append(column.name)
+            if not present or values.isna().all():
+                continue
+        columns[column.name] = _as_contract_dtype(values, column.dtype)
+    return pd.DataFrame(columns, index=labelled.index).reset_index(drop=True), missing
+
+
+# --- the verdict --------------------------------------------------------------------------
+
+
+def decide_window(evidence: WindowEvidence, config: MonitorConfig) -> RetrainDecision:
+    """Retrain when the features drift, the predictions drift or the quality breaks a floor.
+
+    No verdict without a champion or with fewer than `monitor.window.min_rows` rows. With
+    `monitor.labels.required`, drift alone waits for `monitor.labels.min_rows` labelled rows
+    (a retrain needs labelled recent data to learn from). The first reason is the decisive one.
+    """
+    if evidence.champion is None:
+        return RetrainDecision(False, ("no champion yet: nothing to monitor",))
+    needed = config.window.min_rows
+    if evidence.rows < needed:
+        return RetrainDecision(
+            False,
+            (
+                f"not enough traffic: {evidence.rows} of {needed} rows needed for a verdict "
+                f"(monitor.window.min_rows) in the newest prediction log window",
+            ),
+        )
+    from monitoring.drift import describe_drift, describe_prediction_drift
+
+    reasons: list[str] = []
+    drifted = False
+    if evidence.drift is not None:
+        drifted = evidence.drift.dataset_drift or bool(
+            evidence.drift.prediction and evidence.drift.prediction.drifted
+        )
+        reasons.append(describe_drift(evidence.drift, config))
+        reasons.append(describe_prediction_drift(evidence.drift, config))
+    breached = bool(evidence.quality and evidence.quality.breached)
+    if evidence.quality is not None:
+        reasons.append(evidence.quality.reason)
+    retrain = drifted or breached
+    labels_needed = config.labels.min_rows
+    if retrain and config.labels.required and evidence.labelled_rows < labels_needed:
+        waiting = (
+            f"drift detected; waiting for labels: {evidence.labelled_rows} of {labels_needed} "
+            "labelled rows (monitor.labels.min_rows; monitor.labels.required is true)"
+        )
+        return RetrainDecision(False, (waiting, *reasons))
+    first = (
+        f"retrain: {_triggers(evidence, drifted, breached)}"
+        if retrain
+        else "keep the champion: no drift and no quality breach in this window"
+    )
+    return RetrainDecision(retrain, (first, *reasons))
+
+
+def _triggers(evidence: WindowEvidence, drifted: bool, breached: bool) -> str:
+    found = []
+    drift = evidence.drift
+    if drifted and drift is not None:
+        if drift.dataset_drift:
+            found.append("the features drift")
+        if drift.prediction is not None and drift.prediction.drifted:
+            found.append("the predictions drift")
+    if breached and evidence.quality is not None:
+        found.append(f"quality is below its floor on {', '.join(evidence.quality.breached)}")
+    return " and ".join(found)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _whole_numbers(values: pd.Series) -> pd.Series | None:
+    """`values` as int64 when every one is a whole number, else None."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.isna().any() or not bool((numbers == numbers.round()).all()):
+        return None
+    return numbers.astype(np.int64)
+
+
+def _as_contract_dtype(values: pd.Series, dtype: str) -> pd.Series:
+    """Integer columns as int64 (Int64 when they have gaps), floats as float64, text as object."""
+    if dtype == "integer":
+        numbers = pd.to_numeric(values, errors="coerce")
+        return numbers.astype("Int64" if numbers.isna().any() else np.int64)
+    if dtype == "float":
+        return pd.to_numeric(values, errors="coerce").astype(np.float64)
+    return values.astype(object).where(values.notna(), None)
