@@ -1,7 +1,14 @@
-"""The champion/challenger gate: a paired bootstrap of a holdout metric and the promotion rule.
+"""The champion/challenger gate: a paired bootstrap of a holdout metric, the recent-window
+check and the promotion rule.
 
 The bootstrap scores both models on the same resampled rows, so the noise they share (hard
 rows, lucky rows) cancels in the difference and the interval measures only how they differ.
+
+The recent window applies when labelled feedback joined the training data and there is a
+champion: the holdout rows from the newest feedback batch are production data neither model
+trained on, from the process as it is now. There the challenger must beat the champion by
+more than a margin; with too few such rows or positives it cannot be judged, and is not
+promoted.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.config import DeployConfig, RankingMetric
+from pipelines.config import DeployConfig, RankingMetric, RecentWindowConfig
 
 # Resamples are drawn in chunks of about this many row indices (32 MB of int64) per class.
 _CHUNK_ELEMENTS = 1 << 22
@@ -64,6 +71,49 @@ class PromotionDecision:
                 {**asdict(check), "value": _rounded_or_none(check.value)} for check in self.checks
             ],
         }
+
+
+@dataclass(frozen=True)
+class RecentWindowComparison:
+    """Challenger vs champion on the newest feedback batch's rows in the holdout.
+
+    `judged` is False when there were too few rows or positives (or no negatives) to judge;
+    then the metric values are those that could be computed (None without both classes)
+    and `passed` is False.
+    """
+
+    batch: str
+    rows: int
+    positives: int
+    metric: str
+    challenger: float | None
+    champion: float | None
+    delta: float | None  # challenger - champion
+    margin: float
+    min_rows: int
+    min_positives: int
+    judged: bool
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+    def reason(self) -> str:
+        """One sentence for the decision's reasons."""
+        where = f"the newest feedback batch ({self.batch})"
+        if not self.judged:
+            return (
+                f"recent window cannot be judged: {self.rows} rows / {self.positives} positives "
+                f"of {where} in the holdout, need at least {self.min_rows} rows, "
+                f"{self.min_positives} positives and one negative"
+            )
+        verdict = "exceeds" if self.passed else "does not exceed"
+        return (
+            f"recent window, {self.rows} rows / {self.positives} positives of {where} in the "
+            f"holdout: challenger {self.metric} {_fmt(self.challenger)} vs champion "
+            f"{_fmt(self.champion)}, difference {_fmt(self.delta)} {verdict} the margin "
+            f"{_fmt(self.margin)}"
+        )
 
 
 # --- the paired bootstrap -------------------------------------------------------------
@@ -254,6 +304,52 @@ def _resampled_metrics(
     return values
 
 
+# --- the recent window ----------------------------------------------------------------
+
+
+def compare_recent_window(
+    batch: str,
+    y_true: np.ndarray,
+    challenger_proba: np.ndarray,
+    champion_proba: np.ndarray,
+    metric: RankingMetric,
+    config: RecentWindowConfig,
+) -> RecentWindowComparison:
+    """Score both models on the recent window's rows and judge challenger - champion > margin.
+
+    The rows are the holdout rows of the newest feedback batch `batch`. Fewer than
+    `config.min_rows` rows, fewer than `config.min_positives` positives, or no negatives:
+    the window cannot be judged and the check fails.
+    """
+    y = np.asarray(y_true).ravel()
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"y_true must hold only 0 and 1, got {np.unique(y)[:5].tolist()}")
+    y = y.astype(np.int64)
+    models = [_scores(challenger_proba, y, "challenger"), _scores(champion_proba, y, "champion")]
+    rows, positives = len(y), int(y.sum())
+    both_classes = 0 < positives < rows
+    challenger = champion = delta = None
+    if both_classes:
+        observed = _observed_metrics(y, models, metric)
+        challenger, champion = float(observed[0]), float(observed[1])
+        delta = challenger - champion
+    judged = both_classes and rows >= config.min_rows and positives >= config.min_positives
+    return RecentWindowComparison(
+        batch=batch,
+        rows=rows,
+        positives=positives,
+        metric=metric,
+        challenger=challenger,
+        champion=champion,
+        delta=delta,
+        margin=config.margin,
+        min_rows=config.min_rows,
+        min_positives=config.min_positives,
+        judged=judged,
+        passed=judged and delta is not None and delta > config.margin,
+    )
+
+
 # --- the promotion rule ---------------------------------------------------------------
 
 
@@ -262,13 +358,17 @@ def decide_promotion(
     champion: Mapping[str, Any] | None,
     comparison: BootstrapComparison | None,
     config: DeployConfig,
+    recent_window: RecentWindowComparison | None = None,
 ) -> PromotionDecision:
     """Promote when every absolute threshold passes and, with a champion, the challenger is
-    not worse on the primary metric beyond the tolerance.
+    not worse on the primary metric beyond the tolerance and, when a recent window applies,
+    beats the champion there by more than the margin.
 
     `challenger` and `champion` are holdout metrics (as `score_predictions` returns). The
     champion comparison is a non-inferiority test: the lower bound of the CI of
     (challenger - champion) must be >= -tolerance. With no champion, the thresholds decide.
+    `recent_window` is None when the check does not apply (no feedback, or no champion); it
+    then adds neither a check nor a reason.
     """
     checks: list[GateCheck] = []
     reasons: list[str] = []
@@ -292,6 +392,24 @@ def decide_promotion(
         check, reason = _non_inferiority_check(comparison, config.tolerance)
         checks.append(check)
         reasons.append(reason)
+
+    if recent_window is not None:
+        if champion is None:
+            raise ValueError("a recent-window comparison was given but there is no champion")
+        if recent_window.metric != config.primary_metric:
+            raise ValueError(
+                f"the recent window is judged on {recent_window.metric} but the gate's "
+                f"primary metric is {config.primary_metric}"
+            )
+        checks.append(
+            GateCheck(
+                f"recent_window_{recent_window.metric}",
+                recent_window.passed,
+                recent_window.delta,
+                recent_window.margin,
+            )
+        )
+        reasons.append(recent_window.reason())
 
     return PromotionDecision(
         promote=all(check.passed for check in checks),
@@ -337,8 +455,10 @@ def _non_inferiority_check(
     return check, reason
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float | None) -> str:
     """Three decimals, without the '-0.000' a tiny negative rounding error would print."""
+    if value is None:
+        return "n/a"
     text = f"{value:.3f}"
     return "0.000" if text == "-0.000" else text
 

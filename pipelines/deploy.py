@@ -1,12 +1,17 @@
 """Stage `deploy`: the champion/challenger gate, then the model registry.
 
 The challenger (the model just trained) and the current champion (alias `champion` of
-`deploy.registered_model` in the MLflow Model Registry) are scored on the same holdout.
+`deploy.registered_model` in the MLflow Model Registry) are scored on the same holdout,
+less the rows the champion trained on (a champion trained on other data, say before
+feedback joined it, saw part of this holdout; its stored reference data holds them).
 The challenger is promoted only if it clears every absolute threshold in `deploy.thresholds`
 and, when a champion exists, a paired bootstrap shows it is not worse on
-`deploy.primary_metric` by more than `deploy.tolerance`. A promoted model becomes a new
-registry version (one per content hash) with alias `champion`; the one it replaces keeps
-alias `previous`. Anything else leaves the champion exactly as it was.
+`deploy.primary_metric` by more than `deploy.tolerance`, and, when feedback batches joined
+the data (`ingest.feedback.directory`), it beats the champion by more than
+`deploy.recent_window.margin` on the holdout rows of the newest batch (the recent window:
+production rows neither model trained on). A promoted model becomes a new registry version
+(one per content hash) with alias `champion`; the one it replaces keeps alias `previous`.
+Anything else leaves the champion exactly as it was.
 """
 
 from __future__ import annotations
@@ -15,28 +20,36 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from features.contract import load_contract
+from features.contract import DataContract, load_contract
 from models.evaluation import predict_failure_probability, score_predictions
-from models.gate import decide_promotion, paired_bootstrap
+from models.gate import (
+    RecentWindowComparison,
+    compare_recent_window,
+    decide_promotion,
+    paired_bootstrap,
+)
 from pipelines import registry
-from pipelines.config import load_params
+from pipelines.config import DeployConfig, load_params
+from pipelines.feedback import list_batches, read_ids, row_id_column
 from pipelines.io import read_json, write_json
 from pipelines.model_files import META_FILE, load_model
+from pipelines.paths import (
+    ALIAS_HISTORY,
+    BENTOFILE,
+    CHAMPION,
+    DEPLOY_DECISION,
+    EVALUATION,
+    HOLDOUT_SPLIT,
+    MODEL_DIR,
+)
 from pipelines.runtime import run_stage
 from pipelines.tracking import start_tracking
 from serving.model_store import write_champion_pointer
 
 logger = logging.getLogger(__name__)
-
-MODEL_DIR = Path("artifacts/model")
-HOLDOUT_SPLIT = Path("data/split/holdout.parquet")
-EVALUATION = Path("reports/evaluate/metrics.json")
-DECISION = Path("reports/deploy/decision.json")
-CHAMPION = Path("reports/deploy/champion.json")  # which model serves: monitor depends on it
-ALIAS_HISTORY = Path("reports/deploy/alias_history.jsonl")  # every alias move, appended
-BENTOFILE = Path("serving/bentofile.yaml")
 
 
 def main() -> None:
@@ -54,7 +67,7 @@ def main() -> None:
         load_model(MODEL_DIR).pipeline, holdout, contract
     )
 
-    comparison = champion_metrics = None
+    comparison = champion_metrics = recent = compared = None
     if before is not None and before.sha256 == content:
         decision: dict[str, Any] = {
             "promote": False,
@@ -71,17 +84,30 @@ def main() -> None:
             champion_metrics = score_predictions(
                 y_true, champion_proba, _champion_threshold(before, challenger_metrics)
             )
+            unseen = _unseen_by_champion(before, store, contract, holdout)
+            left_out = None if unseen is None else int(len(unseen) - unseen.sum())
+            if unseen is None:
+                unseen = np.ones(len(holdout), dtype=bool)
+            compared = {"rows": int(unseen.sum()), "champion_training_rows_left_out": left_out}
             comparison = paired_bootstrap(
-                y_true,
-                challenger_proba,
-                champion_proba,
+                y_true[unseen],
+                challenger_proba[unseen],
+                champion_proba[unseen],
                 config.primary_metric,
                 resamples=config.bootstrap.resamples,
                 confidence=config.bootstrap.confidence,
                 seed=params.data.seed,
             )
+            recent = _recent_window(
+                params.ingest.feedback.directory,
+                contract,
+                holdout[unseen],
+                challenger_proba[unseen],
+                champion_proba[unseen],
+                config,
+            )
         decision = decide_promotion(
-            challenger_metrics, champion_metrics, comparison, config
+            challenger_metrics, champion_metrics, comparison, config, recent
         ).to_dict()
 
     record = {
@@ -96,6 +122,8 @@ def main() -> None:
         "champion_before": _describe(before),
         "champion_holdout": champion_metrics,
         "comparison": comparison.to_dict() if comparison else None,
+        "comparison_rows": compared,
+        "recent_window": recent.to_dict() if recent else None,
     }
     if decision["promote"]:
         version, created = registry.register(
@@ -156,9 +184,90 @@ def main() -> None:
                     "delta_ci_high": comparison.ci_high,
                 }
             )
+        if recent is not None and recent.delta is not None:
+            tracking.mlflow.log_metric(f"recent_window_delta_{recent.metric}", recent.delta)
         tracking.mlflow.log_metric("promoted", int(record["promote"]))
-    write_json(record, DECISION)
+    write_json(record, DEPLOY_DECISION)
     write_json(_describe(after) or {}, CHAMPION)
+
+
+def rows_in_reference(
+    frame: pd.DataFrame, reference: pd.DataFrame, contract: DataContract
+) -> np.ndarray:
+    """For each row of `frame`: is it a row of `reference` (every id and feature equal)?"""
+    key = [*contract.ids, *contract.features]
+    return pd.MultiIndex.from_frame(frame[key]).isin(pd.MultiIndex.from_frame(reference[key]))
+
+
+def _unseen_by_champion(
+    champion: registry.ChampionInfo, store: Path, contract: DataContract, holdout: pd.DataFrame
+) -> np.ndarray | None:
+    """The holdout rows the champion did not train on: the ones to compare the models on.
+
+    A champion trained on other data (before feedback joined it, say) saw part of this
+    holdout, and would be flattered there. Its training rows are in the reference data the
+    serving store keeps with it; a holdout row is one of them when its ids and features are
+    all equal (ids alone could collide across sources). None (compare on every row) when
+    the reference cannot be read, or when leaving its rows out leaves one class only.
+    """
+    from serving.model_store import ModelStoreError, model_tag, reference_path
+
+    tag, key = model_tag(champion.name, champion.version), [*contract.ids, *contract.features]
+    try:
+        seen = pd.read_parquet(reference_path(tag, store), columns=key)
+    except (ModelStoreError, KeyError, ValueError, OSError) as exc:
+        logger.warning(
+            "cannot tell which holdout rows %s trained on (%s); comparing on all of them", tag, exc
+        )
+        return None
+    unseen = ~rows_in_reference(holdout, seen, contract)
+    labels = holdout[contract.label].to_numpy()[unseen]
+    if not 0 < labels.sum() < len(labels):
+        logger.warning(
+            "%s trained on all but %d holdout rows, too few to compare on; comparing on all",
+            tag,
+            len(labels),
+        )
+        return None
+    logger.info(
+        "comparing on %d holdout rows; %d more were training rows of %s",
+        unseen.sum(),
+        len(unseen) - unseen.sum(),
+        tag,
+    )
+    return unseen
+
+
+def _recent_window(
+    feedback: Path,
+    contract: DataContract,
+    holdout: pd.DataFrame,
+    challenger_proba: np.ndarray,
+    champion_proba: np.ndarray,
+    config: DeployConfig,
+) -> RecentWindowComparison | None:
+    """Both models on the holdout rows of the newest feedback batch; None without feedback."""
+    batches = list_batches(feedback)
+    if not batches:
+        logger.info("no feedback batches in %s: the recent-window check does not apply", feedback)
+        return None
+    newest, id_column = batches[-1], row_id_column(contract)
+    rows = holdout[id_column].isin(read_ids(newest, id_column)).to_numpy()
+    recent = compare_recent_window(
+        newest.name,
+        holdout[contract.label].to_numpy()[rows],
+        challenger_proba[rows],
+        champion_proba[rows],
+        config.primary_metric,
+        config.recent_window,
+    )
+    logger.info(
+        "recent window: %d holdout rows (%d positives) from %s",
+        recent.rows,
+        recent.positives,
+        newest,
+    )
+    return recent
 
 
 def _check_serving(
@@ -263,7 +372,8 @@ def _describe(info: registry.ChampionInfo | None) -> dict[str, Any] | None:
 
 def _evidence(record: dict[str, Any]) -> dict[str, Any]:
     """What an alias move records: the reasons, the checks and the comparison."""
-    return {key: record[key] for key in ("reasons", "checks", "comparison", "challenger")}
+    keys = ("reasons", "checks", "comparison", "comparison_rows", "recent_window", "challenger")
+    return {key: record[key] for key in keys}
 
 
 if __name__ == "__main__":

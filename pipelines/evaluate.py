@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from pathlib import Path
 
 import pandas as pd
 
@@ -28,16 +27,17 @@ from models.evaluation import (
 from pipelines.config import load_params
 from pipelines.io import write_atomic, write_json
 from pipelines.model_files import load_model
+from pipelines.paths import (
+    EVALUATION,
+    HOLDOUT_SPLIT,
+    MODEL_DIR,
+    PLOTS_DIR,
+    VALIDATION_PREDICTIONS,
+)
 from pipelines.runtime import run_stage
 from pipelines.tracking import start_tracking
 
 logger = logging.getLogger(__name__)
-
-HOLDOUT_SPLIT = Path("data/split/holdout.parquet")
-MODEL_DIR = Path("artifacts/model")
-VALIDATION_PREDICTIONS = MODEL_DIR / "validation_predictions.parquet"
-METRICS = Path("reports/evaluate/metrics.json")
-PLOTS_DIR = Path("reports/evaluate/plots")
 
 
 def main() -> None:
@@ -74,7 +74,7 @@ def main() -> None:
         overall["recall"],
         overall["precision"],
     )
-    write_json(metrics, METRICS)
+    write_json(metrics, EVALUATION)
     plots = {
         **curve_points(y_true, proba),
         "confusion": confusion_rows(y_true, proba, point.threshold),
@@ -92,7 +92,7 @@ def main() -> None:
             {f"holdout_{k}": v for k, v in overall.items() if isinstance(v, int | float)}
         )
         tracking.mlflow.log_metric("operating_threshold", point.threshold)
-        tracking.mlflow.log_artifact(str(METRICS), artifact_path="evaluation")
+        tracking.mlflow.log_artifact(str(EVALUATION), artifact_path="evaluation")
         tracking.mlflow.log_artifacts(str(PLOTS_DIR), artifact_path="evaluation/plots")
         tracking.mlflow.log_figure(_figure(plots), "evaluation/plots.png")
 

@@ -2,10 +2,12 @@
 
     python -m pipelines.ingest
 
-Reads the `ingest` block of `params.yaml`, fetches from the configured source and writes
-`data/raw/dataset.parquet` (deterministic bytes: same data, same file) and
-`data/raw/metadata.json` (source, rows, columns, content hash, time, duration).
-Both are written atomically; a failing source leaves no dataset behind.
+Reads the `ingest` block of `params.yaml`, fetches from the configured source, appends the
+labelled feedback batches (`ingest.feedback.directory`, each with the data contract's
+columns) and writes `data/raw/dataset.parquet` (deterministic bytes: same data, same file)
+and `data/raw/metadata.json` (source, rows from the source and from each feedback batch,
+columns, content hash, time, duration). Both are written atomically; a failing source or
+batch leaves no dataset behind.
 """
 
 from __future__ import annotations
@@ -19,27 +21,52 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from features.contract import load_contract
 from pipelines.config import IngestConfig, load_params
+from pipelines.feedback import append_feedback, list_batches, read_batch
 from pipelines.io import file_sha256, write_json, write_parquet
+from pipelines.paths import RAW_DATA, RAW_METADATA
 from pipelines.runtime import run_stage
 from pipelines.sources import SourceError, describe_source, fetch
 
 logger = logging.getLogger(__name__)
 
-# Relative to the working directory: DVC runs stages from the repository root.
-RAW_DATA = Path("data/raw/dataset.parquet")
-RAW_METADATA = Path("data/raw/metadata.json")
-
 
 def ingest(
-    config: IngestConfig, data_path: Path = RAW_DATA, metadata_path: Path = RAW_METADATA
+    config: IngestConfig,
+    contract_path: Path,
+    data_path: Path = RAW_DATA,
+    metadata_path: Path = RAW_METADATA,
 ) -> dict[str, Any]:
-    """Fetch the raw table, write it and its metadata; return the metadata."""
+    """Fetch the raw table, append the feedback batches, write it and its metadata.
+
+    The contract is read only when there are batches: each must hold its columns.
+    Returns the metadata.
+    """
     start = time.perf_counter()
     frame = fetch(config)
+    source_rows = len(frame)
+    batches = [read_batch(path) for path in list_batches(config.feedback.directory)]
+    if batches:
+        frame = append_feedback(frame, batches, load_contract(contract_path))
+        logger.info(
+            "appended %d rows from %d feedback batch(es) in %s to %d rows from the source",
+            len(frame) - source_rows,
+            len(batches),
+            config.feedback.directory,
+            source_rows,
+        )
+    else:
+        logger.info("no feedback batches in %s", config.feedback.directory)
     write_raw_parquet(frame, data_path)
     metadata = {
         "source": describe_source(config),
+        "source_rows": source_rows,
+        "feedback": {
+            "directory": config.feedback.directory.as_posix(),
+            "rows": len(frame) - source_rows,
+            "batches": [batch.describe() for batch in batches],
+        },
         "rows": len(frame),
         "columns": [str(name) for name in frame.columns],
         "dtypes": {str(name): str(dtype) for name, dtype in frame.dtypes.items()},
@@ -52,7 +79,7 @@ def ingest(
         "ingested %d rows x %d columns from %s in %.2f s -> %s (sha256 %s)",
         metadata["rows"],
         len(metadata["columns"]),
-        config.source,
+        f"{config.source} + {len(batches)} feedback batch(es)" if batches else config.source,
         metadata["duration_s"],
         data_path,
         metadata["sha256"][:12],
@@ -92,7 +119,11 @@ def _describe_unwritable(frame: pd.DataFrame, exc: Exception) -> str:
 
 
 def main() -> None:
-    run_stage("ingest", lambda: ingest(load_params().ingest))
+    def body() -> None:
+        params = load_params()
+        ingest(params.ingest, params.data.contract)
+
+    run_stage("ingest", body)
 
 
 if __name__ == "__main__":

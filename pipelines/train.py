@@ -1,17 +1,19 @@
 """Stage `train`: split, optionally search, cross-validate, fit, save, and log the run to MLflow.
 
-Writes the train/holdout splits, the fitted pipeline (`artifacts/model/`), its out-of-fold
-predictions on the training split (validation data for choosing the operating threshold in
-`evaluate`), and train and cross-validation metrics.
+Writes the train/holdout splits, the fitted pipeline (`artifacts/model/`), its reference
+data beside it (the training split's ids and features with the label and the out-of-fold
+probability: validation data for choosing the operating threshold in `evaluate`, and the
+baseline the monitor compares production traffic with), and train and cross-validation
+metrics.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sklearn
 
@@ -28,17 +30,21 @@ from models.training import (
 from pipelines.config import load_params
 from pipelines.io import write_json, write_parquet
 from pipelines.model_files import model_content_hash, save_model
+from pipelines.paths import (
+    HOLDOUT_SPLIT,
+    MODEL_DIR,
+    TRAIN_METRICS,
+    TRAIN_SPLIT,
+    VALIDATED_DATA,
+    VALIDATION_PREDICTIONS,
+)
 from pipelines.runtime import run_stage, timed
 from pipelines.tracking import file_md5, flatten, start_tracking
 
 logger = logging.getLogger(__name__)
 
-VALIDATED_DATA = Path("data/validated/dataset.parquet")
-TRAIN_SPLIT = Path("data/split/train.parquet")
-HOLDOUT_SPLIT = Path("data/split/holdout.parquet")
-MODEL_DIR = Path("artifacts/model")
-VALIDATION_PREDICTIONS = MODEL_DIR / "validation_predictions.parquet"
-METRICS = Path("reports/train/metrics.json")
+# The reference data's own columns, beside the contract's ids and features.
+LABEL_COLUMN, PROBABILITY_COLUMN = "label", "probability"
 
 
 def main() -> None:
@@ -82,10 +88,7 @@ def main() -> None:
         metrics["cv"]["average_precision"],
     )
     hyperparameters = {**family_params(config), **overrides}
-    write_parquet(
-        pd.DataFrame({"label": y_train, "probability": oof, **_groups(train, contract)}),
-        VALIDATION_PREDICTIONS,
-    )
+    write_parquet(reference_data(train, oof, contract), VALIDATION_PREDICTIONS)
 
     tracking = start_tracking(params.tracking.experiment)
     data_md5 = file_md5(VALIDATED_DATA)
@@ -131,13 +134,26 @@ def main() -> None:
         "train_rows": len(train),
     }
     save_model(model, MODEL_DIR, meta, SKOPS_TRUSTED_TYPES[config.model])
-    write_json(metrics, METRICS)
+    write_json(metrics, TRAIN_METRICS)
     logger.info("saved model %s (content %s) from MLflow run %s", MODEL_DIR, content[:12], run_id)
 
 
-def _groups(frame: pd.DataFrame, contract: DataContract) -> dict[str, Any]:
-    """The categorical features, kept beside out-of-fold predictions for per-group views."""
-    return {name: frame[name].to_numpy() for name in contract.categorical_features}
+def reference_data(train: pd.DataFrame, oof: np.ndarray, contract: DataContract) -> pd.DataFrame:
+    """The model's reference data: the training split's ids and features (contract names),
+    its label as `label` and its out-of-fold failure probability as `probability`."""
+    columns = [*contract.ids, *contract.features]
+    clash = sorted({LABEL_COLUMN, PROBABILITY_COLUMN} & set(columns))
+    if clash:
+        raise ValueError(
+            f"the contract names an id or feature {clash}, which the reference data uses "
+            "for the label and the probability; rename it in the contract"
+        )
+    if len(oof) != len(train):
+        raise ValueError(f"{len(oof)} out-of-fold probabilities for {len(train)} training rows")
+    reference = train[columns].reset_index(drop=True)
+    reference[LABEL_COLUMN] = train[contract.label].to_numpy()
+    reference[PROBABILITY_COLUMN] = np.asarray(oof, dtype=float)
+    return reference
 
 
 def _log_model(mlflow: Any, model: Any, inputs: pd.DataFrame, family: str) -> Any:

@@ -27,15 +27,16 @@ from features.contract import load_contract
 from features.validation import DataValidationError, check_dataset, write_data_docs
 from pipelines.config import load_params
 from pipelines.io import write_json, write_parquet
+from pipelines.paths import (
+    DATA_DOCS_DIR,
+    QUARANTINE,
+    RAW_DATA,
+    VALIDATED_DATA,
+    VALIDATION_SUMMARY,
+)
 from pipelines.runtime import run_stage, timed
 
 logger = logging.getLogger(__name__)
-
-RAW_PATH = Path("data/raw/dataset.parquet")
-VALIDATED_PATH = Path("data/validated/dataset.parquet")
-QUARANTINE_PATH = Path("data/validated/quarantine.parquet")
-SUMMARY_PATH = Path("reports/validate/summary.json")
-DATA_DOCS_DIR = Path("reports/validate/data_docs")
 
 
 def read_raw(path: Path) -> pd.DataFrame:
@@ -52,7 +53,7 @@ def read_raw(path: Path) -> pd.DataFrame:
 
 def discard_outputs() -> None:
     """Remove outputs of an earlier run that a failed validation must not leave behind."""
-    for stale in (VALIDATED_PATH, QUARANTINE_PATH):
+    for stale in (VALIDATED_DATA, QUARANTINE):
         stale.unlink(missing_ok=True)
 
 
@@ -60,15 +61,15 @@ def validate() -> None:
     params = load_params()
     contract = load_contract(params.data.contract)
     try:
-        frame = read_raw(RAW_PATH)
+        frame = read_raw(RAW_DATA)
     except DataValidationError as exc:
         discard_outputs()
         shutil.rmtree(DATA_DOCS_DIR, ignore_errors=True)
-        write_json({"success": False, "rows": 0, "problem": str(exc)}, SUMMARY_PATH)
+        write_json({"success": False, "rows": 0, "problem": str(exc)}, VALIDATION_SUMMARY)
         raise
     with timed(f"validating {len(frame)} rows against contract '{contract.name}'"):
         outcome = check_dataset(frame, contract, params.validate_)
-    write_json(outcome.summary(), SUMMARY_PATH)
+    write_json(outcome.summary(), VALIDATION_SUMMARY)
     with timed("writing data docs"):
         write_data_docs(outcome.reports, DATA_DOCS_DIR)
     report = DATA_DOCS_DIR / "index.html"
@@ -78,12 +79,12 @@ def validate() -> None:
         discard_outputs()
         raise DataValidationError(f"{outcome.message()}\n(details: {report})")
 
-    write_parquet(outcome.quarantined, QUARANTINE_PATH)
-    write_parquet(outcome.validated, VALIDATED_PATH)
+    write_parquet(outcome.quarantined, QUARANTINE)
+    write_parquet(outcome.validated, VALIDATED_DATA)
     if len(outcome.quarantined):
         logger.warning("%s", outcome.message())
-        logger.warning("quarantined rows written to %s", QUARANTINE_PATH)
-    logger.info("%d rows passed validation -> %s", len(outcome.validated), VALIDATED_PATH)
+        logger.warning("quarantined rows written to %s", QUARANTINE)
+    logger.info("%d rows passed validation -> %s", len(outcome.validated), VALIDATED_DATA)
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +27,45 @@ def real_ai4i_path() -> Path:
     if not REAL_AI4I.exists():
         pytest.skip(f"real AI4I 2020 data not found at {REAL_AI4I} (../shared is absent)")
     return REAL_AI4I
+
+
+_MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_state_restored() -> Iterator[None]:
+    """Put MLflow's process-wide state back after each test.
+
+    Stages run in-process by tests call `mlflow.set_tracking_uri` and `set_experiment`,
+    which change module globals and environment variables; without this, a later test in
+    the same process would talk to an earlier test's (deleted) store.
+    """
+    import sys
+
+    environment = {name: os.environ.get(name) for name in _MLFLOW_ENV}
+    if "mlflow" not in sys.modules:
+        yield
+        saved = None
+    else:
+        saved = _mlflow_globals()
+        yield
+    if "mlflow" not in sys.modules:
+        return
+    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service import utils
+
+    uri, experiment = saved or (None, None)
+    utils._tracking_uri = uri
+    fluent._active_experiment_id = experiment
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _mlflow_globals() -> tuple[object, object]:
+    from mlflow.tracking import fluent
+    from mlflow.tracking._tracking_service import utils
+
+    return utils._tracking_uri, fluent._active_experiment_id

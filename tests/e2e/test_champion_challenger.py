@@ -149,3 +149,32 @@ def test_redeploying_a_registered_model_reuses_its_version(copy: ProjectCopy) ->
     assert len(_client(copy).search_model_versions(f"name = '{MODEL}'")) == 2
     assert _aliases(copy) == {"champion": 2, "previous": 1}
     assert _serving_pointer(copy) == f"{MODEL}:v2"
+
+
+def test_feedback_retrain_is_judged_on_the_recent_window(copy: ProjectCopy) -> None:
+    # Labelled rows from a changed process land in the feedback folder, as `watch` writes
+    # them: ingest appends them, and deploy judges the retrained model on their holdout rows.
+    from features.synthetic import generate_process_data
+    from pipelines.config import SyntheticSourceConfig
+
+    batch = "batch-20260301T120000Z.parquet"
+    feedback = generate_process_data(
+        SyntheticSourceConfig(rows=5000, seed=11, scenario="failure_mechanism"),
+        first_udi=10_000_001,
+    )
+    feedback.to_parquet(copy.path / "data/feedback" / batch, index=False)
+    result = copy.repro("deploy")
+    assert result.returncode == 0, result.output
+    assert result.ran == ["ingest", "validate", "train", "evaluate", "deploy"]
+    metadata = json.loads(copy.read("data/raw/metadata.json"))
+    assert (metadata["source_rows"], metadata["rows"]) == (12_000, 17_000)
+    assert [b["name"] for b in metadata["feedback"]["batches"]] == [batch]
+
+    decision = _decision(copy)
+    window = decision["recent_window"]
+    assert window["batch"] == batch and window["judged"] is True, window
+    assert window["rows"] >= 900 and window["challenger"] > window["champion"], window
+    assert decision["comparison_rows"]["champion_training_rows_left_out"] > 0, decision
+    assert any(r.startswith("recent window, ") for r in decision["reasons"]), decision
+    assert decision["promote"] is True, decision["reasons"]
+    assert _aliases(copy) == {"champion": 3, "previous": 2}

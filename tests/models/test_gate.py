@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,11 +12,13 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from models import gate
 from models.gate import (
     BootstrapComparison,
+    RecentWindowComparison,
     bootstrap_metric,
+    compare_recent_window,
     decide_promotion,
     paired_bootstrap,
 )
-from pipelines.config import DeployConfig
+from pipelines.config import DeployConfig, RecentWindowConfig
 
 # primary metric average_precision; thresholds roc_auc 0.85 and average_precision 0.5;
 # tolerance 0.01
@@ -290,3 +293,166 @@ def test_decision_to_dict_is_plain_json() -> None:
     }
     assert data["reasons"] == list(decision.reasons)
     json.dumps(_comparison(-0.071, -0.018).to_dict(), allow_nan=False)
+
+
+# --- the recent window ----------------------------------------------------------------
+
+WINDOW = CONFIG.recent_window  # min_rows 100, min_positives 5, margin 0.0
+BATCH = "batch-20260301T1200.parquet"
+
+
+def _window(
+    rows: int = 300, rate: float = 0.1, challenger: float = 2.0, champion: float = 0.5
+) -> RecentWindowComparison:
+    y = _labels(rows=rows, rate=rate, seed=7)
+    return compare_recent_window(
+        BATCH,
+        y,
+        _model(y, challenger, seed=1),
+        _model(y, champion, seed=2),
+        "average_precision",
+        WINDOW,
+    )
+
+
+def test_recent_window_scores_both_models_as_scikit_learn_does() -> None:
+    y = _labels(rows=300, rate=0.1, seed=7)
+    challenger, champion = np.round(_model(y, 2.0, seed=1), 1), _model(y, 0.5, seed=2)
+    result = compare_recent_window(BATCH, y, challenger, champion, "roc_auc", WINDOW)
+    assert result.challenger == pytest.approx(roc_auc_score(y, challenger), abs=1e-12)
+    assert result.champion == pytest.approx(roc_auc_score(y, champion), abs=1e-12)
+    assert result.delta == pytest.approx(result.challenger - result.champion)
+    assert (result.rows, result.positives) == (300, int(y.sum()))
+
+
+def test_a_challenger_better_on_the_recent_window_passes() -> None:
+    window = _window()
+    assert window.judged and window.passed and window.delta > 0
+    decision = decide_promotion(
+        GOOD, {"average_precision": 0.8}, _comparison(0.0, 0.05), CONFIG, window
+    )
+    assert decision.promote
+    assert decision.reasons[-1] == (
+        f"recent window, 300 rows / {window.positives} positives of the newest feedback batch "
+        f"({BATCH}) in the holdout: challenger average_precision {window.challenger:.3f} vs "
+        f"champion {window.champion:.3f}, difference {window.delta:.3f} exceeds the margin 0.000"
+    )
+    check = decision.checks[-1]
+    assert (check.name, check.passed, check.value, check.bound) == (
+        "recent_window_average_precision",
+        True,
+        window.delta,
+        0.0,
+    )
+
+
+def test_a_challenger_not_better_on_the_recent_window_is_refused() -> None:
+    window = _window(challenger=0.5, champion=2.0)
+    assert window.judged and not window.passed and window.delta < 0
+    decision = decide_promotion(
+        GOOD, {"average_precision": 0.8}, _comparison(0.0, 0.05), CONFIG, window
+    )
+    assert not decision.promote
+    assert decision.reasons[-1].endswith(
+        f"difference {window.delta:.3f} does not exceed the margin 0.000"
+    )
+
+
+def test_the_margin_must_be_exceeded_not_just_reached() -> None:
+    y = _labels(rows=300, rate=0.1, seed=7)
+    scores = _model(y, 1.0, seed=1)
+    tie = compare_recent_window(BATCH, y, scores, scores.copy(), "roc_auc", WINDOW)
+    assert tie.judged and tie.delta == 0.0 and not tie.passed
+
+    better = _window()
+    above = RecentWindowConfig(margin=round(better.delta + 0.001, 3))
+    below = RecentWindowConfig(margin=round(better.delta - 0.001, 3))
+    y = _labels(rows=300, rate=0.1, seed=7)
+    challenger, champion = _model(y, 2.0, seed=1), _model(y, 0.5, seed=2)
+    refused = compare_recent_window(BATCH, y, challenger, champion, "average_precision", above)
+    passed = compare_recent_window(BATCH, y, challenger, champion, "average_precision", below)
+    assert not refused.passed and passed.passed
+    assert refused.reason().endswith(f"does not exceed the margin {above.margin:.3f}")
+
+
+@pytest.mark.parametrize(
+    ("rows", "rate", "expected"),
+    [
+        (60, 0.2, "60 rows / 11 positives"),  # too few rows
+        (400, 0.01, "400 rows / 3 positives"),  # too few positives
+    ],
+)
+def test_a_window_too_small_to_judge_is_not_promoted(rows: int, rate: float, expected: str) -> None:
+    window = _window(rows=rows, rate=rate)
+    assert not window.judged and not window.passed
+    decision = decide_promotion(
+        GOOD, {"average_precision": 0.8}, _comparison(0.0, 0.05), CONFIG, window
+    )
+    assert not decision.promote
+    assert decision.reasons[-1] == (
+        f"recent window cannot be judged: {expected} of the newest feedback batch ({BATCH}) "
+        "in the holdout, need at least 100 rows, 5 positives and one negative"
+    )
+    assert decision.checks[-1].passed is False
+
+
+def test_a_window_with_one_class_cannot_be_judged_and_has_no_metric() -> None:
+    y = np.ones(150, dtype=int)
+    window = compare_recent_window(
+        BATCH, y, np.linspace(0, 1, 150), np.linspace(0, 1, 150), "roc_auc", WINDOW
+    )
+    assert (window.judged, window.passed, window.challenger, window.delta) == (
+        False,
+        False,
+        None,
+        None,
+    )
+    assert window.reason().startswith("recent window cannot be judged: 150 rows / 150 positives")
+    empty = compare_recent_window(
+        BATCH, np.array([]), np.array([]), np.array([]), "roc_auc", WINDOW
+    )
+    assert (empty.rows, empty.positives, empty.judged) == (0, 0, False)
+    data = json.loads(json.dumps(empty.to_dict(), allow_nan=False))
+    assert data == {
+        "batch": BATCH,
+        "rows": 0,
+        "positives": 0,
+        "metric": "roc_auc",
+        "challenger": None,
+        "champion": None,
+        "delta": None,
+        "margin": 0.0,
+        "min_rows": 100,
+        "min_positives": 5,
+        "judged": False,
+        "passed": False,
+    }
+
+
+def test_without_a_recent_window_the_check_does_not_apply() -> None:
+    without = decide_promotion(GOOD, {"average_precision": 0.8}, _comparison(0.0, 0.05), CONFIG)
+    assert without.promote
+    assert [c.name for c in without.checks] == [
+        "min_roc_auc",
+        "min_average_precision",
+        "non_inferior_average_precision",
+    ]
+    assert not any("recent window" in reason for reason in without.reasons)
+
+
+def test_the_recent_window_needs_a_champion_and_the_primary_metric() -> None:
+    with pytest.raises(ValueError, match="recent-window comparison was given but there is no"):
+        decide_promotion(GOOD, None, None, CONFIG, _window())
+    roc = DeployConfig(primary_metric="roc_auc")
+    roc_comparison = dataclasses.replace(_comparison(0.0, 0.1), metric="roc_auc")
+    with pytest.raises(ValueError, match="judged on average_precision but the gate's primary"):
+        decide_promotion(GOOD, {"roc_auc": 0.9}, roc_comparison, roc, _window())
+
+
+def test_recent_window_inputs_are_checked() -> None:
+    with pytest.raises(ValueError, match="champion scores have 2 rows but y_true has 3"):
+        compare_recent_window(
+            BATCH, np.array([0, 1, 0]), np.zeros(3), np.zeros(2), "roc_auc", WINDOW
+        )
+    with pytest.raises(ValueError, match="y_true must hold only 0 and 1"):
+        compare_recent_window(BATCH, np.array([0, 2]), np.zeros(2), np.zeros(2), "roc_auc", WINDOW)

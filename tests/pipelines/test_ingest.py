@@ -15,6 +15,9 @@ import yaml
 
 from pipelines import ingest as stage
 from pipelines.io import file_sha256, read_json
+from pipelines.tracking import file_md5
+from tests.conftest import CONTRACT_PATH
+from tests.factories import make_valid_frame
 from tests.pipelines.test_sources import (
     CSV,
     EXPECTED,
@@ -124,3 +127,103 @@ def test_truncated_download_writes_nothing(
     assert server.hits["/data.csv"] == FAST_RETRY["attempts"]
     assert "gave up after 3 attempt(s); last error: incomplete body" in caplog.text
     assert not (project / "data").exists()
+
+
+# --- feedback batches ------------------------------------------------------------------
+
+
+@pytest.fixture
+def contract_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A source with the contract's columns, and params.yaml naming the project's contract."""
+    make_valid_frame(50).to_parquet(tmp_path / "source.parquet", index=False)
+    params = {
+        "data": {"contract": str(CONTRACT_PATH)},
+        "ingest": {"source": "file", "file": {"path": "source.parquet"}},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    (tmp_path / "data" / "feedback").mkdir(parents=True)
+    (tmp_path / "data" / "feedback" / "README.md").write_text("labelled batches")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _write_batch(name: str, rows: int, first_udi: int, **columns: object) -> pd.DataFrame:
+    frame = make_valid_frame(rows, seed=first_udi)
+    frame["UDI"] = range(first_udi, first_udi + rows)
+    frame = frame.assign(**columns)
+    frame.to_parquet(Path("data/feedback") / name, index=False)
+    return frame
+
+
+def test_feedback_batches_are_appended_in_name_order(
+    contract_project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _write_batch("batch-20260102T0000.parquet", 20, first_udi=2001)  # written first, newer
+    _write_batch("batch-20260101T0000.parquet", 10, first_udi=1001)
+    with caplog.at_level(logging.INFO):
+        stage.main()
+    raw = pd.read_parquet(stage.RAW_DATA)
+    assert raw["UDI"].tolist() == [*range(1, 51), *range(1001, 1011), *range(2001, 2021)]
+    assert raw.dtypes.to_dict() == make_valid_frame(1).dtypes.to_dict()
+    metadata = read_json(stage.RAW_METADATA)
+    assert (metadata["rows"], metadata["source_rows"]) == (80, 50)
+    batches = Path("data/feedback")
+    assert metadata["feedback"] == {
+        "directory": "data/feedback",
+        "rows": 30,
+        "batches": [
+            {"name": p.name, "rows": rows, "md5": file_md5(p)}
+            for p, rows in (
+                (batches / "batch-20260101T0000.parquet", 10),
+                (batches / "batch-20260102T0000.parquet", 20),
+            )
+        ],
+    }
+    assert (
+        "appended 30 rows from 2 feedback batch(es) in data/feedback to 50 rows from the source"
+        in caplog.text
+    )
+    assert "ingested 80 rows x 14 columns from file + 2 feedback batch(es) in" in caplog.text
+
+
+def test_no_feedback_folder_means_no_feedback(
+    contract_project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (contract_project / "data" / "feedback" / "README.md").unlink()
+    (contract_project / "data" / "feedback").rmdir()
+    with caplog.at_level(logging.INFO):
+        stage.main()
+    metadata = read_json(stage.RAW_METADATA)
+    assert (metadata["rows"], metadata["source_rows"]) == (50, 50)
+    assert metadata["feedback"] == {"directory": "data/feedback", "rows": 0, "batches": []}
+    assert "no feedback batches in data/feedback" in caplog.text
+
+
+def test_a_batch_missing_contract_columns_fails_naming_file_and_columns(
+    contract_project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _write_batch("batch-1.parquet", 5, first_udi=1001)
+    frame = make_valid_frame(5).drop(columns=["Machine failure", "Product ID"])
+    frame.to_parquet(Path("data/feedback/batch-2.parquet"), index=False)
+    with pytest.raises(SystemExit) as exit_info:
+        stage.main()
+    assert exit_info.value.code == 1
+    assert (
+        "stage ingest failed: data/feedback/batch-2.parquet: missing column(s) the data "
+        "contract 'milling' declares: 'Product ID', 'Machine failure'" in caplog.text
+    )
+    assert "Traceback" not in caplog.text
+    assert not stage.RAW_DATA.exists() and not stage.RAW_METADATA.exists()
+
+
+def test_extra_batch_columns_are_dropped_with_a_warning(
+    contract_project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _write_batch("batch-1.parquet", 5, first_udi=1001, probability=0.2, model_version="v3")
+    with caplog.at_level(logging.INFO):
+        stage.main()
+    assert list(pd.read_parquet(stage.RAW_DATA).columns) == list(make_valid_frame(1).columns)
+    assert (
+        "data/feedback/batch-1.parquet: dropping column(s) the source does not have: "
+        "'probability', 'model_version'" in caplog.text
+    )

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from pipelines import validate as stage
+from pipelines.paths import DATA_DOCS_DIR, QUARANTINE, RAW_DATA, VALIDATED_DATA, VALIDATION_SUMMARY
 from tests.conftest import CONTRACT_PATH
 from tests.factories import make_valid_frame
 
@@ -33,8 +34,8 @@ def _write_params(quarantine: bool) -> None:
 
 
 def _write_raw(frame: pd.DataFrame) -> None:
-    stage.RAW_PATH.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(stage.RAW_PATH, index=False)
+    RAW_DATA.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(RAW_DATA, index=False)
 
 
 def _run_failing(caplog: pytest.LogCaptureFixture) -> str:
@@ -50,37 +51,37 @@ def test_valid_data_passes_and_writes_every_output(project: Path) -> None:
 
     stage.main()
 
-    pd.testing.assert_frame_equal(pd.read_parquet(stage.VALIDATED_PATH), frame)
-    quarantine = pd.read_parquet(stage.QUARANTINE_PATH)
+    pd.testing.assert_frame_equal(pd.read_parquet(VALIDATED_DATA), frame)
+    quarantine = pd.read_parquet(QUARANTINE)
     assert quarantine.empty and list(quarantine.columns) == list(frame.columns)
-    assert (stage.DATA_DOCS_DIR / "index.html").is_file()
-    first = stage.SUMMARY_PATH.read_bytes()
+    assert (DATA_DOCS_DIR / "index.html").is_file()
+    first = VALIDATION_SUMMARY.read_bytes()
     summary = json.loads(first)
     assert summary["success"] is True
     assert summary["rows"] == summary["rows_validated"] == 2000
     assert summary["rows_quarantined"] == 0
 
     stage.main()  # the metric is deterministic: a second run writes the same bytes
-    assert stage.SUMMARY_PATH.read_bytes() == first
+    assert VALIDATION_SUMMARY.read_bytes() == first
 
 
 def test_failure_exits_non_zero_and_writes_no_validated_data(
     project: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     _write_raw(make_valid_frame().drop(columns=["Torque [Nm]"]))
-    stage.VALIDATED_PATH.parent.mkdir(parents=True)
-    stage.VALIDATED_PATH.write_bytes(b"stale output of an earlier run")
+    VALIDATED_DATA.parent.mkdir(parents=True)
+    VALIDATED_DATA.write_bytes(b"stale output of an earlier run")
 
     log = _run_failing(caplog)
 
     assert "stage validate failed: data contract 'milling': 1 of 65 expectations failed" in log
     assert "column 'Torque [Nm]': missing (the data contract requires it)" in log
     assert "Traceback" not in log
-    assert not stage.VALIDATED_PATH.exists()
-    assert not stage.QUARANTINE_PATH.exists()
-    summary = json.loads(stage.SUMMARY_PATH.read_text(encoding="utf-8"))
+    assert not VALIDATED_DATA.exists()
+    assert not QUARANTINE.exists()
+    summary = json.loads(VALIDATION_SUMMARY.read_text(encoding="utf-8"))
     assert summary["success"] is False and summary["rows_validated"] == 0
-    assert (stage.DATA_DOCS_DIR / "index.html").is_file()  # the report is there to read
+    assert (DATA_DOCS_DIR / "index.html").is_file()  # the report is there to read
 
 
 def test_quarantine_sets_bad_rows_aside(project: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -92,12 +93,12 @@ def test_quarantine_sets_bad_rows_aside(project: Path, caplog: pytest.LogCapture
     with caplog.at_level(logging.INFO):
         stage.main()
 
-    assert len(pd.read_parquet(stage.VALIDATED_PATH)) == 1997
-    quarantined = pd.read_parquet(stage.QUARANTINE_PATH)
+    assert len(pd.read_parquet(VALIDATED_DATA)) == 1997
+    quarantined = pd.read_parquet(QUARANTINE)
     assert quarantined["UDI"].tolist() == [6, 7, 8]
     assert "quarantined 3 of 2000 rows" in caplog.text
     assert "'Torque [Nm]' out of range [0, 200]: 3" in caplog.text
-    summary = json.loads(stage.SUMMARY_PATH.read_text(encoding="utf-8"))
+    summary = json.loads(VALIDATION_SUMMARY.read_text(encoding="utf-8"))
     assert summary["quarantine"]["applied"] is True
     assert summary["rows_quarantined"] == 3
 
@@ -111,7 +112,7 @@ def test_quarantine_over_the_limit_fails(project: Path, caplog: pytest.LogCaptur
     log = _run_failing(caplog)
 
     assert "quarantine refused: 200 of 2000 rows (10.00%)" in log
-    assert not stage.VALIDATED_PATH.exists() and not stage.QUARANTINE_PATH.exists()
+    assert not VALIDATED_DATA.exists() and not QUARANTINE.exists()
 
 
 @pytest.mark.parametrize(
@@ -126,14 +127,14 @@ def test_absent_empty_or_damaged_file_fails_clearly(
     content: bytes | None, expected: str, project: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     if content is not None:
-        stage.RAW_PATH.parent.mkdir(parents=True)
-        stage.RAW_PATH.write_bytes(content)
+        RAW_DATA.parent.mkdir(parents=True)
+        RAW_DATA.write_bytes(content)
 
     log = _run_failing(caplog)
 
     assert expected in log and "Traceback" not in log
-    assert json.loads(stage.SUMMARY_PATH.read_text(encoding="utf-8"))["success"] is False
-    assert not stage.VALIDATED_PATH.exists()
+    assert json.loads(VALIDATION_SUMMARY.read_text(encoding="utf-8"))["success"] is False
+    assert not VALIDATED_DATA.exists()
 
 
 def test_empty_table_fails_clearly(project: Path, caplog: pytest.LogCaptureFixture) -> None:

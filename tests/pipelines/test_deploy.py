@@ -1,0 +1,95 @@
+"""Deploy's data for the gate: which holdout rows to compare on, and the recent window.
+
+The registry, the serving store and the whole stage run in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract import DataContract
+from features.synthetic import generate_process_data
+from pipelines import deploy
+from pipelines.config import DeployConfig, SyntheticSourceConfig
+
+
+def _rows(rows: int, seed: int, first_udi: int = 1, scenario: str = "none") -> pd.DataFrame:
+    config = SyntheticSourceConfig(rows=rows, seed=seed, scenario=scenario)
+    return generate_process_data(config, first_udi=first_udi)
+
+
+def test_rows_in_reference_match_ids_and_features(contract: DataContract) -> None:
+    reference = _rows(100, seed=1)
+    other_source = _rows(30, seed=2)  # the same UDIs 1..30, other measurements
+    frame = pd.concat([reference.iloc[10:20], other_source], ignore_index=True)
+    found = deploy.rows_in_reference(frame, reference, contract)
+    assert found.tolist() == [True] * 10 + [False] * 30
+
+
+def test_rows_in_reference_ignore_columns_outside_ids_and_features(
+    contract: DataContract,
+) -> None:
+    reference = _rows(20, seed=1)
+    kept = reference[[*contract.ids, *contract.features]].assign(probability=0.5)
+    assert deploy.rows_in_reference(reference, kept, contract).all()
+
+
+def _feedback(folder: Path, *batches: tuple[str, pd.DataFrame]) -> Path:
+    folder.mkdir()
+    for name, frame in batches:
+        frame.to_parquet(folder / name, index=False)
+    return folder
+
+
+def _scores(y: np.ndarray, signal: float, seed: int) -> np.ndarray:
+    return signal * y + np.random.default_rng(seed).normal(size=len(y))
+
+
+def test_the_recent_window_is_the_newest_batchs_holdout_rows(
+    tmp_path: Path, contract: DataContract, caplog: pytest.LogCaptureFixture
+) -> None:
+    older = _rows(400, seed=3, first_udi=1_000_001)
+    newest = _rows(600, seed=4, first_udi=2_000_001, scenario="failure_mechanism")
+    folder = _feedback(
+        tmp_path / "feedback",
+        ("batch-20260102.parquet", newest),
+        ("batch-20260101.parquet", older),
+    )
+    holdout = pd.concat([_rows(500, seed=5), older.iloc[:100], newest.iloc[:300]])
+    y = holdout[contract.label].to_numpy()
+    challenger, champion = _scores(y, 3.0, seed=1), _scores(y, 1.0, seed=2)
+
+    with caplog.at_level(logging.INFO):
+        window = deploy._recent_window(
+            folder, contract, holdout, challenger, champion, DeployConfig()
+        )
+
+    assert window is not None
+    assert (window.batch, window.rows) == ("batch-20260102.parquet", 300)
+    assert window.positives == int(newest[contract.label].iloc[:300].sum())
+    assert window.judged and window.passed and window.delta > 0
+    assert (
+        f"recent window: 300 holdout rows ({window.positives} positives) from "
+        f"{folder / 'batch-20260102.parquet'}" in caplog.text
+    )
+
+
+def test_without_feedback_the_recent_window_does_not_apply(
+    tmp_path: Path, contract: DataContract, caplog: pytest.LogCaptureFixture
+) -> None:
+    holdout = _rows(200, seed=5)
+    scores = np.zeros(len(holdout))
+    with caplog.at_level(logging.INFO):
+        window = deploy._recent_window(
+            tmp_path / "absent", contract, holdout, scores, scores, DeployConfig()
+        )
+    assert window is None
+    assert (
+        f"no feedback batches in {tmp_path / 'absent'}: the recent-window check does not apply"
+        in caplog.text
+    )
