@@ -93,7 +93,7 @@ def test_mlflow_holds_params_metrics_model_dataset_and_plots(copy: ProjectCopy) 
     stages = client.search_runs(
         [run.info.experiment_id], f"tags.lifecycle_run = '{lifecycle}' and tags.kind = 'stage'"
     )
-    assert {r.data.tags["stage"] for r in stages} == {"train", "deploy"}
+    assert {r.data.tags["stage"] for r in stages} == {"train", "deploy", "monitor"}
     assert len({r.data.tags["mlflow.parentRunId"] for r in stages}) == 1
 
 

@@ -142,7 +142,9 @@ def test_real_ai4i_file_passes_validation_and_trains(
     project_copy.edit_params(lambda raw: raw["ingest"]["file"].update(path=str(real_ai4i_path)))
     result = project_copy.repro()
     assert result.returncode == 0, result.output
-    assert result.ran == STAGES
+    # monitor re-runs only when the champion (or the traffic) changes; whether the model
+    # trained on AI4I is promoted over the synthetic one is the gate's call
+    assert result.ran[: len(STAGES) - 1] == STAGES[:-1]
     summary = json.loads(project_copy.read("reports/validate/summary.json"))
     assert summary["success"] is True
     evaluation = json.loads(project_copy.read("reports/evaluate/metrics.json"))
