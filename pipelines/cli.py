@@ -347,6 +347,50 @@ def simulate_command(
         _fail_with(f"{done.unanswered} of {rows} rows were not answered", code=1)
 
 
+@app.command("status")
+def status_command(
+    run: Annotated[
+        str | None,
+        typer.Option("--run", help="A lifecycle run id (default: the latest in the ledger)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+) -> None:
+    """Show the latest lifecycle run stage by stage, and which model serves.
+
+    Each stage of dvc.yaml, in order: succeeded, failed (with the error), interrupted
+    (killed or Ctrl-C), running, or not run (DVC skipped it as unchanged: the last run where
+    it succeeded is shown; or an earlier stage failed). Then the serving store's champion,
+    the registry champion the deploy stage recorded, and the last `lifecycle watch`
+    iteration. Read from the stage ledger, .lifecycle/ledger.jsonl, which every stage
+    attempt appends to.
+
+    One `dvc repro` at a time: a second one started while the first runs stops at once,
+    exit code 255, with "ERROR: failed to reproduce '<stage>': '<output>' is busy, it is
+    being blocked by: (PID <n>): dvc repro". Wait for it (this command shows its stages
+    as running), or stop it.
+    """
+    import json
+
+    from pipelines.config import ConfigError, load_params
+    from pipelines.status import StatusError, format_status, lifecycle_status
+
+    try:
+        params = load_params()
+        store, watch_log = params.serving.store, params.monitor.watch.log
+    except ConfigError as exc:
+        typer.echo(f"warning: {exc}", err=True)
+        store = watch_log = None
+    try:
+        status = lifecycle_status(run, store=store, watch_log=watch_log)
+    except StatusError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=1) from None
+    if as_json:
+        typer.echo(json.dumps(status.to_dict(), indent=2, default=str))
+    else:
+        typer.echo("\n".join(format_status(status)))
+
+
 def _positive(value: float | None, unit: str) -> float | None:
     if value is not None and value <= 0:
         raise typer.BadParameter(f"must be more than 0 {unit}, got {value:g}")

@@ -3,6 +3,8 @@
 `fetch` returns a frame from a synthetic generator, a local CSV/Parquet file, a CSV/Parquet
 URL (retried with exponential backoff on transient failures only) or a SQL query. Every
 failure a user can fix is a `SourceError` whose message names the source and the problem.
+A SQL database that is locked, busy or unreachable raises `TransientSourceError`; the
+ingest stage retries it as a whole (`retry` in params.yaml, see `pipelines.runtime`).
 `describe_source` gives where the data came from, with passwords and tokens removed.
 """
 
@@ -55,6 +57,18 @@ CONTENT_TYPES = {
 # Query-string keys (in HTTP and SQL URLs) whose values are redacted in metadata and logs.
 SECRET_KEYS = re.compile(r"pass|pwd|secret|token|key|sig|auth|cred|session|connect", re.I)
 REDACTED = "REDACTED"
+# SQL errors: a busy or vanished database is transient; a refused login or a missing
+# database is not, even when the driver reports it while connecting.
+SQL_BUSY = re.compile(
+    r"database is locked|database table is locked|database is busy|disk I/O error|"
+    r"server closed the connection|connection (?:refused|reset|timed out)|"
+    r"could not connect|can't connect|timeout expired|lost connection|gone away|"
+    r"too many connections",
+    re.I,
+)
+SQL_PERMANENT = re.compile(
+    r"authenticat|password|access denied|does not exist|unknown database", re.I
+)
 PROGRESS_EVERY_S = 5.0
 CHUNK_BYTES = 1 << 16
 
@@ -64,7 +78,8 @@ class SourceError(Exception):
 
 
 class TransientSourceError(SourceError):
-    """A failure that may go away on its own (network, timeout, 5xx, 429): worth a retry."""
+    """A failure that may go away on its own (network, timeout, 5xx, 429, a locked or
+    unreachable database): worth a retry."""
 
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -376,12 +391,14 @@ def query_sql(config: SqlSourceConfig) -> pd.DataFrame:
         try:
             connection = engine.connect()
         except sqlalchemy.exc.SQLAlchemyError as exc:
-            raise SourceError(f"{shown}: cannot connect: {_sql_reason(exc)}") from None
+            error = TransientSourceError if _sql_transient(exc) else SourceError
+            raise error(f"{shown}: cannot connect: {_sql_reason(exc)}") from None
         with connection:
             try:
                 frame = pd.read_sql_query(config.query, connection)
             except (sqlalchemy.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
-                raise SourceError(
+                error = TransientSourceError if _sql_transient(exc) else SourceError
+                raise error(
                     f"{shown}: query failed: {_sql_reason(exc)} (ingest.sql.query: "
                     f"{_shorten(config.query)})"
                 ) from None
@@ -420,6 +437,17 @@ def redact_sql_url(raw: str) -> str:
         key: (REDACTED if SECRET_KEYS.search(key) else value) for key, value in url.query.items()
     }
     return url.set(query=query).render_as_string(hide_password=True)
+
+
+def _sql_transient(exc: Exception) -> bool:
+    """A database that is busy, locked or unreachable (worth a retry: the stage retries
+    `TransientSourceError`), as opposed to a wrong query, table, password or URL."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True  # the dialect recognised a dropped connection
+    if not isinstance(exc, sqlalchemy.exc.OperationalError):
+        return False
+    reason = _sql_reason(exc)
+    return bool(SQL_BUSY.search(reason)) and not SQL_PERMANENT.search(reason)
 
 
 def _sql_reason(exc: Exception) -> str:

@@ -6,24 +6,57 @@ With no `MLFLOW_TRACKING_URI`, runs go to `sqlite:///mlflow.db` in the project r
 All stages of one `dvc repro` share a lifecycle id: each stage's MLflow run is a child of
 one parent run tagged `lifecycle_run=<id>`, so the UI shows them together. The id is
 `LIFECYCLE_RUN_ID` when set (the `watch` loop sets it), else it is derived from the
-`dvc repro` process that started the stage (its pid and start time), else a fresh one.
+`dvc repro` process that started the stage (its pid and start time), else a fresh one
+(`pipelines.ledger.lifecycle_run_id`: the stage ledger records the same id, and the id of
+the stage's MLflow run).
+
+A tracking server that cannot be reached (connection refused, timeouts, 5xx, MLflow's own
+HTTP retries exhausted) raises `TrackingUnavailableError`, whose message starts with
+"MLflow tracking server unreachable at <uri>"; stages retry it (`retry` in params.yaml).
+So that one attempt fails in seconds rather than minutes, `start_tracking` caps MLflow's
+HTTP retries and timeout for the rest of the stage's process with `registry.HTTP_LIMITS`
+(2 retries, backoff factor 1, a 10 s timeout); a variable already set wins.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
 import os
+import re
 import subprocess
-import uuid
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pipelines.ledger import file_md5, lifecycle_run_id, note_mlflow_run
+
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "LIFECYCLE_TAG",
+    "Tracking",
+    "TrackingUnavailableError",
+    "file_md5",
+    "flatten",
+    "git_commit",
+    "lifecycle_run_id",
+    "redact_uri",
+    "start_tracking",
+    "tracking_uri",
+    "unavailable_as_error",
+    "unavailable_error",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 LIFECYCLE_TAG = "lifecycle_run"
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The MLflow tracking server could not be reached, timed out or failed: worth a retry."""
 
 
 def tracking_uri() -> str:
@@ -37,66 +70,138 @@ class Tracking:
     mlflow: Any
     experiment_id: str
 
-    def stage_run(self, stage: str, **tags: str) -> Any:
-        """Start the stage's run as a child of its lifecycle's parent run (a context manager)."""
+    @contextlib.contextmanager
+    def stage_run(self, stage: str, **tags: str) -> Iterator[Any]:
+        """The stage's run, a child of its lifecycle's parent run (a context manager).
+
+        The run's id goes to the stage ledger. An unreachable server, when the run starts,
+        inside the block or when it ends, raises `TrackingUnavailableError`.
+        """
         lifecycle = lifecycle_run_id()
-        found = self.mlflow.search_runs(
-            experiment_ids=[self.experiment_id],
-            filter_string=f"tags.{LIFECYCLE_TAG} = '{lifecycle}' and tags.kind = 'lifecycle'",
-            output_format="list",
-            max_results=1,
-        )
-        if found:
-            parent_id = found[0].info.run_id
-        else:
-            with self.mlflow.start_run(
-                run_name=f"lifecycle {lifecycle}",
-                tags={LIFECYCLE_TAG: lifecycle, "kind": "lifecycle", "git_commit": git_commit()},
-            ) as parent:
-                parent_id = parent.info.run_id
-        return self.mlflow.start_run(
-            run_name=stage,
-            parent_run_id=parent_id,
-            tags={
-                LIFECYCLE_TAG: lifecycle,
-                "kind": "stage",
-                "stage": stage,
-                "git_commit": git_commit(),
-                **tags,
-            },
-        )
+        with unavailable_as_error(f"starting the {stage} run"):
+            found = self.mlflow.search_runs(
+                experiment_ids=[self.experiment_id],
+                filter_string=f"tags.{LIFECYCLE_TAG} = '{lifecycle}' and tags.kind = 'lifecycle'",
+                output_format="list",
+                max_results=1,
+            )
+            if found:
+                parent_id = found[0].info.run_id
+            else:
+                with self.mlflow.start_run(
+                    run_name=f"lifecycle {lifecycle}",
+                    tags={
+                        LIFECYCLE_TAG: lifecycle,
+                        "kind": "lifecycle",
+                        "git_commit": git_commit(),
+                    },
+                ) as parent:
+                    parent_id = parent.info.run_id
+            run = self.mlflow.start_run(
+                run_name=stage,
+                parent_run_id=parent_id,
+                tags={
+                    LIFECYCLE_TAG: lifecycle,
+                    "kind": "stage",
+                    "stage": stage,
+                    "git_commit": git_commit(),
+                    **tags,
+                },
+            )
+        note_mlflow_run(run.info.run_id)
+        with unavailable_as_error(f"logging to the {stage} run {run.info.run_id}"), run:
+            yield run
 
 
 def start_tracking(experiment: str) -> Tracking:
-    """Point MLflow at the configured store and experiment."""
+    """Point MLflow at the configured store and experiment, with bounded HTTP retries."""
     import mlflow  # heavy: imported only by stages that track
 
+    from pipelines.registry import HTTP_LIMITS  # not at the top: registry imports this module
+
     uri = tracking_uri()
+    if uri.startswith(("http:", "https:")):
+        for name, value in HTTP_LIMITS.items():
+            os.environ.setdefault(name, value)  # for the rest of the stage's process
     mlflow.set_tracking_uri(uri)
-    experiment_id = mlflow.set_experiment(experiment).experiment_id
-    logger.info("tracking to %s, experiment '%s'", uri, experiment)
+    with unavailable_as_error(f"setting the experiment '{experiment}'"):
+        experiment_id = mlflow.set_experiment(experiment).experiment_id
+    logger.info("tracking to %s, experiment '%s'", redact_uri(uri), experiment)
     return Tracking(mlflow, experiment_id)
 
 
-def lifecycle_run_id() -> str:
-    """The id shared by the stages of one lifecycle run (see the module docstring)."""
-    explicit = os.environ.get("LIFECYCLE_RUN_ID")
-    if explicit:
-        return explicit
-    pid = os.getppid()
-    for _ in range(4):  # stage <- sh -c <- dvc repro, give or take a wrapper
-        if pid <= 1:
-            break
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            break
-        if b"repro" in cmdline and any(part.endswith(b"dvc") for part in cmdline):
-            start_time = stat[19]  # field 22 of /proc/<pid>/stat, counted after the name
-            return hashlib.sha256(f"{pid}:{start_time}".encode()).hexdigest()[:12]
-        pid = int(stat[1])  # the parent's pid
-    return uuid.uuid4().hex[:12]
+@contextlib.contextmanager
+def unavailable_as_error(what: str) -> Iterator[None]:
+    """Turn MLflow's connection failures inside the block into `TrackingUnavailableError`."""
+    try:
+        yield
+    except Exception as exc:
+        converted = unavailable_error(exc, what)
+        if converted is None or converted is exc:
+            raise
+        raise converted from exc
+
+
+def unavailable_error(exc: BaseException, what: str = "") -> TrackingUnavailableError | None:
+    """A `TrackingUnavailableError` when `exc` means the tracking server could not be reached
+    (connection refused, timeout, 5xx, MLflow's HTTP retries exhausted), else None."""
+    if isinstance(exc, TrackingUnavailableError):
+        return exc
+    reason = _unavailable_reason(exc)
+    if reason is None:
+        return None
+    during = f" while {what}" if what else ""
+    return TrackingUnavailableError(
+        f"MLflow tracking server unreachable at {redact_uri(tracking_uri())} ({reason}){during}"
+    )
+
+
+def _unavailable_reason(exc: BaseException) -> str | None:
+    """Why the server could not be reached, or None when `exc` is some other failure."""
+    if "mlflow" not in sys.modules:  # then no MLflow call raised it
+        return None
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        message = str(exc.message)
+        if message.startswith("API request to") and "was successful" not in message:
+            return _reason(message)  # refused, timed out, retries exhausted, non-JSON 5xx
+        remote = tracking_uri().startswith(("http:", "https:"))
+        if remote and exc.get_http_status_code() >= 500:
+            return f"HTTP {exc.get_http_status_code()}: {_shorten(message)}"
+        return None
+    if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return _reason(str(exc))  # artifact uploads may raise requests' own errors
+    return None
+
+
+def _reason(message: str) -> str:
+    """The useful part of MLflow's long HTTP error message."""
+    if "Connection refused" in message:
+        return "connection refused"
+    if match := re.search(r"too many (\d{3}) error responses", message):
+        retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "?")
+        return f"HTTP {match.group(1)} after {retries} retries"
+    if match := re.search(r"failed with error code (\d{3})", message):
+        return f"HTTP {match.group(1)}"
+    if "timed out" in message.lower() or "timeout" in message.lower():
+        return f"timed out after {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '?')} s"
+    if "Name or service not known" in message or "nodename nor servname" in message:
+        return "unknown host"
+    return _shorten(message)
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without credentials, fit for messages and logs."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def git_commit() -> str:
@@ -108,15 +213,6 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.stdout.strip()
-
-
-def file_md5(path: Path | str) -> str:
-    """The MD5 DVC records for a file in dvc.lock: the data version a run used."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:

@@ -111,3 +111,69 @@ def test_load_params_invalid_yaml(tmp_path: Path) -> None:
     path.write_text("ingest: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(path)
+
+
+# --- retry ------------------------------------------------------------------------------
+
+
+def test_retry_overrides_a_stage_and_keeps_the_rest_of_the_default(raw: dict) -> None:
+    changed = copy.deepcopy(raw)
+    changed["retry"]["stages"] = {"train": {"attempts": 5}}
+    retry = parse_params(changed).retry
+    assert retry.for_stage("train").attempts == 5
+    assert retry.for_stage("train").backoff_initial_s == retry.default.backoff_initial_s == 1.0
+    assert retry.for_stage("ingest") == retry.default
+
+
+def test_retry_refuses_an_unknown_stage_and_lists_the_known_ones(raw: dict) -> None:
+    bad = copy.deepcopy(raw)
+    bad["retry"]["stages"] = {"trian": {"attempts": 5}}
+    with pytest.raises(ConfigError) as info:
+        parse_params(bad)
+    assert str(info.value) == (
+        "params.yaml: 1 problem(s)\n"
+        "  - retry: Value error, retry.stages: unknown stage(s) ['trian']; "
+        "known: ingest, validate, train, evaluate, deploy, monitor"
+    )
+
+
+def test_retry_refuses_an_error_class_that_is_not_transient(raw: dict) -> None:
+    bad = copy.deepcopy(raw)
+    bad["retry"]["transient"] = ["TrackingUnavailableError", "DataValidationError"]
+    with pytest.raises(ConfigError) as info:
+        parse_params(bad)
+    assert str(info.value) == (
+        "params.yaml: 1 problem(s)\n"
+        "  - retry.transient.1: Input should be 'TransientSourceError', "
+        "'RegistryUnavailableError', 'TrackingUnavailableError', 'ConnectionError' or "
+        "'TimeoutError' (got 'DataValidationError')"
+    )
+
+
+def test_retry_override_is_checked_against_the_default(raw: dict) -> None:
+    bad = copy.deepcopy(raw)
+    bad["retry"]["stages"] = {"deploy": {"backoff_initial_s": 60}}  # above backoff_max_s 30
+    with pytest.raises(ConfigError, match=r"retry.stages.deploy: backoff_initial_s must not"):
+        parse_params(bad)
+
+
+def test_retry_names_real_error_classes_and_the_real_stages() -> None:
+    """Every name `retry.transient` accepts is an exception class we raise (or a built-in),
+    and the stages it knows are dvc.yaml's."""
+    import builtins
+    import typing
+
+    from pipelines.config import STAGES, TransientErrorName
+    from pipelines.registry import RegistryUnavailableError
+    from pipelines.sources import TransientSourceError
+    from pipelines.tracking import TrackingUnavailableError
+
+    ours = {
+        cls.__name__: cls
+        for cls in (TransientSourceError, RegistryUnavailableError, TrackingUnavailableError)
+    }
+    for name in typing.get_args(TransientErrorName):
+        cls = ours.get(name) or getattr(builtins, name)
+        assert issubclass(cls, Exception), name
+    dvc_stages = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+    assert list(STAGES) == dvc_stages

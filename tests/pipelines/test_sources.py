@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
 import sqlite3
 import tempfile
 import threading
@@ -19,7 +20,13 @@ import pandas as pd
 import pytest
 
 from pipelines.config import IngestConfig
-from pipelines.sources import SourceError, _retry_after_s, describe_source, fetch
+from pipelines.sources import (
+    SourceError,
+    TransientSourceError,
+    _retry_after_s,
+    describe_source,
+    fetch,
+)
 
 CSV = b"udi,torque,failure\n1,40.5,0\n2,38.1,1\n3,41.0,0\n"
 EXPECTED = pd.DataFrame({"udi": [1, 2, 3], "torque": [40.5, 38.1, 41.0], "failure": [0, 1, 0]})
@@ -270,6 +277,10 @@ def sql_config(database: Path, query: str) -> IngestConfig:
     )
 
 
+def sql_config_url(url: str, query: str) -> IngestConfig:
+    return IngestConfig.model_validate({"source": "sql", "sql": {"url": url, "query": query}})
+
+
 def test_sql_reads_query(sqlite_db: Path) -> None:
     frame = fetch(sql_config(sqlite_db, "SELECT * FROM machines ORDER BY udi"))
     pd.testing.assert_frame_equal(frame, EXPECTED)
@@ -367,3 +378,84 @@ def test_describe_source_never_shows_secrets(tmp_path: Path) -> None:
     synthetic = describe_source(IngestConfig())
     assert synthetic == {"source": "synthetic", "rows": 20000, "seed": 2020, "scenario": "none"}
     assert describe_source(file_config(tmp_path / "x.csv"))["path"] == str(tmp_path / "x.csv")
+
+
+# --- sql: a locked database is transient, and the ingest stage retries it ------------------
+
+
+def lock_exclusively(database: Path) -> sqlite3.Connection:
+    """Another connection holding an exclusive transaction: readers get 'database is locked'."""
+    holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    return holder
+
+
+def release(holder: sqlite3.Connection) -> None:
+    holder.execute("ROLLBACK")
+    holder.close()
+
+
+def test_sql_locked_database_is_transient(sqlite_db: Path) -> None:
+    url = f"sqlite:///{sqlite_db}?timeout=0.1"  # SQLite waits 0.1 s for the lock, not 5 s
+    holder = lock_exclusively(sqlite_db)
+    try:
+        with pytest.raises(TransientSourceError) as error:
+            fetch(sql_config_url(url, "SELECT * FROM machines"))
+    finally:
+        release(holder)
+    assert str(error.value) == (
+        f"{url}: query failed: database is locked (ingest.sql.query: SELECT * FROM machines)"
+    )
+
+
+def test_sql_errors_in_the_query_are_not_transient(sqlite_db: Path) -> None:
+    with pytest.raises(SourceError) as error:
+        fetch(sql_config(sqlite_db, "SELEC * FROM machines"))
+    assert type(error.value) is SourceError
+    assert 'query failed: near "SELEC": syntax error' in str(error.value)
+
+
+def test_ingest_retries_a_locked_database_until_it_is_free(
+    sqlite_db: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The real ingest stage, in-process: attempts fail while another connection holds the
+    lock, the stage retries (`retry` in params.yaml), and succeeds once it is released."""
+    import json
+
+    import yaml
+
+    from pipelines import ingest
+    from pipelines.paths import RAW_DATA
+
+    url = f"sqlite:///{sqlite_db}?timeout=0.1"
+    params = {
+        "ingest": {"source": "sql", "sql": {"url": url, "query": "SELECT * FROM machines"}},
+        "retry": {
+            "default": {"attempts": 5, "backoff_initial_s": 0.3, "backoff_max_s": 2, "jitter_s": 0}
+        },
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(Path(__file__).resolve().parents[2] / "dvc.yaml", tmp_path / "dvc.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LIFECYCLE_RUN_ID", "locked-source")
+    holder = lock_exclusively(sqlite_db)
+    timer = threading.Timer(0.6, release, args=(holder,))
+    timer.start()
+    try:
+        ingest.main()
+    finally:
+        timer.join()
+    pd.testing.assert_frame_equal(pd.read_parquet(RAW_DATA), EXPECTED)
+    ledger = [json.loads(line) for line in Path(".lifecycle/ledger.jsonl").read_text().splitlines()]
+    finished = [record for record in ledger if record["event"] == "finished"]
+    assert len(finished) >= 2
+    assert [r["status"] for r in finished] == ["failed"] * (len(finished) - 1) + ["succeeded"]
+    locked = f"{url}: query failed: database is locked (ingest.sql.query: SELECT * FROM machines)"
+    assert finished[0]["error"] == {"class": "TransientSourceError", "message": locked}
+    assert (
+        f"stage ingest: attempt 1 of 5 failed (TransientSourceError: {locked}); retrying in 0.3 s"
+        in caplog.messages
+    )
