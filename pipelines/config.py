@@ -267,7 +267,7 @@ class WindowConfig(Frozen):
     """The current window: the newest rows of the prediction log."""
 
     rows: int = Field(5000, ge=1)  # the newest logged predictions, at most this many
-    min_rows: int = Field(500, ge=1)  # fewer and the monitor decides nothing
+    min_rows: int = Field(1000, ge=1)  # fewer and the monitor decides nothing
 
 
 class LabelsConfig(Frozen):
