@@ -239,8 +239,10 @@ class ExpectationResult:
             empty = " (empty)" if self.observed == 0 else ""
             return (f"{self.observed} rows{empty}, expected between {kw['min_value']} and "
                     f"{kw['max_value']} (validate.min_rows, validate.max_rows)")
-        return (f"label rate {self.observed:.4f} outside [{kw['min_value']:g}, "
-                f"{kw['max_value']:g}] (validate.label_rate)")
+        bounds = f"[{kw['min_value']:g}, {kw['max_value']:g}] (validate.label_rate)"
+        if self.observed is None:  # the mean of a column with no values: GE observes none
+            return f"no label rate: the column has no non-null values, expected within {bounds}"
+        return f"label rate {self.observed:.4f} outside {bounds}"
 
     def summary(self) -> dict[str, Any]:
         percent = self.unexpected_percent

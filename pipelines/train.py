@@ -50,6 +50,9 @@ LABEL_COLUMN, PROBABILITY_COLUMN = "label", "probability"
 def main() -> None:
     params = load_params()
     config, seed = params.train, params.data.seed
+    # Reach the tracking server before any work: when it is down the stage fails (and is
+    # retried) in seconds, instead of after each attempt's cross-validation and fit.
+    tracking = start_tracking(params.tracking.experiment)
     contract = load_contract(params.data.contract)
     frame = pd.read_parquet(VALIDATED_DATA)
     train, holdout = split_data(frame, contract, config.holdout_size, seed)
@@ -90,7 +93,6 @@ def main() -> None:
     hyperparameters = {**family_params(config), **overrides}
     write_parquet(reference_data(train, oof, contract), VALIDATION_PREDICTIONS)
 
-    tracking = start_tracking(params.tracking.experiment)
     data_md5 = file_md5(VALIDATED_DATA)
     content = model_content_hash(model)
     with tracking.stage_run(

@@ -50,6 +50,7 @@ BATCH_MODEL_NAME = "ProcessBatch"
 SERVED_ROLES = frozenset({"id", "feature"})  # what a client sends; labels are never inputs
 _RESERVED_NAMES = frozenset(dir(BaseModel))
 _JSON_KINDS = {"bool": "a boolean", "str": "a string", "list": "an array", "dict": "an object"}
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 # --- names ----------------------------------------------------------------------------
@@ -164,8 +165,8 @@ def _annotation(column: Column) -> Any:
         rules = Field(ge=column.min, le=column.max, strict=True, allow_inf_nan=False)
         base: Any = Annotated[float, rules]
     elif column.dtype == "integer":  # lax, so 5.0 passes, but booleans and strings do not
-        rules = Field(ge=_bound(column.min), le=_bound(column.max))
-        base = Annotated[int, rules, BeforeValidator(_require_number)]
+        low, high = _integer_bounds(column)
+        base = Annotated[int, Field(ge=low, le=high), BeforeValidator(_require_number)]
     elif column.dtype == "categorical":
         base = Literal[tuple(column.categories or ())]
     else:
@@ -193,6 +194,16 @@ def _bound(value: float | None) -> float | int | None:
     if value is not None and float(value).is_integer():
         return int(value)
     return value
+
+
+def _integer_bounds(column: Column) -> tuple[float | int, float | int]:
+    """The contract's bounds, kept within int64 even where it gives none: the model's frame
+    holds integers as int64, as in training, and a larger one must be a 4xx, not a crash."""
+    low, high = _bound(column.min), _bound(column.max)
+    return (
+        _INT64_MIN if low is None else max(low, _INT64_MIN),
+        _INT64_MAX if high is None else min(high, _INT64_MAX),
+    )
 
 
 def _require_number(value: Any) -> Any:
