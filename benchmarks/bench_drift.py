@@ -148,7 +148,12 @@ def table(results: dict[str, Any]) -> str:
             f"{v['detection_rate']:.1%} of {v['drifted_windows']} drifted windows (target >= "
             f"{TARGET_DETECTION:.0%}), false alarms {v['false_alarm_rate']:.1%} of "
             f"{v['clean_windows']} clean windows (target <= {TARGET_FALSE_ALARMS:.0%}): "
-            f"{'met' if v['met'] else 'NOT met'}"
+            + (
+                f"{'met' if v['met'] else 'NOT met'}"
+                if v["window_rows"] != SMALL_WINDOW_ROWS
+                else f"{'met' if v['met'] else 'not met'}, but below the default "
+                "`monitor.window.min_rows` (1,000): the monitor gives no verdict on such a window"
+            )
         )
     lines += [
         "",
