@@ -151,6 +151,7 @@ def main() -> None:
             contract,
             config.infra_validation.p99_budget_ms,
             challenger_proba[holdout.index.get_indexer(sample.index)],
+            params.serving.numeric_threads,
         )
         record["infra_check"] = infra.to_dict()
         if infra.passed:
@@ -280,6 +281,7 @@ def _check_serving(
     contract: Any,
     budget_ms: float,
     expected: Any,
+    numeric_threads: int,
 ) -> tuple[Any, Any]:
     """Export the candidate to the serving store, load it as the service does, replay rows."""
     from serving.infra_check import replay_rows
@@ -290,7 +292,7 @@ def _check_serving(
         MODEL_DIR, name, version, meta["mlflow_run_id"], meta["content_sha256"], threshold, store
     )
     served = load_served_model(tag, store)
-    report = replay_rows(served, sample, contract, budget_ms, expected)
+    report = replay_rows(served, sample, contract, budget_ms, expected, numeric_threads)
     logger.info("infra check of %s: %s", tag, report.message)
     return served, report
 
