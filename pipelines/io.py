@@ -96,3 +96,31 @@ def read_table(path: Path | str, fmt: str | None = None) -> pd.DataFrame:
     if fmt == "parquet":
         return pd.read_parquet(path)
     return pd.read_csv(path)
+
+
+def append_json_line(path: Path | str, record: Any) -> None:
+    """Append one JSON object as a line, in a single write, then fsync (logs and ledgers)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True, default=str, allow_nan=False) + "\n"
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_json_lines(path: Path | str) -> list[tuple[int, Any]]:
+    """Each non-blank line's number and its JSON value (None when it is not valid JSON).
+
+    Raises FileNotFoundError when there is no file; callers decide what a bad line means.
+    """
+    values = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                values.append((number, json.loads(line)))
+            except ValueError:
+                values.append((number, None))
+    return values

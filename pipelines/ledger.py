@@ -45,6 +45,8 @@ from typing import Any
 
 import yaml
 
+from pipelines.io import append_json_line, read_json_lines
+
 logger = logging.getLogger(__name__)
 
 LEDGER = Path(".lifecycle/ledger.jsonl")
@@ -277,7 +279,7 @@ def finish_attempt(
 
 def _append_safely(path: Path, record: Mapping[str, Any]) -> None:
     try:
-        append_record(path, record)
+        append_json_line(path, record)
     except Exception as exc:  # the ledger must never fail the stage
         logger.warning(
             "ledger %s: could not record %s %s of stage %s (%s: %s); the stage goes on",
@@ -290,34 +292,17 @@ def _append_safely(path: Path, record: Mapping[str, Any]) -> None:
         )
 
 
-def append_record(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one JSON line in a single write, then fsync."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True, default=str) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def read_ledger(path: Path = LEDGER) -> list[dict[str, Any]]:
     """Every record, oldest first; a line that is not a JSON object is skipped with a warning.
 
     Raises FileNotFoundError when there is no ledger.
     """
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            if not isinstance(record, dict) or "stage" not in record:
-                logger.warning("%s line %d: not a ledger record; skipped", path, number)
-                continue
-            records.append(record)
+    for number, record in read_json_lines(path):
+        if not isinstance(record, dict) or "stage" not in record:
+            logger.warning("%s line %d: not a ledger record; skipped", path, number)
+            continue
+        records.append(record)
     return records
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pipelines.tracking import tracking_uri
+from pipelines.tracking import http_failure_reason, tracking_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -362,7 +362,7 @@ def _registry_call(what: str) -> Iterator[None]:
         if _is_unavailable(exc):
             raise RegistryUnavailableError(
                 f"{what}: the MLflow tracking server at {uri} is unavailable "
-                f"({_reason(exc.message)})"
+                f"({http_failure_reason(exc.message)})"
             ) from exc
         raise RegistryError(f"{what} failed (tracking URI {uri}): {exc.message}") from exc
     except OperationalError as exc:  # a SQLite store that is locked or cannot be opened
@@ -380,20 +380,6 @@ def _is_unavailable(exc: Any) -> bool:
     if message.startswith("API request to") and "was successful" not in message:
         return True  # requests-level failure, retries exhausted, or a non-JSON error page
     return tracking_uri().startswith(("http:", "https:")) and exc.get_http_status_code() >= 500
-
-
-def _reason(message: str) -> str:
-    """The useful part of MLflow's long HTTP error message."""
-    if "Connection refused" in message:
-        return "connection refused"
-    if match := re.search(r"too many (\d{3}) error responses", message):
-        retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "?")
-        return f"HTTP {match.group(1)} after {retries} retries"
-    if match := re.search(r"failed with error code (\d{3})", message):
-        return f"HTTP {match.group(1)}"
-    if "timed out" in message.lower() or "timeout" in message.lower():
-        return f"timed out after {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '?')} s"
-    return message if len(message) <= 300 else message[:300] + "..."
 
 
 def _redact(uri: str) -> str:

@@ -166,18 +166,19 @@ def _unavailable_reason(exc: BaseException) -> str | None:
     if isinstance(exc, MlflowException):
         message = str(exc.message)
         if message.startswith("API request to") and "was successful" not in message:
-            return _reason(message)  # refused, timed out, retries exhausted, non-JSON 5xx
+            # refused, timed out, retries exhausted, non-JSON 5xx
+            return http_failure_reason(message)
         remote = tracking_uri().startswith(("http:", "https:"))
         if remote and exc.get_http_status_code() >= 500:
             return f"HTTP {exc.get_http_status_code()}: {_shorten(message)}"
         return None
     if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-        return _reason(str(exc))  # artifact uploads may raise requests' own errors
+        return http_failure_reason(str(exc))  # artifact uploads may raise requests' own errors
     return None
 
 
-def _reason(message: str) -> str:
-    """The useful part of MLflow's long HTTP error message."""
+def http_failure_reason(message: str) -> str:
+    """The useful part of MLflow's long HTTP error message (tracking and registry)."""
     if "Connection refused" in message:
         return "connection refused"
     if match := re.search(r"too many (\d{3}) error responses", message):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import signal
@@ -46,7 +45,7 @@ from features.contract import DataContract, load_contract
 from monitoring.policy import PolicyDecision, apply_retrain_policy, format_time
 from pipelines import feedback as feedback_files
 from pipelines.config import Params
-from pipelines.io import read_json, write_parquet
+from pipelines.io import append_json_line, read_json, read_json_lines, write_parquet
 from pipelines.paths import CHAMPION, DEPLOY_DECISION, LABELLED_WINDOW, MONITOR_DECISION
 from pipelines.registry import HTTP_LIMITS, redacted_tracking_uri
 from pipelines.tracking import file_md5
@@ -307,28 +306,12 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
+    for number, record in read_json_lines(path):
         if isinstance(record, dict):
             records.append(record)
         else:
             logger.warning("%s: line %d is not a JSON object; skipped", path, number)
     return records
-
-
-def append_record(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one JSON line in a single write, then fsync."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True, default=str, allow_nan=False) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def read_monitor_decision(path: Path = MONITOR_DECISION) -> dict[str, Any]:
@@ -568,7 +551,7 @@ class Watch:
             outcome.error = f"unexpected {type(exc).__name__}: {exc}"
         record = build_record(outcome, self.clock())
         watch = self.params.monitor.watch
-        append_record(self.root / watch.log, record)
+        append_json_line(self.root / watch.log, record)  # fsynced, one write
         self.history.append(record)
         _log_summary(record)
         record_in_mlflow(record, self.params.tracking.experiment)

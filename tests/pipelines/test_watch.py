@@ -26,13 +26,13 @@ import yaml
 
 from features.contract import DataContract
 from monitoring.policy import PolicyDecision
+from pipelines.io import append_json_line
 from pipelines.tracking import file_md5
 from pipelines.watch import (
     FeedbackBatch,
     FeedbackError,
     IterationOutcome,
     ReproResult,
-    append_record,
     batch_file_name,
     build_record,
     mlflow_metrics,
@@ -385,10 +385,10 @@ def test_history_round_trip_skips_unreadable_lines(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     log = tmp_path / "watch" / "iterations.jsonl"
-    append_record(log, {"iteration": "a"})
+    append_json_line(log, {"iteration": "a"})
     with open(log, "a") as handle:
         handle.write('{"iteration": "cut off\n[1, 2]\n\n')
-    append_record(log, {"iteration": "b"})
+    append_json_line(log, {"iteration": "b"})
 
     assert [r["iteration"] for r in read_history(log)] == ["a", "b"]
     assert f"{log}: line 2 is not a JSON object; skipped" in caplog.text
