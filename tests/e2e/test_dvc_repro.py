@@ -139,7 +139,11 @@ def test_corrupted_input_stops_at_validate_and_keeps_later_outputs(
 def test_real_ai4i_file_passes_validation_and_trains(
     project_copy: ProjectCopy, real_ai4i_path: Path
 ) -> None:
-    project_copy.edit_params(lambda raw: raw["ingest"]["file"].update(path=str(real_ai4i_path)))
+    def use_the_real_file(raw: dict) -> None:  # also when this test runs on its own
+        raw["ingest"]["source"] = "file"
+        raw["ingest"]["file"]["path"] = str(real_ai4i_path)
+
+    project_copy.edit_params(use_the_real_file)
     result = project_copy.repro()
     assert result.returncode == 0, result.output
     # monitor re-runs only when the champion (or the traffic) changes; whether the model
