@@ -101,11 +101,11 @@ def _stop(process: subprocess.Popen) -> None:
     process.wait(timeout=STOP_TIMEOUT_S)
 
 
-@contextlib.contextmanager
-def run_mlflow_server(root: Path) -> Iterator[MlflowServer]:
-    """Start `mlflow server` on a free port under `root`; stop it on exit."""
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+def start_mlflow_server(root: Path, port: int, log_path: Path) -> subprocess.Popen:
+    """Start `mlflow server` (SQLite store and artifacts under `root`) and wait for /health.
+
+    It runs in its own process group, so stopping the group reaches its workers.
+    """
     url = f"http://127.0.0.1:{port}"
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env.update(
@@ -117,21 +117,11 @@ def run_mlflow_server(root: Path) -> Iterator[MlflowServer]:
         }
     )
     command = [
-        str(BIN / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{root / 'srv.db'}",
-        "--default-artifact-root",
-        str(root / "art"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    log_path = root / "server.log"
-    start = time.monotonic()
+        str(BIN / "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{root / 'srv.db'}",
+        "--default-artifact-root", str(root / "art"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command,
@@ -140,17 +130,30 @@ def run_mlflow_server(root: Path) -> Iterator[MlflowServer]:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so _stop reaches the workers
+            start_new_session=True,
         )
     try:
         wait_until_up(
-            process,
-            lambda: _healthy(url),
-            f"mlflow server ({url}/health)",
-            log_path,
+            process, lambda: _healthy(url), f"mlflow server ({url}/health)", log_path,
             START_TIMEOUT_S,
+        )  # fmt: skip
+    except BaseException:
+        _stop(process)
+        raise
+    return process
+
+
+@contextlib.contextmanager
+def run_mlflow_server(root: Path) -> Iterator[MlflowServer]:
+    """Start `mlflow server` on a free port under `root`; stop it on exit."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    start = time.monotonic()
+    process = start_mlflow_server(root, port, root / "server.log")
+    try:
+        yield MlflowServer(
+            url=f"http://127.0.0.1:{port}", root=root, start_seconds=time.monotonic() - start
         )
-        yield MlflowServer(url=url, root=root, start_seconds=time.monotonic() - start)
     finally:
         _stop(process)
 

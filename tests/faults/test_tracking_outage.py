@@ -32,7 +32,7 @@ from tests.faults.conftest import (
     lifecycle_status,
     start_repro,
 )
-from tests.mlflow_server import BIN, START_TIMEOUT_S, _healthy, free_port, wait_until_up
+from tests.mlflow_server import free_port, start_mlflow_server
 from tests.serving.server import RunningServer, request_rows, serve
 
 pytestmark = pytest.mark.slow
@@ -66,38 +66,7 @@ class TrackingServer:
 
     def start(self) -> None:
         self.starts += 1
-        env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-        env.update(
-            {
-                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-                "MLFLOW_DISABLE_TELEMETRY": "true",
-                "DO_NOT_TRACK": "1",
-                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-            }
-        )
-        command = [
-            str(BIN / "mlflow"), "server",
-            "--backend-store-uri", f"sqlite:///{self.root / 'srv.db'}",
-            "--default-artifact-root", str(self.root / "art"),
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-        ]  # fmt: skip
-        with open(self.log, "wb") as output:
-            self.process = subprocess.Popen(
-                command,
-                cwd=self.root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_until_up(
-            self.process,
-            lambda: _healthy(self.url),
-            f"mlflow server ({self.url}/health)",
-            self.log,
-            START_TIMEOUT_S,
-        )
+        self.process = start_mlflow_server(self.root, self.port, self.log)
 
     def kill(self) -> None:
         """SIGKILL the server and its workers: no clean shutdown."""
