@@ -41,7 +41,7 @@ class BootstrapComparison:
     seed: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return _fields_rounded(self)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class RecentWindowComparison:
     passed: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return _fields_rounded(self)
 
     def reason(self) -> str:
         """One sentence for the decision's reasons."""
@@ -465,6 +465,11 @@ def _fmt(value: float | None) -> str:
 
 def _percent(share: float) -> str:
     return f"{share * 100:g}%"
+
+
+def _fields_rounded(record: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, floats rounded to 6 places (stable JSON)."""
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(record).items()}
 
 
 def _rounded_or_none(value: Any) -> float | None:
