@@ -129,6 +129,14 @@ class DataContract(BaseModel):
     def unique_columns(self) -> list[str]:
         return [c.name for c in self.columns if c.unique]
 
+    @property
+    def row_id(self) -> str | None:
+        """The column that names a row: the first id column declared unique, else None.
+
+        Labels join to served predictions on it, and feedback rows match holdout rows on it.
+        """
+        return next((c.name for c in self.columns if c.role == "id" and c.unique), None)
+
 
 def parse_contract(raw: object, source: str = "contract") -> DataContract:
     """Validate a mapping into a `DataContract` with a message that names the problem."""

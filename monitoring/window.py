@@ -1,8 +1,8 @@
 """The current window of production traffic, the labels joined to it, and its verdict.
 
 The window is the newest `monitor.window.rows` rows of the prediction log. Ground truth
-arrives later in labelled batches; they are joined to the window by the contract's join key
-(its first integer id column, `UDI`). When an id is labelled in several batches, the batch
+arrives later in labelled batches; they are joined to the window by the contract's row id
+(its first unique id column, `UDI`). When an id is labelled in several batches, the batch
 whose file name sorts last wins (name them `batch-<sortable time>`); when an id was predicted
 several times in the window, its latest prediction wins.
 
@@ -61,12 +61,13 @@ class WindowEvidence:
 
 
 def join_key(contract: DataContract) -> str:
-    """The id column labels are joined on: the contract's first integer id, else its first id."""
-    ids = [contract.by_name[name] for name in contract.ids]
-    if not ids:
-        raise LabelsError("the data contract has no id column to join labels on")
-    integer = [column for column in ids if column.dtype == "integer"]
-    return (integer or ids)[0].name
+    """The column labels are joined on: the contract's row id (`DataContract.row_id`)."""
+    if contract.row_id is None:
+        raise LabelsError(
+            f"the data contract '{contract.name}' declares no unique id column (role id, "
+            "unique: true) to join labels on"
+        )
+    return contract.row_id
 
 
 def select_window(log: pd.DataFrame, rows: int) -> pd.DataFrame:
@@ -126,9 +127,10 @@ def check_labels(frame: pd.DataFrame, source: str, contract: DataContract) -> pd
             f"{source}: labels file lacks column(s) {missing}; a batch needs the contract's "
             f"id column '{key}' and its label '{label}'"
         )
-    ids = _whole_numbers(frame[key])
-    if ids is None:
-        raise LabelsError(f"{source}: column '{key}' must hold a whole-number id in every row")
+    ids = _ids(frame[key], contract.by_name[key].dtype)
+    if ids is None or ids.isna().any():
+        kind = "a whole-number" if contract.by_name[key].dtype == "integer" else "an"
+        raise LabelsError(f"{source}: column '{key}' must hold {kind} id in every row")
     labels = pd.to_numeric(frame[label], errors="coerce")
     bad = int((~labels.isin([0, 1])).sum())
     if bad:
@@ -152,8 +154,9 @@ def combine_labels(
     ordered = sorted(batches, key=lambda batch: batch[0])
     checked = [check_labels(frame, name, contract) for name, frame in ordered]
     if not checked:
+        key_dtype = "int64" if contract.by_name[key].dtype == "integer" else "object"
         return pd.DataFrame(
-            {key: pd.Series(dtype="int64"), contract.label: pd.Series(dtype="int64")}
+            {key: pd.Series(dtype=key_dtype), contract.label: pd.Series(dtype="int64")}
         )
     combined = pd.concat(checked, ignore_index=True, sort=False)
     combined = combined.drop_duplicates(subset=key, keep="last")
@@ -170,9 +173,10 @@ def label_window(
     have; rows without an id, or without a label, are left out. Ordered by time.
     """
     key = join_key(contract)
-    ids = pd.to_numeric(window[key], errors="coerce")
-    whole = ids.notna() & (ids == ids.round())
-    predicted = window[whole].assign(**{key: ids[whole].astype(np.int64)})
+    ids = _ids(window[key], contract.by_name[key].dtype, partial=True)
+    named = ids.notna()
+    kept = ids[named].astype(np.int64) if ids.dtype == "Int64" else ids[named]
+    predicted = window[named].assign(**{key: kept})
     latest = predicted.drop_duplicates(subset=key, keep="last")  # the window is in time order
     extra = [name for name in labels.columns if name != key and name not in latest.columns]
     labelled = latest.merge(labels[[key, *extra]], on=key, how="inner", validate="one_to_one")
@@ -269,10 +273,20 @@ def _triggers(evidence: WindowEvidence, drifted: bool, breached: bool) -> str:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _whole_numbers(values: pd.Series) -> pd.Series | None:
-    """`values` as int64 when every one is a whole number, else None."""
+def _ids(values: pd.Series, dtype: str, partial: bool = False) -> pd.Series | None:
+    """Row ids in one comparable form: int64 for an integer id, text for any other.
+
+    A value that is no id (missing, or not a whole number for an integer id) is null when
+    `partial`; otherwise any such value makes the result None.
+    """
+    if dtype != "integer":
+        text = values.astype(object).where(values.notna(), None)
+        return text.map(lambda value: None if value is None else str(value))
     numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.isna().any() or not bool((numbers == numbers.round()).all()):
+    whole = numbers.notna() & (numbers == numbers.round())
+    if partial:
+        return numbers.where(whole).astype("Int64")
+    if not bool(whole.all()):
         return None
     return numbers.astype(np.int64)
 

@@ -123,10 +123,9 @@ def _quoted(names: Sequence[str]) -> str:
 
 def row_id_column(contract: DataContract) -> str:
     """The contract's unique id column, which matches feedback rows to holdout rows."""
-    unique = [name for name in contract.ids if contract.by_name[name].unique]
-    if not unique:
+    if contract.row_id is None:
         raise FeedbackError(
             f"the data contract '{contract.name}' declares no unique id column (role id, "
             "unique: true), so holdout rows cannot be matched to feedback batches"
         )
-    return unique[0]
+    return contract.row_id

@@ -80,15 +80,19 @@ def monitor() -> None:
     contract = load_contract(params.data.contract)
     champion = _read_champion(params.deploy.registered_model)
     with timed("reading the prediction log"):
-        log = read_prediction_log(params.serving.prediction_log.directory, contract=contract)
+        log = read_prediction_log(
+            params.serving.prediction_log.directory,
+            contract=contract,
+            newest=config.window.rows,
+        )
     window = select_window(log, config.window.rows)
     labels = combine_labels(_read_label_batches(config.labels.directory), contract)
     labelled = label_window(window, labels, contract)
     table, missing = labelled_table(labelled, contract)
     logger.info(
-        "window: %d of %d logged rows, %d labelled; champion: %s",
+        "window: the newest %d logged rows (monitor.window.rows %d), %d labelled; champion: %s",
         len(window),
-        len(log),
+        config.window.rows,
         len(labelled),
         champion.tag if champion else "none",
     )

@@ -399,21 +399,38 @@ def read_prediction_log(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     contract: DataContract | None = None,
+    newest: int | None = None,
 ) -> pd.DataFrame:
     """Every logged row with `since <= time < until`, sorted by time (`time` tz-aware, UTC).
 
-    Partitions outside the window are not read. Unreadable lines (the truncated last line
-    of a process killed mid-write) are skipped with a warning naming the file. Naive
+    Partitions outside the window are not read. With `newest`, only the newest `newest`
+    rows are returned, and hour partitions are read newest first until they hold that many,
+    so the cost follows the window, not the log's age. Unreadable lines (the truncated last
+    line of a process killed mid-write) are skipped with a warning naming the file. Naive
     datetimes are taken as UTC. With a contract, its id and feature columns are always
     present, also in the empty frame.
     """
+    if newest is not None and newest < 1:
+        raise ValueError(f"newest must be at least 1 row, got {newest}")
     since, until = _as_utc(since), _as_utc(until)
-    rows: list[dict[str, Any]] = []
+    hours: dict[pd.Timestamp | None, list[Path]] = {}
     for part in sorted(Path(directory).glob("date=*/hour=*/part-*.jsonl")):
         hour = _partition_start(part, Path(directory))
-        if hour is not None and not _overlaps(hour, since, until):
-            continue
-        rows.extend(_read_rows(part))
+        if hour is None or _overlaps(hour, since, until):
+            hours.setdefault(hour, []).append(part)
+    # a row lives in the partition of its own time's hour, so whole hours read newest first
+    # hold the newest rows; a part outside the date=/hour= layout is always read
+    order = sorted(hours, key=lambda hour: (hour is not None, hour), reverse=True)
+    rows: list[dict[str, Any]] = []
+    dated = 0
+    for hour in order:
+        if newest is not None and hour is not None and dated >= newest:
+            break
+        for part in hours[hour]:
+            read = _read_rows(part)
+            rows.extend(read)
+            if newest is not None:
+                dated += _dated(read, since, until)
     expected = [*LOG_COLUMNS, *(c.name for c in served_columns(contract))] if contract else []
     if not rows:
         return _empty_frame(expected or list(LOG_COLUMNS), contract)
@@ -432,7 +449,28 @@ def read_prediction_log(
         keep &= frame["time"] >= since
     if until is not None:
         keep &= frame["time"] < until
-    return frame[keep].sort_values("time", kind="stable").reset_index(drop=True)
+    frame = frame[keep].sort_values("time", kind="stable")
+    if newest is not None:
+        frame = frame.iloc[-newest:]
+    return frame.reset_index(drop=True)
+
+
+def _dated(
+    rows: list[dict[str, Any]], since: pd.Timestamp | None, until: pd.Timestamp | None
+) -> int:
+    """How many `rows` have a readable time within `since <= time < until`."""
+    times = pd.to_datetime(
+        pd.Series([row.get("time") for row in rows], dtype=object),
+        utc=True,
+        format="ISO8601",
+        errors="coerce",
+    )
+    keep = times.notna()
+    if since is not None:
+        keep &= times >= since
+    if until is not None:
+        keep &= times < until
+    return int(keep.sum())
 
 
 def _as_utc(moment: dt.datetime | None) -> pd.Timestamp | None:

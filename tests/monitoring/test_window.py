@@ -50,15 +50,45 @@ def labels(frame: pd.DataFrame, udis: list[int], columns: list[str] | None = Non
 # --- the window ---------------------------------------------------------------------------
 
 
-def test_join_key_is_the_first_integer_id(contract: DataContract):
+def test_labels_join_on_the_contract_s_row_id(contract: DataContract):
+    assert contract.row_id == "UDI"
     assert join_key(contract) == "UDI"
     raw = contract.model_dump(mode="json")
     raw["columns"] = [c for c in raw["columns"] if c["name"] != "UDI"]
-    assert join_key(parse_contract(raw)) == "Product ID"  # no integer id: the first id
-    raw["columns"] = [c for c in raw["columns"] if c["role"] != "id"]
+    for column in raw["columns"]:
+        if column["name"] == "Product ID":
+            column["unique"] = True
+    assert join_key(parse_contract(raw)) == "Product ID"  # the first unique id, whatever type
+    for column in raw["columns"]:
+        column["unique"] = False
     with pytest.raises(LabelsError) as error:
-        join_key(parse_contract(raw))
-    assert str(error.value) == "the data contract has no id column to join labels on"
+        join_key(parse_contract(raw))  # an id that is not unique cannot carry labels
+    assert str(error.value) == (
+        "the data contract 'milling' declares no unique id column (role id, unique: true) "
+        "to join labels on"
+    )
+
+
+def test_labels_join_on_a_text_row_id(frame: pd.DataFrame, contract: DataContract):
+    raw = contract.model_dump(mode="json")
+    raw["columns"] = [c for c in raw["columns"] if c["name"] != "UDI"]
+    for column in raw["columns"]:
+        if column["name"] == "Product ID":
+            column["unique"] = True
+    by_text = parse_contract(raw)
+    served = frame.iloc[:4].drop(columns=["UDI", LABEL, *MODES])
+    served = served.assign(**{"Product ID": ["L1", "M2", None, "H4"]})
+    window = served.assign(time=pd.date_range(T0, periods=4, freq="s"))
+    labels = combine_labels(
+        [("batch-1.csv", pd.DataFrame({"Product ID": ["H4", "L1", "X9"], LABEL: [1, 0, 1]}))],
+        by_text,
+    )
+    labelled = label_window(window, labels, by_text)
+    assert labelled["Product ID"].tolist() == ["L1", "H4"]  # no id, no label: left out
+    assert labelled[LABEL].tolist() == [0, 1]
+    with pytest.raises(LabelsError) as error:
+        check_labels(pd.DataFrame({"Product ID": ["L1", None], LABEL: [0, 1]}), "b.csv", by_text)
+    assert str(error.value) == "b.csv: column 'Product ID' must hold an id in every row"
 
 
 def test_window_is_the_newest_rows_in_time_order(log: pd.DataFrame):

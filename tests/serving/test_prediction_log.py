@@ -132,6 +132,34 @@ def test_since_and_until_select_a_window_and_skip_other_partitions(
     assert read_prediction_log(tmp_path, since=T0 + dt.timedelta(days=1)).empty
 
 
+def test_newest_reads_hours_newest_first_and_stops_when_it_has_enough(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(dt.datetime(2026, 11, 5, 7, 30, tzinfo=dt.UTC))
+    with PredictionLogger(tmp_path, 1000, 0.02, clock=clock) as logger:
+        for hour in (7, 8, 9, 10):
+            clock.set(dt.datetime(2026, 11, 5, hour, 30, tzinfo=dt.UTC))
+            logger.log(_rows(2, f"h{hour}-"))
+    for hour in ("07", "08"):  # read only if those hours are read, which they need not be
+        (tmp_path / "date=2026-11-05" / f"hour={hour}" / "part-1-junk.jsonl").write_text("x\n")
+
+    with caplog.at_level(logging.WARNING, logger="serving.prediction_log"):
+        newest = read_prediction_log(tmp_path, newest=3)
+    assert newest["request_id"].tolist() == ["h9-1", "h10-0", "h10-1"]
+    assert not caplog.records  # hours 7 and 8 were not opened
+
+    with caplog.at_level(logging.WARNING, logger="serving.prediction_log"):
+        everything = read_prediction_log(tmp_path, newest=100)
+    assert len(everything) == 8  # fewer rows than asked: all of them
+    assert any("part-1-junk.jsonl" in record.getMessage() for record in caplog.records)
+    until_nine = read_prediction_log(
+        tmp_path, until=dt.datetime(2026, 11, 5, 9, tzinfo=dt.UTC), newest=3
+    )
+    assert until_nine["request_id"].tolist() == ["h7-1", "h8-0", "h8-1"]
+    with pytest.raises(ValueError, match="newest must be at least 1 row, got 0"):
+        read_prediction_log(tmp_path, newest=0)
+
+
 def test_a_truncated_last_line_is_skipped_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
