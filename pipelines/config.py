@@ -351,9 +351,12 @@ class ServingConfig(Frozen):
 
     host: str = "127.0.0.1"  # loopback unless you mean it
     port: int = Field(3000, ge=1, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    workers: int = Field(2, ge=1, le=64)  # processes; each loads the model (~270 MiB here)
     threads: int = Field(4, ge=1, le=256)  # per worker, for the synchronous APIs
     numeric_threads: int = Field(1, ge=1, le=64)  # OpenMP/BLAS threads per worker
+    # with several workers, every Nth answer of a worker closes its connection (the client
+    # reconnects and may land on another worker); 0: never
+    recycle_connection_every: int = Field(200, ge=0)
     api_key_env: str = "LIFECYCLE_API_KEY"  # set this variable to require an X-API-Key header
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_batch_rows: int = Field(1000, ge=1)

@@ -440,6 +440,10 @@ FailurePredictor.add_asgi_middleware(
     schemas={"/predict": ProcessRecord, "/predict_batch": ProcessBatch},
     api_key_env=_SETTINGS.serving.api_key_env,
     max_body_bytes=_SETTINGS.serving.max_body_bytes,
+    # one worker has nothing to rebalance: keep its connections open
+    close_every=(
+        _SETTINGS.serving.recycle_connection_every if _SETTINGS.serving.workers > 1 else 0
+    ),
 )
 
 

@@ -86,6 +86,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
             "max_body_bytes": MAX_BODY_BYTES,
             "max_batch_rows": MAX_BATCH_ROWS,
             "reload_poll_s": 0.5,
+            # one worker: a client then sees v1, then v2, never back, and one swap per
+            # change; tests/serving/test_workers.py covers the default of two
+            "workers": 1,
             "threads": 4,
             "batching": {"enabled": True, "max_batch_size": 16, "max_latency_ms": 5},
             "prediction_log": {"directory": "predictions", "flush_interval_s": 0.2},
@@ -511,6 +514,36 @@ def test_the_gate_lets_requests_through_when_no_key_is_set(service_module: Any) 
     assert answer.status_code == 200
     assert json.loads(answer.content) == _valid_record()
     assert answer.headers["X-Request-ID"]
+
+
+def test_the_gate_asks_for_a_new_connection_every_nth_answer(service_module: Any) -> None:
+    import asyncio
+
+    async def ok(scope: dict, receive: Any, send: Any) -> None:
+        headers = [(b"connection", b"keep-alive"), (b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    def gate(close_every: int) -> Any:
+        return service_module.RequestGate(
+            ok,
+            protected=("/predict",),
+            schemas={},
+            api_key_env="LIFECYCLE_TEST_UNSET_KEY_VARIABLE",
+            max_body_bytes=4096,
+            close_every=close_every,
+        )
+
+    async def connection_headers(app: Any, calls: int) -> list[list[str]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            answers = [await http.post("/predict", json={}) for _ in range(calls)]
+            await http.get("/livez")  # not a protected route: not counted, not changed
+        return [answer.headers.get_list("connection") for answer in answers]
+
+    seen = asyncio.run(connection_headers(gate(3), 7))
+    assert seen == [["keep-alive"], ["keep-alive"], ["close"]] * 2 + [["keep-alive"]]
+    assert asyncio.run(connection_headers(gate(0), 4)) == [["keep-alive"]] * 4
 
 
 def test_the_batcher_scores_concurrent_rows_together_in_order(service_module: Any) -> None:

@@ -4,7 +4,8 @@ Each worker is its own process with its own model, prediction logger and champio
 This module starts `lifecycle serve` with two workers and shows that requests reach both,
 that a promotion reaches both without a failed request (either version may answer for a
 bounded moment while the workers switch one after the other), that `/metrics` counts every
-worker's predictions, and that after a graceful stop the log holds every answered request.
+worker's predictions, that a keep-alive client is moved between workers by connection
+recycling, and that after a graceful stop the log holds every answered request.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.slow
 NAME = "milling-failure"
 CLIENTS = 8
 POLL_S = 0.5
+RECYCLE_EVERY = 20  # small, so one keep-alive client is recycled many times in the test
+KEEP_ALIVE_REQUESTS = 300
 OVERLAP_BOUND_S = POLL_S + 4.0  # the poll, plus loading a model on a busy 2-core machine
 
 
@@ -58,6 +61,7 @@ def test_two_workers_share_the_load_switch_together_and_log_everything(tmp_path:
             "store": ".bentoml",
             "workers": 2,
             "reload_poll_s": POLL_S,
+            "recycle_connection_every": RECYCLE_EVERY,
             "prediction_log": {"directory": "predictions", "flush_interval_s": 0.2},
         },
     )
@@ -82,7 +86,16 @@ def test_two_workers_share_the_load_switch_together_and_log_everything(tmp_path:
                         answered[body["request_id"]] += 1
                 sent += 1
 
+        kept_alive: list[httpx.Response] = []
+
+        def keep_alive_client() -> None:
+            # one pooled connection, reused until an answer says Connection: close
+            with httpx.Client(base_url=server.url, timeout=10) as http:
+                for number in range(KEEP_ALIVE_REQUESTS):
+                    kept_alive.append(http.post("/predict", json=records[number % 50]))
+
         threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+        threads.append(threading.Thread(target=keep_alive_client))
         for thread in threads:
             thread.start()
         time.sleep(1.0)  # the load runs on v1 first
@@ -106,11 +119,13 @@ def test_two_workers_share_the_load_switch_together_and_log_everything(tmp_path:
         returncode = server.stop()
 
     answers = [answer for client_seen in seen for answer in client_seen]
+    answers += [(r.status_code, r.json().get("model_version", "?"), 0.0) for r in kept_alive]
     assert Counter(status for status, _, _ in answers) == {200: len(answers)}
     # while the workers switch, one at a time, either version may answer; the overlap is
     # bounded by the poll interval plus a model load, and after it only v2 answers
-    last_v1 = max(moment for _, version, moment in answers if version == "v1")
-    first_v2 = min(moment for _, version, moment in answers if version == "v2")
+    timed = [answer for client_seen in seen for answer in client_seen]
+    last_v1 = max(moment for _, version, moment in timed if version == "v1")
+    first_v2 = min(moment for _, version, moment in timed if version == "v2")
     assert last_v1 - first_v2 < OVERLAP_BOUND_S, (last_v1 - first_v2, server.tail())
     for client_seen in seen:
         assert client_seen[0][1] == "v1" and client_seen[-1][1] == "v2"
@@ -124,5 +139,22 @@ def test_two_workers_share_the_load_switch_together_and_log_everything(tmp_path:
     log = read_prediction_log(tmp_path / "predictions")
     logged = Counter(log["request_id"])
     assert all(logged[rid] == 1 for rid in answered), "an answered request is missing"
-    parts = {path.name.split("-")[1] for path in (tmp_path / "predictions").rglob("part-*.jsonl")}
-    assert len(parts) == 2, f"one worker took every request: part files {sorted(parts)}"
+    served_by = _worker_of_each_request(tmp_path / "predictions")
+    assert len(set(served_by.values())) == 2, "one worker took every request"
+
+    # the keep-alive client was told to reconnect now and then, lost no request, and its
+    # one client-side pool was served by both workers in turn
+    closes = [r for r in kept_alive if r.headers.get("connection", "").lower() == "close"]
+    assert len(kept_alive) == KEEP_ALIVE_REQUESTS and closes
+    workers = Counter(served_by[r.json()["request_id"]] for r in kept_alive)
+    assert len(workers) == 2, workers
+
+
+def _worker_of_each_request(directory: Path) -> dict[str, str]:
+    """Request id -> the pid of the worker that logged it (each process has its own part file)."""
+    owner = {}
+    for part in directory.rglob("part-*.jsonl"):
+        pid = part.name.split("-")[1]
+        for line in part.read_text().splitlines():
+            owner[json.loads(line)["request_id"]] = pid
+    return owner
