@@ -28,8 +28,9 @@ Then, one server at a time (this machine has two cores; wrk shares them):
 Each server is checked with curl (HTTP 200, and the answer matches the in-process model),
 warmed up with a short wrk run, then loaded with `wrk -t{min(2,c)} -c{c} -d{duration}s
 --latency -s benchmarks/wrk_post.lua` for c in 1, 8 and 32: one single-row JSON request per
-call. Each count runs `--repeats` times (3) with a fresh wrk; its row is the median run. It is stopped with SIGTERM to its process group; then none of its processes (found by
-parent pid) may be left, nor anything listening on its port.
+call. Each count runs `--repeats` times (3) with a fresh wrk; its row is the median run.
+The server is stopped with SIGTERM to its process group; then none of its processes (found
+by parent pid) may be left, nor anything listening on its port.
 
 A child process also measures the in-process limit: `predict_proba` on one-row frames,
 the service's whole scoring path for one JSON row, and batched throughput.
@@ -1239,6 +1240,27 @@ def notes(results: list[dict]) -> list[str]:
             "script undoes them in the server process) -> as shipped (bentoml): "
             + "; ".join(pairs)
             + "."
+        )
+    mlflow = run_at(results, "mlflow", TARGET_CONNECTIONS)
+    variants = [
+        (result["scenario"], run)
+        for result in results
+        if result["scenario"].startswith("bentoml[")
+        for run in result["runs"]
+        if run["connections"] == TARGET_CONNECTIONS
+    ]
+    if variants and mlflow:
+        out.append(
+            f"Variants at {TARGET_CONNECTIONS} connections (the shipped params with one change): "
+            + "; ".join(
+                f"{name}: {run['requests_per_s']:.0f} req/s, "
+                f"{run['requests_per_s'] / mlflow['requests_per_s']:.2f}x mlflow, "
+                f"p99 {run['p99_ms']:.1f} ms, server CPU per run "
+                + ", ".join(f"{r['cpu_share']['server']:.0%}" for r in run.get("repeats", [run]))
+                for name, run in variants
+            )
+            + ". A server CPU share near 50% with two workers means one worker held every "
+            "connection: the other core sat idle."
         )
     return out
 
