@@ -8,8 +8,9 @@ With several workers it also recycles connections: every `close_every`-th answer
 worker carries `Connection: close`, so the client reconnects and the kernel places the
 new connection again. BentoML's workers share one listening socket, and a burst of
 keep-alive connections tends to land on one worker (BentoML issue #5426) and stay there;
-measured here, two workers then served like one in a third of the runs. Closing now and
-then lets an idle worker take connections over, as nginx's `keepalive_requests` does.
+measured here, two workers then served like one in 2 of 20 runs, and in none with
+recycling (benchmarks/results/worker_balance.md). Closing now and then lets an idle
+worker take connections over, as nginx's `keepalive_requests` does.
 """
 
 from __future__ import annotations
