@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from serving.model_store import export_model, load_served_model, write_champion_pointer
 from serving.prediction_log import read_prediction_log
 from tests.serving.server import (
     RunningServer,
+    promote,
     request_rows,
     serve,
     train_tiny_model,
@@ -36,7 +36,6 @@ from tests.serving.server import (
 
 pytestmark = pytest.mark.slow
 
-NAME = "milling-failure"
 KEY_ENV = "LIFECYCLE_FAULTS_API_KEY"
 API_KEY = "fuzz-test-key"
 KEY_HEADER = {"X-API-Key": API_KEY}
@@ -50,8 +49,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("service-faults")
     model = train_tiny_model(root / "model-v1", max_iter=20, rows=2000)
     store = root / ".bentoml"
-    tag = export_model(model.directory, NAME, 1, "run-1", model.content_sha256, 0.5, store)
-    write_champion_pointer(store, load_served_model(tag, store))
+    promote(model, store, 1)
     write_project(
         root,
         {

@@ -33,12 +33,10 @@ from pipelines.simulate import (
     served_records,
     simulate,
 )
-from serving.model_store import export_model, load_served_model, write_champion_pointer
 from serving.prediction_log import read_prediction_log
 from tests.mlflow_server import free_port
-from tests.serving.server import BIN, CONTRACT_PATH, RunningServer, serve, train_tiny_model
+from tests.serving.server import BIN, CONTRACT_PATH, RunningServer, promote, serve, train_tiny_model
 
-NAME = "milling-failure"
 KEY_ENV = "LIFECYCLE_SIMULATE_TEST_KEY"
 API_KEY = "simulate-test-key"
 LABEL_COLUMNS = ["UDI", "Machine failure", "TWF", "HDF", "PWF", "OSF", "RNF"]
@@ -229,8 +227,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("simulate-project")
     model = train_tiny_model(root / "model-v1", max_iter=20)
     store = root / ".bentoml"
-    tag = export_model(model.directory, NAME, 1, "run-1", model.content_sha256, 0.5, store)
-    write_champion_pointer(store, load_served_model(tag, store))
+    promote(model, store, 1)
     _write_params(
         root,
         {

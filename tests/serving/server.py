@@ -27,6 +27,7 @@ from features.synthetic import generate_process_data
 from models.training import SKOPS_TRUSTED_TYPES, fit_model
 from pipelines.config import SyntheticSourceConfig, TrainConfig
 from pipelines.model_files import save_model
+from serving.model_store import export_model, load_served_model, write_champion_pointer
 from tests.mlflow_server import free_port, tail_of, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,7 @@ BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 FAMILY = "hist_gradient_boosting"
+MODEL_NAME = "milling-failure"
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,24 @@ def train_tiny_model(directory: Path, max_iter: int = 30, rows: int = 3000) -> T
     meta = {"family": FAMILY, "features": contract.features, "label": contract.label}
     content = save_model(pipeline, directory, meta, SKOPS_TRUSTED_TYPES[FAMILY])
     return TinyModel(directory=directory, content_sha256=content, pipeline=pipeline)
+
+
+def promote(model: TinyModel, store: Path, version: int, threshold: float = 0.5) -> str:
+    """Export `model` to `store` as version `version` and point the champion at it: its tag.
+
+    What the deploy stage does for a promoted model, so a running service follows it.
+    """
+    tag = export_model(
+        model.directory,
+        MODEL_NAME,
+        version,
+        f"run-{version}",
+        model.content_sha256,
+        threshold,
+        store,
+    )
+    write_champion_pointer(store, load_served_model(tag, store))
+    return tag
 
 
 def request_rows(rows: int, seed: int = 7) -> pd.DataFrame:

@@ -24,7 +24,6 @@ from typer.testing import CliRunner
 from features.contract import load_contract
 from pipelines.cli import app
 from serving.model_store import (
-    export_model,
     load_served_model,
     read_champion_pointer,
     write_champion_pointer,
@@ -32,16 +31,18 @@ from serving.model_store import (
 from serving.prediction_log import read_prediction_log
 from tests.serving.server import (
     CONTRACT_PATH,
+    MODEL_NAME,
     ROOT,
     RunningServer,
     TinyModel,
+    promote,
     request_rows,
     serve,
     train_tiny_model,
     write_project,
 )
 
-NAME = "milling-failure"
+NAME = MODEL_NAME
 KEY_ENV = "LIFECYCLE_TEST_API_KEY"
 API_KEY = "s3cret-test-key"
 MAX_BODY_BYTES = 65536
@@ -76,8 +77,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
     v1 = train_tiny_model(root / "model-v1", max_iter=30)
     v2 = train_tiny_model(root / "model-v2", max_iter=5)
     store = root / ".bentoml"
-    tag = export_model(v1.directory, NAME, 1, "run-1", v1.content_sha256, 0.5, store)
-    write_champion_pointer(store, load_served_model(tag, store))
+    promote(v1, store, 1)
     write_project(
         root,
         {
@@ -384,8 +384,7 @@ def test_a_reload_under_load_fails_no_request(
         thread.start()
     time.sleep(0.5)  # let the load run on v1 first
     v2 = deployment.v2
-    tag = export_model(v2.directory, NAME, 2, "run-2", v2.content_sha256, 0.4, deployment.store)
-    write_champion_pointer(deployment.store, load_served_model(tag, deployment.store))
+    tag = promote(v2, deployment.store, 2, threshold=0.4)
     reload = client.post("/admin/reload")
     after = client.post("/predict", json=records[0])
     time.sleep(0.5)

@@ -21,13 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from serving.model_store import export_model, load_served_model, write_champion_pointer
 from serving.prediction_log import read_prediction_log
-from tests.serving.server import request_rows, serve, train_tiny_model, write_project
+from tests.serving.server import promote, request_rows, serve, train_tiny_model, write_project
 
 pytestmark = pytest.mark.slow
 
-NAME = "milling-failure"
 CLIENTS = 8
 POLL_S = 0.5
 RECYCLE_EVERY = 20  # small, so one keep-alive client is recycled many times in the test
@@ -53,8 +51,7 @@ def test_two_workers_share_the_load_switch_together_and_log_everything(tmp_path:
     v1 = train_tiny_model(tmp_path / "model-v1", max_iter=30)
     v2 = train_tiny_model(tmp_path / "model-v2", max_iter=5)
     store = tmp_path / ".bentoml"
-    tag = export_model(v1.directory, NAME, 1, "run-1", v1.content_sha256, 0.5, store)
-    write_champion_pointer(store, load_served_model(tag, store))
+    promote(v1, store, 1)
     write_project(
         tmp_path,
         {
@@ -99,8 +96,7 @@ def test_two_workers_share_the_load_switch_together_and_log_everything(tmp_path:
         for thread in threads:
             thread.start()
         time.sleep(1.0)  # the load runs on v1 first
-        tag2 = export_model(v2.directory, NAME, 2, "run-2", v2.content_sha256, 0.4, store)
-        write_champion_pointer(store, load_served_model(tag2, store))
+        promote(v2, store, 2, threshold=0.4)
         # no reload call: each worker's own poller must find the new champion
         deadline, probes = time.monotonic() + 20, 0
         while True:
