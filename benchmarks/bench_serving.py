@@ -807,7 +807,7 @@ def measure(
         for connections in scenario.connections:
             tries = []
             for _ in range(repeats):
-                command, result = _one_run(server, connections, scenario.duration_s or duration_s)
+                command, result = one_run(server, connections, scenario.duration_s or duration_s)
                 tries.append(result)
             ranked = sorted(tries, key=lambda result: result["requests_per_s"])
             median = dict(ranked[(len(ranked) - 1) // 2])
@@ -834,7 +834,8 @@ def measure(
     }
 
 
-def _one_run(server: Server, connections: int, seconds: int) -> tuple[list[str], dict]:
+def one_run(server: Server, connections: int, seconds: int) -> tuple[list[str], dict]:
+    """One wrk run on `server`, with the CPU shares and the server's memory after it."""
     load_before = os.getloadavg()[0]
     before = cpu_seconds(server.process.pid)
     began = time.monotonic()

@@ -22,7 +22,6 @@ import datetime as dt
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +47,16 @@ def measure(name: str, overrides: dict[str, Any], workdir: Path, build: dict, ar
     try:
         serving.run_wrk(server, CONNECTIONS, serving.WARMUP_S)
         for _ in range(args.runs):
-            before = serving.cpu_seconds(server.process.pid)
-            began = time.monotonic()
-            _, result = serving.run_wrk(server, CONNECTIONS, args.seconds)
-            after = serving.cpu_seconds(server.process.pid)
-            share = serving.cpu_share(before, after, time.monotonic() - began)
+            _, result = serving.one_run(server, CONNECTIONS, args.seconds)
             runs.append(
                 {
                     "requests_per_s": result["requests_per_s"],
                     "p99_ms": result["p99_ms"],
                     "errors": result["errors"],
-                    "cpu_server": share["server"],
-                    "cpu_other": share["other"],
+                    "cpu_server": result["cpu_share"]["server"],
+                    "cpu_other": result["cpu_share"]["other"],
                 }
             )
-            print(f"  {name}: {runs[-1]}", flush=True)
     finally:
         serving.stop_server(server)
     rates = [run["requests_per_s"] for run in runs]
