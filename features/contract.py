@@ -137,6 +137,18 @@ class DataContract(BaseModel):
         """
         return next((c.name for c in self.columns if c.role == "id" and c.unique), None)
 
+    def require_row_id(self, needed_for: str, error: type[Exception] = ContractError) -> str:
+        """`row_id`, or `error` saying the contract has none; `needed_for` ends the sentence.
+
+        `needed_for` follows "...(role id, unique: true)" as written, e.g. " to join labels on".
+        """
+        if self.row_id is None:
+            raise error(
+                f"the data contract '{self.name}' declares no unique id column (role id, "
+                f"unique: true){needed_for}"
+            )
+        return self.row_id
+
 
 def parse_contract(raw: object, source: str = "contract") -> DataContract:
     """Validate a mapping into a `DataContract` with a message that names the problem."""

@@ -62,12 +62,7 @@ class WindowEvidence:
 
 def join_key(contract: DataContract) -> str:
     """The column labels are joined on: the contract's row id (`DataContract.row_id`)."""
-    if contract.row_id is None:
-        raise LabelsError(
-            f"the data contract '{contract.name}' declares no unique id column (role id, "
-            "unique: true) to join labels on"
-        )
-    return contract.row_id
+    return contract.require_row_id(" to join labels on", LabelsError)
 
 
 def select_window(log: pd.DataFrame, rows: int) -> pd.DataFrame:

@@ -123,9 +123,5 @@ def _quoted(names: Sequence[str]) -> str:
 
 def row_id_column(contract: DataContract) -> str:
     """The contract's unique id column, which matches feedback rows to holdout rows."""
-    if contract.row_id is None:
-        raise FeedbackError(
-            f"the data contract '{contract.name}' declares no unique id column (role id, "
-            "unique: true), so holdout rows cannot be matched to feedback batches"
-        )
-    return contract.row_id
+    needed_for = ", so holdout rows cannot be matched to feedback batches"
+    return contract.require_row_id(needed_for, FeedbackError)
