@@ -440,16 +440,11 @@ def read_prediction_log(
             frame[name] = None
     first = [name for name in expected or LOG_COLUMNS if name in frame.columns]
     frame = frame[first + [name for name in frame.columns if name not in first]]
-    frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601", errors="coerce")
+    frame["time"] = _parse_times(frame["time"])
     undated = int(frame["time"].isna().sum())
     if undated:
         logger.warning("prediction log: %d row(s) without a readable time; skipped", undated)
-    keep = frame["time"].notna()
-    if since is not None:
-        keep &= frame["time"] >= since
-    if until is not None:
-        keep &= frame["time"] < until
-    frame = frame[keep].sort_values("time", kind="stable")
+    frame = frame[_within(frame["time"], since, until)].sort_values("time", kind="stable")
     if newest is not None:
         frame = frame.iloc[-newest:]
     return frame.reset_index(drop=True)
@@ -459,18 +454,23 @@ def _dated(
     rows: list[dict[str, Any]], since: pd.Timestamp | None, until: pd.Timestamp | None
 ) -> int:
     """How many `rows` have a readable time within `since <= time < until`."""
-    times = pd.to_datetime(
-        pd.Series([row.get("time") for row in rows], dtype=object),
-        utc=True,
-        format="ISO8601",
-        errors="coerce",
-    )
+    times = _parse_times(pd.Series([row.get("time") for row in rows], dtype=object))
+    return int(_within(times, since, until).sum())
+
+
+def _parse_times(values: pd.Series) -> pd.Series:
+    """Logged times as tz-aware UTC timestamps; NaT where a value is not a readable time."""
+    return pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+
+
+def _within(times: pd.Series, since: pd.Timestamp | None, until: pd.Timestamp | None) -> pd.Series:
+    """True where a time is readable and `since <= time < until`."""
     keep = times.notna()
     if since is not None:
         keep &= times >= since
     if until is not None:
         keep &= times < until
-    return int(keep.sum())
+    return keep
 
 
 def _as_utc(moment: dt.datetime | None) -> pd.Timestamp | None:
