@@ -11,7 +11,6 @@ recycling, and that after a graceful stop the log holds every answered request.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from serving.prediction_log import read_prediction_log
 from tests.serving.server import promote, request_rows, serve, train_tiny_model, write_project
@@ -37,14 +37,14 @@ def _records(count: int, seed: int) -> list[dict[str, Any]]:
     return json.loads(request_rows(count, seed=seed).to_json(orient="records"))
 
 
-def _metric(text: str, name: str, labels: str = "") -> float:
-    """The sum of a Prometheus sample over every series of `name` whose labels hold `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(rf"^{name}(\{{[^}}]*\}})? ([0-9.e+-]+)$", line)
-        if match and labels in (match.group(1) or ""):
-            total += float(match.group(2))
-    return total
+def _metric(text: str, name: str, **labels: str) -> float:
+    """The sum of Prometheus sample `name` over every series whose labels include `labels`."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def test_two_workers_share_the_load_switch_together_and_log_everything(tmp_path: Path) -> None:
@@ -127,9 +127,9 @@ def test_two_workers_share_the_load_switch_together_and_log_everything(tmp_path:
         assert client_seen[0][1] == "v1" and client_seen[-1][1] == "v2"
 
     # /metrics sums the workers: every client request plus the probes
-    counted = _metric(metrics, "lifecycle_predictions_total", 'endpoint="predict"')
+    counted = _metric(metrics, "lifecycle_predictions_total", endpoint="predict")
     assert counted == len(answers) + probes, metrics[-3000:]
-    assert _metric(metrics, "lifecycle_model_reloads_total", 'outcome="swapped"') == 2.0
+    assert _metric(metrics, "lifecycle_model_reloads_total", outcome="swapped") == 2.0
 
     assert returncode is not None, f"the server did not stop on SIGTERM:\n{server.tail()}"
     log = read_prediction_log(tmp_path / "predictions")
