@@ -29,8 +29,9 @@ lifecycle: install ## Install, then run the whole lifecycle (dvc repro) on the d
 test: install ## Run the whole test suite, the slow end-to-end tests included
 	pytest
 
-lint: install ## Static checks
+lint: install ## Static checks: ruff, and the layers (lint-imports)
 	ruff check .
+	lint-imports
 
 mlflow-ui: install ## Open the MLflow UI on http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _child(task: str, rows: int, repeats: int) -> None:
     import pipelines  # noqa: F401  (telemetry off before the libraries load)
+    from core.config import SyntheticSourceConfig, ValidateConfig
     from features.contract import load_contract
     from features.synthetic import generate_process_data
-    from pipelines.config import SyntheticSourceConfig, ValidateConfig
 
     config = SyntheticSourceConfig(rows=rows, seed=7)
     if task == "generate":

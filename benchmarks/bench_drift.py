@@ -48,9 +48,9 @@ def champion_reference(params: Any, contract: Any) -> tuple[Any, Any]:
     """The champion (trained as the train stage does) and its reference frame."""
     import pandas as pd
 
+    from core.config import SyntheticSourceConfig
     from features.synthetic import generate_process_data
     from models.training import fit_model, predict_out_of_fold, split_data
-    from pipelines.config import SyntheticSourceConfig
 
     data = generate_process_data(SyntheticSourceConfig(rows=TRAIN_ROWS, seed=TRAIN_SEED))
     seed = params.data.seed
@@ -67,10 +67,10 @@ def judge(
 ) -> dict[str, Any]:
     import pandas as pd
 
+    from core.config import SyntheticSourceConfig
     from features.synthetic import generate_process_data
     from models.evaluation import predict_failure_probability
     from monitoring.drift import detect_drift, sample_window
-    from pipelines.config import SyntheticSourceConfig
 
     window = generate_process_data(SyntheticSourceConfig(rows=rows, seed=seed, scenario=scenario))
     scores = pd.Series(predict_failure_probability(model, window, contract), index=window.index)
@@ -191,8 +191,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    from core.config import load_params
     from features.contract import load_contract
-    from pipelines.config import load_params
 
     params = load_params(ROOT / "params.yaml")
     contract = load_contract(ROOT / params.data.contract)

@@ -200,9 +200,9 @@ class SteadyClient(threading.Thread):
 
 def steady_record() -> dict[str, Any]:
     """One request of the published process, features only (no ids: it gets no label)."""
+    from core.config import SyntheticSourceConfig
     from features.contract import load_contract
     from features.synthetic import generate_process_data
-    from pipelines.config import SyntheticSourceConfig
 
     contract = load_contract(ROOT / "features" / "contracts" / "milling.yaml")
     frame = generate_process_data(SyntheticSourceConfig(rows=1, seed=99))

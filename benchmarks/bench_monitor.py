@@ -41,12 +41,12 @@ TARGET_S = 10.0
 def build_project(folder: Path) -> None:
     import yaml
 
+    from core.config import SyntheticSourceConfig, load_params
+    from core.model_files import REFERENCE_FILE, save_model
     from features.contract import load_contract
     from features.synthetic import generate_process_data
     from models.evaluation import predict_failure_probability
     from models.training import SKOPS_TRUSTED_TYPES, fit_model
-    from pipelines.config import SyntheticSourceConfig, load_params
-    from pipelines.model_files import REFERENCE_FILE, save_model
     from serving.model_store import export_model, use_store
     from serving.prediction_log import PredictionLogger
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._measure import RESULTS, machine
 
 if TYPE_CHECKING:
-    from pipelines.config import RecentWindowConfig
+    from core.config import RecentWindowConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_ROWS, BASE_SEED = 20_000, 2020
@@ -46,12 +46,12 @@ def run(sizes: tuple[int, ...], seeds: tuple[int, ...]) -> list[dict]:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     import pipelines  # noqa: F401  (telemetry off before the libraries load)
+    from core.config import SyntheticSourceConfig, load_params
     from features.contract import load_contract
     from features.synthetic import generate_process_data
     from models.evaluation import predict_failure_probability
     from models.gate import paired_bootstrap
     from models.training import fit_model, split_data
-    from pipelines.config import SyntheticSourceConfig, load_params
 
     params = load_params(ROOT / "params.yaml")
     contract = load_contract(ROOT / params.data.contract)
@@ -118,7 +118,7 @@ def _promoted(row: dict, compared_on: str, window: RecentWindowConfig) -> bool:
 
 
 def summarise(rows: list[dict]) -> str:
-    from pipelines.config import load_params
+    from core.config import load_params
 
     window = load_params(ROOT / "params.yaml").deploy.recent_window
     lines = [

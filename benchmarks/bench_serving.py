@@ -83,7 +83,7 @@ MODEL_NAME = "milling-failure"
 SERVICE_NAME = "FailurePredictor"  # the BentoML service class in serving/service.py
 BENTOML_OVERRIDES = "BENTOML_CONFIG_OVERRIDES"
 TRAIN_ROWS = 20_000
-THREAD_VARIABLES = (  # the same list `lifecycle serve` sets (pipelines.cli)
+THREAD_VARIABLES = (  # the same list `lifecycle serve` sets (lifecycle.cli)
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -227,12 +227,12 @@ def _child_build(workdir: Path) -> None:
     import mlflow
     import numpy as np
 
+    from core.config import SyntheticSourceConfig, load_params
+    from core.model_files import save_model
     from features.contract import load_contract
     from features.synthetic import generate_process_data
     from models.evaluation import choose_threshold, predict_failure_probability
     from models.training import SKOPS_TRUSTED_TYPES, fit_model, predict_out_of_fold, split_data
-    from pipelines.config import SyntheticSourceConfig, load_params
-    from pipelines.model_files import save_model
     from pipelines.train import _log_model  # exactly how the train stage logs the model
     from serving.model_store import export_model, load_served_model, write_champion_pointer
     from serving.schema import field_name
@@ -311,9 +311,9 @@ def _child_inprocess(workdir: Path, numeric_threads: int) -> None:
     from threadpoolctl import threadpool_info
 
     import pipelines  # noqa: F401
+    from core.config import load_params
     from features.contract import load_contract
     from models.evaluation import predict_failure_probability
-    from pipelines.config import load_params
     from serving.model_store import load_served_model, read_champion_pointer
     from serving.schema import build_record_model, records_to_frame
 

@@ -36,11 +36,11 @@ TARGET_MIB_1M = 4096.0
 
 def _child(rows: int, repeats: int) -> None:
     import pipelines  # noqa: F401  (telemetry off before the libraries load)
+    from core.config import SyntheticSourceConfig, load_params
     from features.contract import load_contract
     from features.synthetic import generate_process_data
     from models.evaluation import choose_threshold, predict_failure_probability, score_predictions
     from models.training import fit_model, predict_out_of_fold, split_data
-    from pipelines.config import SyntheticSourceConfig, load_params
 
     params = load_params(ROOT / "params.yaml")
     contract = load_contract(ROOT / params.data.contract)

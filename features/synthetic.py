@@ -37,7 +37,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from pipelines.config import Scenario, SyntheticSourceConfig
+from core.config import Scenario, SyntheticSourceConfig
 
 logger = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from great_expectations.expectations.metrics.map_metric_provider import (
     column_condition_partial,
 )
 
+from core.config import ValidateConfig
 from features.contract import Column, DataContract
-from pipelines.config import ValidateConfig
 
 Scope = Literal["column", "row", "dataset"]
 Rule = Literal[

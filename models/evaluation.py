@@ -21,9 +21,9 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
+from core.config import OperatingPointConfig
 from features.contract import DataContract
 from models.training import feature_frame
-from pipelines.config import OperatingPointConfig
 
 MISSING_GROUP = "<missing>"
 _FLOOR_SLACK = 1e-12  # so a share that equals the floor (9/10 vs 0.9) counts as meeting it

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.config import DeployConfig, RankingMetric, RecentWindowConfig
+from core.config import DeployConfig, RankingMetric, RecentWindowConfig
 
 # Resamples are drawn in chunks of about this many row indices (32 MB of int64) per class.
 _CHUNK_ELEMENTS = 1 << 22

@@ -21,8 +21,8 @@ from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold, train_t
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from core.config import FAMILY_CONFIGS, TrainConfig
 from features.contract import DataContract
-from pipelines.config import FAMILY_CONFIGS, TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from evidently.core.report import Snapshot  # what `Report.run` returns (aliased
 from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset
 
+from core.config import MonitorConfig
 from features.contract import DataContract
-from pipelines.config import MonitorConfig
 
 ColumnKind = Literal["numerical", "categorical"]
 

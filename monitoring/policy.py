@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pipelines.config import RetrainPolicyConfig
+from core.config import RetrainPolicyConfig
 
 # A watch iteration whose `action` is one of these started a retrain (even if it then failed).
 RETRAIN_ACTIONS = frozenset({"retrained", "retrain_failed"})

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score, precision_score, recall_score
 
+from core.columns import PROBABILITY, THRESHOLD
+from core.config import MonitorConfig
 from models.evaluation import score_ranking
-from monitoring.window import PROBABILITY, THRESHOLD
-from pipelines.config import MonitorConfig
 
 _DECIMALS = 6
 

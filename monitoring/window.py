@@ -20,17 +20,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from core.columns import MODEL_VERSION, PROBABILITY, TIME
+from core.config import MonitorConfig
 from features.contract import DataContract
-from pipelines.config import MonitorConfig
 
 if TYPE_CHECKING:
     from monitoring.drift import DriftResult
     from monitoring.quality import QualityResult
 
-TIME = "time"
-MODEL_VERSION = "model_version"
-PROBABILITY = "failure_probability"
-THRESHOLD = "threshold"
 _SERVED_ROLES = ("id", "feature")
 
 

@@ -1,17 +1,10 @@
-"""Stage entry points: each `python -m pipelines.<stage>` reads, calls library code, writes.
+"""The stage layer: each `python -m pipelines.<stage>` reads its inputs, calls the library
+(`features`, `models`, `monitoring`, `serving`), writes its outputs.
 
-Importing this package switches off the usage tracking of every library we use (unless the
-user set the variable already). It has to happen here, before those libraries are imported.
+`pipelines.edges` beneath the stages holds what talks to the outside world (MLflow tracking
+and registry, the ledger, the data sources, feedback batches, the stage runtime). A stage
+may import the edges, the library and `core`; nothing imports a stage, and no stage imports
+another (the import-linter contracts in `pyproject.toml`).
 """
 
-import os
-
-TELEMETRY_OFF = {
-    "DO_NOT_TRACK": "true",  # Evidently (any value) and MLflow ("true")
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "BENTOML_DO_NOT_TRACK": "true",
-    "GX_ANALYTICS_ENABLED": "false",
-    "DVC_NO_ANALYTICS": "1",
-}
-for _key, _value in TELEMETRY_OFF.items():
-    os.environ.setdefault(_key, _value)
+import core  # noqa: F401  (first: switches off the libraries' usage tracking)

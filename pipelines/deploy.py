@@ -23,20 +23,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.contract import DataContract, load_contract
-from models.evaluation import predict_failure_probability, score_predictions
-from models.gate import (
-    RecentWindowComparison,
-    compare_recent_window,
-    decide_promotion,
-    paired_bootstrap,
-)
-from pipelines import registry
-from pipelines.config import DeployConfig, load_params
-from pipelines.feedback import list_batches, read_ids, row_id_column
-from pipelines.io import read_json, write_json
-from pipelines.model_files import META_FILE, load_model
-from pipelines.paths import (
+from core.config import DeployConfig, load_params
+from core.io import read_json, write_json
+from core.model_files import META_FILE, load_model
+from core.paths import (
     ALIAS_HISTORY,
     BENTOFILE,
     CHAMPION,
@@ -45,8 +35,18 @@ from pipelines.paths import (
     HOLDOUT_SPLIT,
     MODEL_DIR,
 )
-from pipelines.runtime import run_stage
-from pipelines.tracking import start_tracking
+from features.contract import DataContract, load_contract
+from models.evaluation import predict_failure_probability, score_predictions
+from models.gate import (
+    RecentWindowComparison,
+    compare_recent_window,
+    decide_promotion,
+    paired_bootstrap,
+)
+from pipelines.edges import registry
+from pipelines.edges.feedback import list_batches, read_ids, row_id_column
+from pipelines.edges.runtime import run_stage
+from pipelines.edges.tracking import start_tracking
 from serving.model_store import write_champion_pointer
 
 logger = logging.getLogger(__name__)

@@ -14,6 +14,17 @@ from dataclasses import asdict
 
 import pandas as pd
 
+from core.columns import REFERENCE_LABEL, REFERENCE_PROBABILITY
+from core.config import load_params
+from core.io import write_atomic, write_json
+from core.model_files import load_model
+from core.paths import (
+    EVALUATION,
+    HOLDOUT_SPLIT,
+    MODEL_DIR,
+    PLOTS_DIR,
+    VALIDATION_PREDICTIONS,
+)
 from features.contract import load_contract
 from models.evaluation import (
     calibration_points,
@@ -24,18 +35,8 @@ from models.evaluation import (
     score_by_group,
     score_predictions,
 )
-from pipelines.config import load_params
-from pipelines.io import write_atomic, write_json
-from pipelines.model_files import load_model
-from pipelines.paths import (
-    EVALUATION,
-    HOLDOUT_SPLIT,
-    MODEL_DIR,
-    PLOTS_DIR,
-    VALIDATION_PREDICTIONS,
-)
-from pipelines.runtime import run_stage
-from pipelines.tracking import start_tracking
+from pipelines.edges.runtime import run_stage
+from pipelines.edges.tracking import start_tracking
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,8 @@ def main() -> None:
     loaded = load_model(MODEL_DIR)
     validation = pd.read_parquet(VALIDATION_PREDICTIONS)
     point = choose_threshold(
-        validation["label"].to_numpy(),
-        validation["probability"].to_numpy(),
+        validation[REFERENCE_LABEL].to_numpy(),
+        validation[REFERENCE_PROBABILITY].to_numpy(),
         params.evaluate.operating_point,
     )
     logger.info("operating threshold %.4f: %s", point.threshold, point.note)

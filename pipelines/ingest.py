@@ -21,13 +21,14 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from core.config import IngestConfig, load_params
+from core.hashing import file_sha256
+from core.io import write_json, write_parquet
+from core.paths import RAW_DATA, RAW_METADATA
 from features.contract import load_contract
-from pipelines.config import IngestConfig, load_params
-from pipelines.feedback import append_feedback, list_batches, read_batch
-from pipelines.io import file_sha256, write_json, write_parquet
-from pipelines.paths import RAW_DATA, RAW_METADATA
-from pipelines.runtime import run_stage
-from pipelines.sources import SourceError, describe_source, fetch
+from pipelines.edges.feedback import append_feedback, list_batches, read_batch
+from pipelines.edges.runtime import run_stage
+from pipelines.edges.sources import SourceError, describe_source, fetch
 
 logger = logging.getLogger(__name__)
 

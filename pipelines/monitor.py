@@ -26,6 +26,10 @@ from typing import Any
 
 import pandas as pd
 
+from core import paths
+from core.columns import REFERENCE_PROBABILITY
+from core.config import DEFAULT_PARAMS, Params, load_params
+from core.io import atomic_path, read_json, read_table, write_json, write_parquet, write_text
 from features.contract import DataContract, load_contract
 from monitoring.quality import QualityResult, assess_quality
 from monitoring.window import (
@@ -41,17 +45,13 @@ from monitoring.window import (
     select_window,
     served_by,
 )
-from pipelines import paths
-from pipelines.config import DEFAULT_PARAMS, Params, load_params
-from pipelines.io import atomic_path, read_json, read_table, write_json, write_parquet, write_text
-from pipelines.runtime import run_stage, timed
-from pipelines.tracking import start_tracking
+from pipelines.edges.runtime import run_stage, timed
+from pipelines.edges.tracking import start_tracking
 from serving.model_store import model_tag, reference_path
 from serving.prediction_log import read_prediction_log
 
 logger = logging.getLogger(__name__)
 
-REFERENCE_PROBABILITY = "probability"  # the out-of-fold score column of the reference data
 LABEL_PATTERNS = ("batch-*.parquet", "batch-*.csv")
 MONITOR_TAG = "last_monitor_run"  # set on the champion's registry version
 

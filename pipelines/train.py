@@ -17,6 +17,19 @@ import numpy as np
 import pandas as pd
 import sklearn
 
+from core.columns import REFERENCE_LABEL, REFERENCE_PROBABILITY
+from core.config import load_params
+from core.hashing import file_md5
+from core.io import write_json, write_parquet
+from core.model_files import model_content_hash, save_model
+from core.paths import (
+    HOLDOUT_SPLIT,
+    MODEL_DIR,
+    TRAIN_METRICS,
+    TRAIN_SPLIT,
+    VALIDATED_DATA,
+    VALIDATION_PREDICTIONS,
+)
 from features.contract import DataContract, load_contract
 from models.evaluation import predict_failure_probability, score_ranking
 from models.training import (
@@ -27,24 +40,12 @@ from models.training import (
     search_hyperparameters,
     split_data,
 )
-from pipelines.config import load_params
-from pipelines.io import write_json, write_parquet
-from pipelines.model_files import model_content_hash, save_model
-from pipelines.paths import (
-    HOLDOUT_SPLIT,
-    MODEL_DIR,
-    TRAIN_METRICS,
-    TRAIN_SPLIT,
-    VALIDATED_DATA,
-    VALIDATION_PREDICTIONS,
-)
-from pipelines.runtime import run_stage, timed
-from pipelines.tracking import file_md5, flatten, start_tracking
+from pipelines.edges.runtime import run_stage, timed
+from pipelines.edges.tracking import flatten, start_tracking
 
 logger = logging.getLogger(__name__)
 
 # The reference data's own columns, beside the contract's ids and features.
-LABEL_COLUMN, PROBABILITY_COLUMN = "label", "probability"
 
 
 def main() -> None:
@@ -144,7 +145,7 @@ def reference_data(train: pd.DataFrame, oof: np.ndarray, contract: DataContract)
     """The model's reference data: the training split's ids and features (contract names),
     its label as `label` and its out-of-fold failure probability as `probability`."""
     columns = [*contract.ids, *contract.features]
-    clash = sorted({LABEL_COLUMN, PROBABILITY_COLUMN} & set(columns))
+    clash = sorted({REFERENCE_LABEL, REFERENCE_PROBABILITY} & set(columns))
     if clash:
         raise ValueError(
             f"the contract names an id or feature {clash}, which the reference data uses "
@@ -153,8 +154,8 @@ def reference_data(train: pd.DataFrame, oof: np.ndarray, contract: DataContract)
     if len(oof) != len(train):
         raise ValueError(f"{len(oof)} out-of-fold probabilities for {len(train)} training rows")
     reference = train[columns].reset_index(drop=True)
-    reference[LABEL_COLUMN] = train[contract.label].to_numpy()
-    reference[PROBABILITY_COLUMN] = np.asarray(oof, dtype=float)
+    reference[REFERENCE_LABEL] = train[contract.label].to_numpy()
+    reference[REFERENCE_PROBABILITY] = np.asarray(oof, dtype=float)
     return reference
 
 

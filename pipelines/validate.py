@@ -23,18 +23,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.contract import load_contract
-from features.validation import DataValidationError, check_dataset, write_data_docs
-from pipelines.config import load_params
-from pipelines.io import write_json, write_parquet
-from pipelines.paths import (
+from core.config import load_params
+from core.io import write_json, write_parquet
+from core.paths import (
     DATA_DOCS_DIR,
     QUARANTINE,
     RAW_DATA,
     VALIDATED_DATA,
     VALIDATION_SUMMARY,
 )
-from pipelines.runtime import run_stage, timed
+from features.contract import load_contract
+from features.validation import DataValidationError, check_dataset, write_data_docs
+from pipelines.edges.runtime import run_stage, timed
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ The store is the project's own BentoML home (`serving.store`, `.bentoml` by defa
 itself, so nothing depends on which BentoML home the process happens to have.
 
 A model in the store is our model directory copied verbatim (`model.skops` + `meta.json`,
-see `pipelines.model_files`) under tag `<registered model>:v<registry version>`, with the
+see `core.model_files`) under tag `<registered model>:v<registry version>`, with the
 registry version, MLflow run id, content hash and operating threshold as labels and
-metadata. Nothing is pickled: loading goes through `pipelines.model_files.load_model`, which
+metadata. Nothing is pickled: loading goes through `core.model_files.load_model`, which
 trusts only the exact types `meta.json` lists. The service and deploy's pre-promotion check
 load models with the same function, `load_served_model`.
 
@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.io import file_sha256, read_json, write_json
-from pipelines.model_files import META_FILE, MODEL_FILE, REFERENCE_FILE, load_model
+from core.hashing import file_sha256
+from core.io import read_json, write_json
+from core.model_files import META_FILE, MODEL_FILE, REFERENCE_FILE, load_model
 
 if TYPE_CHECKING:
     from bentoml._internal.models.model import ModelStore

@@ -39,13 +39,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from core.columns import LOG_COLUMNS, PREDICTED, PROBABILITY, THRESHOLD
 from features.contract import DataContract
 from serving.schema import BatchPrediction, Prediction, served_columns
 
 logger = logging.getLogger(__name__)
 
-LOG_COLUMNS = ("time", "request_id", "model_version", "failure_probability", "failure", "threshold")
-_LOG_DTYPES = {"failure_probability": "float64", "failure": "bool", "threshold": "float64"}
+_LOG_DTYPES = {PROBABILITY: "float64", PREDICTED: "bool", THRESHOLD: "float64"}
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})$")
 _RETRY_WHILE_CLOSING_S = 0.1
 

@@ -53,9 +53,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
+from core import OUR_PACKAGES
+from core.config import ServingConfig, load_params
 from features.contract import DataContract, load_contract
 from models.evaluation import predict_failure_probability
-from pipelines.config import ServingConfig, load_params
 from serving.batching import RowBatcher
 from serving.bentoml_patches import cancel_request_timeout_timers
 from serving.gate import REQUEST_ID_HEADER, RequestGate, request_id_from
@@ -450,7 +451,7 @@ FailurePredictor.add_asgi_middleware(
 def _configure_logging() -> None:
     """Our packages log at $LOG_LEVEL (INFO) through BentoML's handlers, which it set up."""
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
-    for package in ("serving", "pipelines", "models", "features"):
+    for package in OUR_PACKAGES:
         logging.getLogger(package).setLevel(level)
 
 

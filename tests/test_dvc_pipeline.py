@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core import OUR_PACKAGES
+
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-OURS = ("pipelines", "features", "models", "serving", "monitoring")
+OURS = OUR_PACKAGES
 ORDER = ["ingest", "validate", "train", "evaluate", "deploy", "monitor"]
 
 

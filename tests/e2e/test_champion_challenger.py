@@ -154,8 +154,8 @@ def test_redeploying_a_registered_model_reuses_its_version(copy: ProjectCopy) ->
 def test_feedback_retrain_is_judged_on_the_recent_window(copy: ProjectCopy) -> None:
     # Labelled rows from a changed process land in the feedback folder, as `watch` writes
     # them: ingest appends them, and deploy judges the retrained model on their holdout rows.
+    from core.config import SyntheticSourceConfig
     from features.synthetic import generate_process_data
-    from pipelines.config import SyntheticSourceConfig
 
     batch = "batch-20260301T120000Z.parquet"
     feedback = generate_process_data(

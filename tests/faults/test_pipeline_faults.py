@@ -24,9 +24,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.config import SyntheticSourceConfig
+from core.model_files import load_model
 from features.synthetic import generate_process_data
-from pipelines.config import SyntheticSourceConfig
-from pipelines.model_files import load_model
 from tests.e2e.conftest import BIN, ProjectCopy
 from tests.faults.conftest import (
     AFTER_INGEST,
@@ -42,7 +42,7 @@ from tests.faults.conftest import (
     lifecycle_status,
     start_repro,
 )
-from tests.pipelines.test_sources import Reply, ScriptedServer
+from tests.pipelines.edges.test_sources import Reply, ScriptedServer
 
 pytestmark = pytest.mark.slow
 

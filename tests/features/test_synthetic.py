@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
+from core.config import Scenario, SyntheticSourceConfig
 from features import synthetic
 from features.contract import DataContract
 from features.synthetic import (
@@ -29,7 +30,6 @@ from features.synthetic import (
     flag_rule_failures,
     generate_process_data,
 )
-from pipelines.config import Scenario, SyntheticSourceConfig
 
 SCENARIOS: tuple[str, ...] = get_args(Scenario)
 NUMERIC = [AIR, PROCESS, SPEED, TORQUE, WEAR]

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import ValidateConfig
 from features.contract import DataContract, parse_contract
 from features.validation import (
     ROW_RULES,
@@ -23,7 +24,6 @@ from features.validation import (
     validate_frame,
     write_data_docs,
 )
-from pipelines.config import ValidateConfig
 from tests.factories import make_valid_frame
 
 CONFIG = ValidateConfig()  # min_rows 1000, label_rate [0.005, 0.25], unique ids

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
+from core.config import SyntheticSourceConfig, load_params
 from features.contract import DataContract
 from features.synthetic import generate_process_data
 from models.evaluation import predict_failure_probability
 from models.training import fit_model, split_data
-from pipelines.config import SyntheticSourceConfig, load_params
 from tests.conftest import ROOT
 
 PARAMS = load_params(ROOT / "params.yaml")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import OperatingPointConfig
 from models.evaluation import (
     OperatingPoint,
     calibration_points,
@@ -15,7 +16,6 @@ from models.evaluation import (
     score_by_group,
     score_predictions,
 )
-from pipelines.config import OperatingPointConfig
 
 
 def _scored(rows: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

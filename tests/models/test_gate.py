@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from core.config import DeployConfig, RecentWindowConfig
 from models import gate
 from models.gate import (
     BootstrapComparison,
@@ -18,7 +19,6 @@ from models.gate import (
     decide_promotion,
     paired_bootstrap,
 )
-from pipelines.config import DeployConfig, RecentWindowConfig
 
 # primary metric average_precision; thresholds roc_auc 0.85 and average_precision 0.5;
 # tolerance 0.01

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import SearchConfig, SyntheticSourceConfig, TrainConfig
+from core.model_files import model_content_hash
 from features.contract import DataContract
 from features.synthetic import generate_process_data
 from models.training import (
@@ -15,8 +17,6 @@ from models.training import (
     search_hyperparameters,
     split_data,
 )
-from pipelines.config import SearchConfig, SyntheticSourceConfig, TrainConfig
-from pipelines.model_files import model_content_hash
 
 FAMILIES = ["hist_gradient_boosting", "random_forest", "logistic_regression"]
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import MonitorConfig
 from features.contract import DataContract
 from monitoring.drift import (
     DriftInputError,
@@ -18,7 +19,6 @@ from monitoring.drift import (
     drift_summary,
     sample_window,
 )
-from pipelines.config import MonitorConfig
 
 ROWS = 3000
 BASE_MIX = (0.6, 0.3, 0.1)  # L, M, H

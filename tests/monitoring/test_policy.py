@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from core.config import RetrainPolicyConfig
 from monitoring.policy import apply_retrain_policy, format_time, parse_time
-from pipelines.config import RetrainPolicyConfig
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import MonitorConfig
 from monitoring.quality import assess_quality
-from pipelines.config import MonitorConfig
 
 LABEL = "Machine failure"
 CONFIG = MonitorConfig(

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import MonitorConfig
 from features.contract import DataContract, parse_contract
 from monitoring.drift import ColumnDrift, DriftResult, PredictionDrift
 from monitoring.quality import QualityResult
@@ -24,7 +25,6 @@ from monitoring.window import (
     scores_to_compare,
     select_window,
 )
-from pipelines.config import MonitorConfig
 from tests.factories import make_valid_frame
 from tests.monitoring.traffic import T0, make_log
 

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import DeployConfig, SyntheticSourceConfig
 from features.contract import DataContract
 from features.synthetic import generate_process_data
 from pipelines import deploy
-from pipelines.config import DeployConfig, SyntheticSourceConfig
 
 
 def _rows(rows: int, seed: int, first_udi: int = 1, scenario: str = "none") -> pd.DataFrame:

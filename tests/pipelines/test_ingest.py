@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from core.hashing import file_md5, file_sha256
+from core.io import read_json
 from pipelines import ingest as stage
-from pipelines.io import file_sha256, read_json
-from pipelines.tracking import file_md5
 from tests.conftest import CONTRACT_PATH
 from tests.factories import make_valid_frame
-from tests.pipelines.test_sources import (
+from tests.pipelines.edges.test_sources import (
     CSV,
     EXPECTED,
     FAST_RETRY,

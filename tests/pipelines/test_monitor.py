@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from core import paths
+from core.config import SyntheticSourceConfig
+from core.model_files import REFERENCE_FILE
 from features.contract import DataContract
 from features.synthetic import generate_process_data
-from pipelines import monitor, paths
-from pipelines.config import SyntheticSourceConfig
-from pipelines.model_files import REFERENCE_FILE
+from pipelines import monitor
 from serving.model_store import export_model
 from tests.conftest import CONTRACT_PATH
 from tests.monitoring.traffic import labels_for, make_log, write_prediction_log

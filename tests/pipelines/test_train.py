@@ -10,13 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from features.contract import DataContract
-from features.synthetic import generate_process_data
-from models.evaluation import choose_threshold
-from pipelines import evaluate, train
-from pipelines.config import EvaluateConfig, SyntheticSourceConfig
-from pipelines.io import read_json
-from pipelines.paths import (
+from core.config import EvaluateConfig, SyntheticSourceConfig
+from core.io import read_json
+from core.paths import (
     EVALUATION,
     MODEL_DIR,
     TRAIN_METRICS,
@@ -24,6 +20,10 @@ from pipelines.paths import (
     VALIDATED_DATA,
     VALIDATION_PREDICTIONS,
 )
+from features.contract import DataContract
+from features.synthetic import generate_process_data
+from models.evaluation import choose_threshold
+from pipelines import evaluate, train
 from tests.conftest import CONTRACT_PATH
 
 

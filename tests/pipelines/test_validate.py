@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from core.paths import DATA_DOCS_DIR, QUARANTINE, RAW_DATA, VALIDATED_DATA, VALIDATION_SUMMARY
 from pipelines import validate as stage
-from pipelines.paths import DATA_DOCS_DIR, QUARANTINE, RAW_DATA, VALIDATED_DATA, VALIDATION_SUMMARY
 from tests.conftest import CONTRACT_PATH
 from tests.factories import make_valid_frame
 

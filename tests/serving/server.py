@@ -22,11 +22,11 @@ import pandas as pd
 import yaml
 from sklearn.pipeline import Pipeline
 
+from core.config import SyntheticSourceConfig, TrainConfig
+from core.model_files import save_model
 from features.contract import load_contract
 from features.synthetic import generate_process_data
 from models.training import SKOPS_TRUSTED_TYPES, fit_model
-from pipelines.config import SyntheticSourceConfig, TrainConfig
-from pipelines.model_files import save_model
 from serving.model_store import export_model, load_served_model, write_champion_pointer
 from tests.mlflow_server import free_port, tail_of, wait_until_up
 

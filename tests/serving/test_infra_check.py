@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.config import SyntheticSourceConfig, TrainConfig
+from core.model_files import save_model
 from features.contract import DataContract
 from features.synthetic import generate_process_data
 from models.evaluation import predict_failure_probability
 from models.training import SKOPS_TRUSTED_TYPES, fit_model
-from pipelines.config import SyntheticSourceConfig, TrainConfig
-from pipelines.model_files import save_model
 from serving.infra_check import replay_rows
 from serving.model_store import ServedModel, export_model, load_served_model
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.io import read_json, write_json
-from pipelines.model_files import META_FILE, ModelFileError
+from core.io import read_json, write_json
+from core.model_files import META_FILE, ModelFileError
 from serving.model_store import (
     ModelStoreError,
     ServedModel,

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from core.config import SyntheticSourceConfig, TrainConfig
 from features.contract import DataContract, dump_contract, parse_contract
 from features.synthetic import generate_process_data
 from models.training import build_pipeline
-from pipelines.config import SyntheticSourceConfig, TrainConfig
 from serving.schema import (
     BatchPrediction,
     Prediction,

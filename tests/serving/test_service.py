@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features.contract import load_contract
-from pipelines.cli import app
+from lifecycle.cli import app
 from serving.model_store import (
     load_served_model,
     read_champion_pointer,
@@ -469,7 +469,7 @@ def test_serve_without_a_champion_exits_2(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_serve_sets_threads_store_and_tracking(tmp_path: Path) -> None:
-    from pipelines.cli import _serve_invocation
+    from lifecycle.cli import _serve_invocation
 
     argv, env = _serve_invocation("127.0.0.1", 3123, 1, tmp_path, tmp_path / "params.yaml")
 

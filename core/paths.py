@@ -1,0 +1,41 @@
+"""The lifecycle's file layout: every path a stage writes and another reads, in one place.
+
+Paths are relative to the project root (the working directory under `dvc repro`), and each
+must match `dvc.yaml`. Folders the user configures (sources, the prediction log, labels,
+feedback, the serving store) are in `params.yaml` instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.model_files import REFERENCE_FILE
+
+# ingest
+RAW_DATA = Path("data/raw/dataset.parquet")
+RAW_METADATA = Path("data/raw/metadata.json")
+# validate
+VALIDATED_DATA = Path("data/validated/dataset.parquet")
+QUARANTINE = Path("data/validated/quarantine.parquet")
+VALIDATION_SUMMARY = Path("reports/validate/summary.json")
+DATA_DOCS_DIR = Path("reports/validate/data_docs")
+# train
+TRAIN_SPLIT = Path("data/split/train.parquet")
+HOLDOUT_SPLIT = Path("data/split/holdout.parquet")
+MODEL_DIR = Path("artifacts/model")
+VALIDATION_PREDICTIONS = MODEL_DIR / REFERENCE_FILE  # out-of-fold scores: the reference data
+TRAIN_METRICS = Path("reports/train/metrics.json")
+# evaluate
+EVALUATION = Path("reports/evaluate/metrics.json")
+PLOTS_DIR = Path("reports/evaluate/plots")
+# deploy
+DEPLOY_DECISION = Path("reports/deploy/decision.json")
+CHAMPION = Path("reports/deploy/champion.json")  # which model serves: monitor depends on it
+ALIAS_HISTORY = Path("reports/deploy/alias_history.jsonl")  # every alias move, appended
+BENTOFILE = Path("serving/bentofile.yaml")
+# monitor
+MONITOR_DIR = Path("reports/monitor")
+DRIFT_REPORT = MONITOR_DIR / "drift.html"
+MONITOR_METRICS = MONITOR_DIR / "metrics.json"
+MONITOR_DECISION = MONITOR_DIR / "decision.json"
+LABELLED_WINDOW = Path("data/monitor/window_labelled.parquet")  # watch turns it into feedback

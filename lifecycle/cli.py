@@ -1,0 +1,435 @@
+"""The `lifecycle` command: helpers around the DVC pipeline (`dvc repro` runs the stages)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.config import Scenario
+from pipelines.edges import registry  # light: it imports mlflow only when called
+from pipelines.edges.runtime import configure_logging
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+logger = logging.getLogger(__name__)
+
+
+@app.callback()
+def _setup() -> None:
+    configure_logging()
+
+
+@app.command("draft-contract")
+def draft_contract_command(
+    sample: Annotated[Path, typer.Argument(help="A CSV or Parquet sample of your data.")],
+    label: Annotated[str, typer.Option(help="The binary (0/1) label column.")],
+    out: Annotated[Path, typer.Option(help="Where to write the contract YAML.")] = Path(
+        "features/contracts/my-data.yaml"
+    ),
+    name: Annotated[str, typer.Option(help="A name for the dataset.")] = "my-data",
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(help="A column that must never be a model input (repeatable)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Draft a data contract from a sample file; review it, then set data.contract to it."""
+    from core.io import read_table, write_text
+    from features.contract import dump_contract
+    from features.drafting import DraftError, draft_contract
+
+    if out.exists() and not force:
+        _fail(f"{out} exists; pass --force to overwrite it")
+    try:
+        frame = read_table(sample)
+    except FileNotFoundError:
+        _fail(f"{sample}: no such file")
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        contract = draft_contract(frame, label=label, name=name, ignore=tuple(ignore or ()))
+    except DraftError as exc:
+        _fail(str(exc))
+    write_text(dump_contract(contract), out)
+    roles = {
+        role: [c.name for c in contract.columns if c.role == role]
+        for role in ("id", "feature", "ignore")
+    }
+    logger.info("wrote %s: %d columns from %d sample rows", out, len(contract.columns), len(frame))
+    for role, names in roles.items():
+        logger.info("  %-7s %s", role, ", ".join(names) or "-")
+    logger.info(
+        "review it: columns known only after the label must be role: ignore; "
+        "then set data.contract: %s in params.yaml",
+        out,
+    )
+
+
+@app.command("champion")
+def champion_command(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Registered model name (default: deploy.registered_model)."),
+    ] = None,
+) -> None:
+    """Show the registered model's champion and previous versions."""
+    name = model or _registered_model_name()
+    try:
+        registry.require_model(name)
+        held = {"champion": registry.champion(name), "previous": registry.previous(name)}
+    except registry.RegistryError as exc:
+        _fail_registry(exc)
+    typer.echo(f"{name} (tracking URI {registry.redacted_tracking_uri()})")
+    for alias, info in held.items():
+        if info is None:
+            typer.echo(f"  {alias:<8}  none")
+        else:
+            typer.echo(
+                f"  {alias:<8}  v{info.version}  sha256 {info.sha256 or '-'}  "
+                f"run {info.run_id or '-'}"
+            )
+
+
+@app.command("rollback")
+def rollback_command(
+    model: Annotated[
+        str | None,
+        typer.Option(help="Registered model name (default: deploy.registered_model)."),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why: recorded with the move.")] = "manual rollback",
+    history: Annotated[
+        Path, typer.Option(help="The alias history file (JSON lines) to append to.")
+    ] = registry.DEFAULT_HISTORY,
+) -> None:
+    """Serve the previous version again: `champion` and `previous` swap places.
+
+    Running it twice rolls forward again. The serving store's champion pointer follows, so
+    a running `lifecycle serve` switches to the rolled-back model without a restart.
+    """
+    name = model or _registered_model_name()
+    evidence = {"reason": reason, "requested_by": _user(), "command": "lifecycle rollback"}
+    try:
+        move = registry.rollback(name, evidence, history=history)
+    except registry.RegistryError as exc:
+        _fail_registry(exc)
+    typer.echo(move.describe())
+    _point_serving_at(name, move.to_version)
+
+
+def _point_serving_at(name: str, version: int) -> None:
+    """Move the serving store's champion pointer to `name` v`version` (running servers follow)."""
+    from core.config import ConfigError, load_params
+    from serving.model_store import (
+        ModelStoreError,
+        load_served_model,
+        model_tag,
+        read_champion_pointer,
+        write_champion_pointer,
+    )
+
+    try:
+        store = load_params().serving.store
+    except ConfigError as exc:
+        typer.echo(f"the serving store was not updated: {exc}", err=True)
+        return
+    if read_champion_pointer(store) is None:
+        typer.echo(f"nothing is deployed to the serving store {store}; it was left alone")
+        return
+    tag = model_tag(name, version)
+    try:
+        write_champion_pointer(store, load_served_model(tag, store))
+    except ModelStoreError as exc:
+        _fail(f"the registry moved, but the serving store cannot follow: {exc}")
+    typer.echo(f"serving store {store} now points at {tag}; running services switch to it")
+
+
+# `lifecycle serve`: what it starts, and the thread counts it sets for the numeric libraries
+SERVICE = "serving.service:FailurePredictor"
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default: serving.host).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default: serving.port).")
+    ] = None,
+) -> None:
+    """Serve the champion from the project's model store over HTTP (BentoML).
+
+    Replaces this process with `bentoml serve serving.service:FailurePredictor`, with
+    BENTOML_HOME set to `serving.store`, the numeric libraries' thread counts set to
+    `serving.numeric_threads` and BentoML's usage tracking off. The service itself reads
+    the rest of the `serving` block of params.yaml.
+    """
+    from core.config import ConfigError, load_params
+    from serving.model_store import ModelStoreError, read_champion_pointer
+
+    params_path = Path("params.yaml").resolve()
+    try:
+        config = load_params(params_path).serving
+    except ConfigError as exc:
+        _fail(str(exc))
+    store = config.store.resolve()
+    try:
+        pointer = read_champion_pointer(store)
+    except ModelStoreError as exc:
+        _fail(str(exc))
+    if pointer is None:
+        _fail(
+            f"no champion in the model store {store}: run `dvc repro` first "
+            "(the deploy stage exports the champion there)"
+        )
+    host, port = host or config.host, port or config.port
+    argv, env = _serve_invocation(host, port, config.numeric_threads, store, params_path)
+    logger.info("serving %s from %s on http://%s:%d", pointer["tag"], store, host, port)
+    os.execvpe(argv[0], argv, env)
+
+
+def _serve_invocation(
+    host: str, port: int, numeric_threads: int, store: Path, params_path: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The `bentoml serve` command line and its environment."""
+    env = dict(os.environ)
+    env.update({name: str(numeric_threads) for name in THREAD_VARIABLES})
+    env.update(
+        {
+            "BENTOML_HOME": str(store),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "LIFECYCLE_PARAMS": str(params_path),
+        }
+    )
+    argv = [sys.executable, "-m", "bentoml", "serve", SERVICE]
+    argv += ["--timeout-graceful-shutdown", "30", "--host", host, "--port", str(port)]
+    return argv, env
+
+
+@app.command("watch")
+def watch_command(
+    once: Annotated[
+        bool, typer.Option("--once", help="Run one iteration, then exit (non-zero if it failed).")
+    ] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds between iterations (default: monitor.watch.interval_s).",
+            callback=lambda value: _positive(value, "seconds"),
+        ),
+    ] = None,
+) -> None:
+    """Run `dvc repro` on an interval and retrain when the monitor and the policy say so.
+
+    Each iteration reruns what changed (the monitor stage, when the prediction log or the
+    labels did), weighs the monitor's verdict against earlier iterations (monitor.policy),
+    and to retrain writes the window's new labelled rows as a feedback batch and runs
+    `dvc repro` again. Every iteration appends one JSON line to monitor.watch.log and is
+    recorded in MLflow as a run named `watch`. One watch at a time (monitor.watch.lock);
+    SIGTERM or Ctrl-C finishes the current iteration, then exits.
+    """
+    from core.config import ConfigError, load_params
+    from lifecycle.watch import WatchError, WatchLockedError, run_watch
+
+    root = Path.cwd()
+    try:
+        params = load_params(root / "params.yaml")
+    except ConfigError as exc:
+        _fail(str(exc))
+    try:
+        record = run_watch(params, root, once=once, interval_s=interval)
+    except WatchLockedError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    except (ValueError, WatchError) as exc:  # the contract cannot be loaded, or has no row id
+        _fail(str(exc))
+    if once and record is not None and record["error"]:
+        typer.echo(f"error: iteration {record['iteration']} failed: {record['error']}", err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command("simulate")
+def simulate_command(
+    scenario: Annotated[
+        Scenario,
+        typer.Option(help="Drift to simulate (features/synthetic.py describes each)."),
+    ],
+    rows: Annotated[int, typer.Option(min=1, help="How many rows to send.")],
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed (default: a fresh one, shown).")
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The service (default: http://<serving.host>:<serving.port>)."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Rows per request; 1 sends each row to /predict.")
+    ] = 100,
+    label_delay: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait before writing the labels.")
+    ] = 0.0,
+    first_udi: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="The first row id (default: after every id in the labels, the prediction "
+            "log and the feedback batches, and at least 10000001).",
+        ),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(help="Variable holding the API key to send (default: serving.api_key_env)."),
+    ] = None,
+    labels: Annotated[
+        bool,
+        typer.Option(
+            "--labels/--no-labels",
+            help="Write the answered rows' ground truth to monitor.labels.directory.",
+        ),
+    ] = True,
+) -> None:
+    """Send simulated production rows to a running service, then write their ground truth."""
+    import secrets
+
+    from core.config import ConfigError, load_params
+    from features.contract import load_contract
+    from lifecycle.simulate import check_url, first_free_id, largest_known_id, simulate
+    from lifecycle.watch import WatchError, key_column
+
+    try:
+        params = load_params()
+        contract = load_contract(params.data.contract)
+        key = key_column(contract)
+    except (ConfigError, ValueError, WatchError) as exc:
+        _fail(str(exc))
+    serving = params.serving
+    host = "127.0.0.1" if serving.host in ("0.0.0.0", "::") else serving.host
+    try:
+        url = check_url(url or f"http://{host}:{serving.port}")
+    except ValueError as exc:
+        _fail(f"--url: {exc}")
+    if first_udi is None:
+        largest = largest_known_id(
+            key,
+            params.monitor.labels.directory,
+            params.ingest.feedback.directory,
+            serving.prediction_log.directory,
+        )
+        first_udi = first_free_id(largest)
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    done = simulate(
+        contract,
+        scenario,
+        rows,
+        seed,
+        url,
+        batch_size,
+        first_udi,
+        api_key_env or serving.api_key_env,
+        params.monitor.labels.directory if labels else None,
+        label_delay,
+    )
+    for line in done.summary():
+        typer.echo(line)
+    if done.report.fatal:
+        _fail_with(done.report.fatal, code=1)
+    if done.unanswered:
+        _fail_with(f"{done.unanswered} of {rows} rows were not answered", code=1)
+
+
+@app.command("status")
+def status_command(
+    run: Annotated[
+        str | None,
+        typer.Option("--run", help="A lifecycle run id (default: the latest in the ledger)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+) -> None:
+    """Show the latest lifecycle run stage by stage, and which model serves.
+
+    Each stage of dvc.yaml, in order: succeeded, failed (with the error), interrupted
+    (killed or Ctrl-C), running, or not run (DVC skipped it as unchanged: the last run where
+    it succeeded is shown; or an earlier stage failed). Then the serving store's champion,
+    the registry champion the deploy stage recorded, and the last `lifecycle watch`
+    iteration. Read from the stage ledger, .lifecycle/ledger.jsonl, which every stage
+    attempt appends to.
+
+    One `dvc repro` at a time: a second one started while the first runs stops at once,
+    exit code 255, with "ERROR: failed to reproduce '<stage>': '<output>' is busy, it is
+    being blocked by: (PID <n>): dvc repro". Wait for it (this command shows its stages
+    as running), or stop it.
+    """
+    import json
+
+    from core.config import ConfigError, load_params
+    from lifecycle.status import StatusError, format_status, lifecycle_status
+
+    try:
+        params = load_params()
+        store, watch_log = params.serving.store, params.monitor.watch.log
+    except ConfigError as exc:
+        typer.echo(f"warning: {exc}", err=True)
+        store = watch_log = None
+    try:
+        status = lifecycle_status(run, store=store, watch_log=watch_log)
+    except StatusError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(code=1) from None
+    if as_json:
+        typer.echo(json.dumps(status.to_dict(), indent=2, default=str))
+    else:
+        typer.echo("\n".join(format_status(status)))
+
+
+def _positive(value: float | None, unit: str) -> float | None:
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"must be more than 0 {unit}, got {value:g}")
+    return value
+
+
+def _registered_model_name() -> str:
+    from core.config import ConfigError, load_params
+
+    try:
+        return load_params().deploy.registered_model
+    except ConfigError as exc:
+        _fail(f"{exc}; or pass --model")
+    raise AssertionError("unreachable")
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        return "unknown"
+
+
+def _fail_registry(exc: registry.RegistryError) -> None:
+    """Exit 1 when the tracking server is unavailable (retry later), 2 for anything else."""
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(code=1 if isinstance(exc, registry.RegistryUnavailableError) else 2)
+
+
+def _fail(message: str) -> None:
+    _fail_with(message, code=2)
+
+
+def _fail_with(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=code)
+
+
+if __name__ == "__main__":
+    app()

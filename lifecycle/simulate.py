@@ -1,0 +1,294 @@
+"""`lifecycle simulate`: production traffic for a running service, then its ground truth.
+
+Draws rows from the synthetic process (`features.synthetic`, with a drift scenario), sends
+their id and feature columns to the service (`POST /predict_batch`, or `/predict` one row at
+a time), counts the answers by model version and, after a delay, writes the true outcome of
+every answered row as a label batch: the contract's key id and every column a request does
+not carry (the label and the failure modes), in `monitor.labels.directory`. The monitor
+stage joins those labels to the prediction log by the id.
+
+Ids start after the largest one found in the label batches, the prediction log and the
+feedback batches, and never below `MIN_FIRST_ID`, so they cannot collide with training rows.
+
+Only requests that cannot have been processed are retried (connection refused, HTTP 429 and
+503), so no row is logged twice. A 4xx other than 429, or a service that cannot be reached,
+stops the run; other failures are counted and the run goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from core.config import Scenario, SyntheticSourceConfig
+from core.io import read_table, write_parquet
+from features.contract import DataContract
+from features.synthetic import generate_process_data
+from lifecycle.watch import batch_file_name, key_column
+from serving.prediction_log import read_prediction_log
+from serving.schema import SERVED_ROLES, served_columns
+
+logger = logging.getLogger(__name__)
+
+MIN_FIRST_ID = 10_000_001  # far above any training row's id
+API_KEY_HEADER = "X-API-Key"
+ATTEMPTS = 3  # for requests the service cannot have processed
+RETRIED_STATUS = frozenset({429, 503})
+BODY_SHOWN_CHARS = 1000
+PROGRESS_EVERY_S = 5.0
+TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=60.0, pool=5.0)
+
+
+class SimulateError(RuntimeError):
+    """A simulation that cannot run; the message is meant for the user."""
+
+
+@dataclass
+class SendReport:
+    """What the service answered."""
+
+    requests: int = 0
+    answered_ids: list[Any] = field(default_factory=list)
+    by_version: Counter[str] = field(default_factory=Counter)
+    failed_rows: int = 0
+    errors: list[str] = field(default_factory=list)  # the first few, for the summary
+    fatal: str | None = None  # why sending stopped early
+    fatal_status: int | None = None  # the HTTP status that stopped it, if one did
+
+
+@dataclass
+class Simulation:
+    """One run of `lifecycle simulate`, for the summary."""
+
+    scenario: str
+    seed: int
+    rows: int
+    first_id: int
+    url: str
+    key: str
+    report: SendReport
+    labels_path: Path | None = None
+    labels_rows: int = 0
+    labels_note: str = ""  # why no labels were written
+
+    @property
+    def unanswered(self) -> int:
+        return self.rows - len(self.report.answered_ids)
+
+    def summary(self) -> list[str]:
+        """What `lifecycle simulate` prints."""
+        report = self.report
+        versions = ", ".join(f"{v}: {n}" for v, n in sorted(report.by_version.items()))
+        failed = f" (first: {report.errors[0]})" if report.errors else ""
+        if self.labels_path is not None:
+            labels = f"{self.labels_path} ({self.labels_rows} rows)"
+        else:
+            labels = f"not written ({self.labels_note})"
+        return [
+            f"sent {self.rows} rows (scenario {self.scenario}, seed {self.seed}, {self.key} "
+            f"{self.first_id}..{self.first_id + self.rows - 1}) to {self.url} in "
+            f"{report.requests} request(s)",
+            f"answered: {len(report.answered_ids)} (by model version: {versions or 'none'})",
+            f"failed: {report.failed_rows} rows{failed}",
+            f"labels: {labels}",
+        ]
+
+
+# --- pure -----------------------------------------------------------------------------
+
+
+def served_records(frame: pd.DataFrame, contract: DataContract) -> list[dict[str, Any]]:
+    """The request records: each row's id and feature columns, by contract names, as JSON."""
+    names = [c.name for c in served_columns(contract)]
+    return json.loads(frame[names].to_json(orient="records"))
+
+
+def label_rows(frame: pd.DataFrame, contract: DataContract, ids: list[Any]) -> pd.DataFrame:
+    """The ground truth of the rows with these ids: the key id and every unserved column."""
+    key = key_column(contract)
+    truth = [key, *(c.name for c in contract.columns if c.role not in SERVED_ROLES)]
+    return frame.loc[frame[key].isin(ids), truth].reset_index(drop=True)
+
+
+def first_free_id(largest_known: int | None) -> int:
+    """The first id after every known one, and never below `MIN_FIRST_ID`."""
+    return max(MIN_FIRST_ID, (largest_known or 0) + 1)
+
+
+def check_url(url: str) -> str:
+    """An http(s) URL with a host, without a trailing slash; ValueError otherwise."""
+    parsed = httpx.URL(url) if "://" in url else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"not an http:// or https:// URL with a host: {url!r}")
+    return url.rstrip("/")
+
+
+# --- edges ----------------------------------------------------------------------------
+
+
+def largest_known_id(
+    key: str, labels_dir: Path, feedback_dir: Path, prediction_log_dir: Path
+) -> int | None:
+    """The largest `key` in the label batches, feedback batches and prediction log."""
+    found: list[int] = []
+    tables = [
+        *sorted(labels_dir.glob("batch-*.parquet")),
+        *sorted(labels_dir.glob("batch-*.csv")),
+        *sorted(feedback_dir.glob("batch-*.parquet")),
+    ]
+    for path in tables:
+        frame = read_table(path)
+        if key in frame.columns:
+            found.extend(_largest(frame[key]))
+    log = read_prediction_log(prediction_log_dir)
+    if key in log.columns:
+        found.extend(_largest(log[key]))
+    return max(found, default=None)
+
+
+def _largest(values: pd.Series) -> list[int]:
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    return [int(numbers.max())] if len(numbers) else []
+
+
+def send_rows(
+    client: httpx.Client, records: list[dict[str, Any]], batch_size: int, key: str
+) -> SendReport:
+    """Post the records in batches (one at a time to /predict when `batch_size` is 1)."""
+    report = SendReport()
+    last_progress = time.perf_counter()
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        path = "/predict" if batch_size == 1 else "/predict_batch"
+        body: Any = chunk[0] if batch_size == 1 else {"records": chunk}
+        shown = f"POST {client.base_url.join(path)}"
+        report.requests += 1
+        try:
+            response = _post(client, path, body)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            report.fatal = (
+                f"cannot reach the service at {client.base_url} ({type(exc).__name__}: "
+                f"{_first_line(exc)}); is `lifecycle serve` running there?"
+            )
+            break
+        except httpx.TransportError as exc:  # read timeout, reset: it may have been served
+            _count_failure(report, len(chunk), f"{shown}: {type(exc).__name__}: {exc}")
+            continue
+        status = response.status_code
+        if 400 <= status < 500 and status not in RETRIED_STATUS:
+            report.fatal = f"{shown}: HTTP {status} {response.reason_phrase}: {_shown(response)}"
+            report.fatal_status = status
+            break
+        if not 200 <= status < 300:
+            _count_failure(
+                report,
+                len(chunk),
+                f"{shown}: HTTP {status} {response.reason_phrase}: {_shown(response)}",
+            )
+            continue
+        answer = response.json()
+        report.by_version[str(answer.get("model_version"))] += len(chunk)
+        report.answered_ids.extend(record[key] for record in chunk)
+        if time.perf_counter() - last_progress >= PROGRESS_EVERY_S:
+            last_progress = time.perf_counter()
+            logger.info("answered %d of %d rows", len(report.answered_ids), len(records))
+    return report
+
+
+def _post(client: httpx.Client, path: str, body: Any) -> httpx.Response:
+    retrying = Retrying(
+        stop=stop_after_attempt(ATTEMPTS),
+        wait=wait_exponential(multiplier=0.5, max=5),
+        retry=retry_if_exception_type((httpx.ConnectError, httpx.ConnectTimeout))
+        | retry_if_result(lambda response: response.status_code in RETRIED_STATUS),
+        retry_error_callback=lambda state: state.outcome.result(),  # the last answer
+        reraise=True,
+    )
+    return retrying(client.post, path, json=body)
+
+
+def _count_failure(report: SendReport, rows: int, message: str) -> None:
+    report.failed_rows += rows
+    if len(report.errors) < 5:
+        report.errors.append(message)
+    logger.warning("%s (%d rows not answered)", message, rows)
+
+
+def _shown(response: httpx.Response) -> str:
+    text = response.text.strip() or "(empty body)"
+    return text if len(text) <= BODY_SHOWN_CHARS else f"{text[:BODY_SHOWN_CHARS]}..."
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+def write_labels(labels: pd.DataFrame, directory: Path, scenario: str) -> Path:
+    """Write a label batch atomically as `batch-<UTC time>-<scenario>.parquet`."""
+    path = directory / batch_file_name(dt.datetime.now(dt.UTC), scenario)
+    return write_parquet(labels, path)
+
+
+def simulate(
+    contract: DataContract,
+    scenario: Scenario,
+    rows: int,
+    seed: int,
+    url: str,
+    batch_size: int,
+    first_id: int,
+    api_key_env: str,
+    labels_dir: Path | None,
+    label_delay_s: float = 0.0,
+) -> Simulation:
+    """Generate, send, wait, write the labels (unless `labels_dir` is None).
+
+    The API key is read from the environment variable `api_key_env`, when it is set.
+    """
+    key = key_column(contract)
+    frame = generate_process_data(
+        SyntheticSourceConfig(rows=rows, seed=seed, scenario=scenario), first_udi=first_id
+    )
+    if key not in frame.columns:
+        raise SimulateError(f"the synthetic rows have no '{key}' column (the contract's key)")
+    api_key = os.environ.get(api_key_env)
+    headers = {API_KEY_HEADER: api_key} if api_key else {}
+    logger.info(
+        "sending %d rows (scenario %s, seed %d, %s %d..%d) to %s",
+        rows, scenario, seed, key, first_id, first_id + rows - 1, url,
+    )  # fmt: skip
+    with httpx.Client(base_url=url, timeout=TIMEOUT, headers=headers) as client:
+        report = send_rows(client, served_records(frame, contract), batch_size, key)
+    if report.fatal_status == 401 and not api_key:
+        report.fatal += f" (no API key was sent: {api_key_env} is not set; see --api-key-env)"
+    result = Simulation(scenario, seed, rows, first_id, url, key, report)
+    if labels_dir is None:
+        result.labels_note = "--no-labels"
+        return result
+    if not report.answered_ids:
+        result.labels_note = "no row was answered"
+        return result
+    if label_delay_s > 0:
+        logger.info("waiting %g s before writing the labels (--label-delay)", label_delay_s)
+        time.sleep(label_delay_s)
+    labels = label_rows(frame, contract, report.answered_ids)
+    result.labels_path = write_labels(labels, labels_dir, scenario)
+    result.labels_rows = len(labels)
+    return result

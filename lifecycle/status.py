@@ -1,0 +1,414 @@
+"""`lifecycle status`: what the latest lifecycle run did, stage by stage, and what serves.
+
+Built from the stage ledger (`pipelines.edges.ledger`), `dvc.yaml` (the stages, in order), the
+serving store's champion pointer, the deploy stage's `reports/deploy/champion.json` and
+the last line of the watch log. Reading only: nothing here changes a file or a process.
+
+A stage's state in a run: `succeeded`, `failed` or `interrupted` (Ctrl-C, or a `started`
+record without a `finished` one: the process was killed), `running` (its process is
+alive), or `not run`: DVC skipped it because nothing it depends on changed (`unchanged`,
+shown with the last run where it succeeded), or an earlier stage failed or was
+interrupted (`not reached`), or an earlier stage or the run's `dvc repro` still runs
+(`pending`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.paths import CHAMPION
+from pipelines.edges.ledger import DVC_FILE, LEDGER, process_alive, read_ledger
+
+
+class StatusError(RuntimeError):
+    """No status can be given (no ledger, an unknown run); the message says why."""
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    """One stage in one lifecycle run."""
+
+    stage: str
+    state: str  # succeeded | failed | interrupted | running | not run
+    note: str  # e.g. "unchanged; last succeeded ...", "retried once"
+    attempts: int  # in the stage's latest invocation in this run; 0 when not run
+    duration_s: float | None  # first start to last finish of that invocation (or so far)
+    started_at: str | None
+    finished_at: str | None
+    error: dict[str, str] | None  # {"class": ..., "message": ...} of the last attempt
+    mlflow_run_id: str | None
+    pid: int | None
+    last_succeeded: dict[str, Any] | None  # {"lifecycle_run", "finished_at"} before this run
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A lifecycle run as the ledger saw it, plus what serves now."""
+
+    lifecycle_run: str
+    state: str  # succeeded | failed | interrupted | running
+    repro_pid: int | None  # the run's `dvc repro`, while it still runs
+    started_at: str
+    ledger: str
+    stages: list[StageStatus]
+    serving: dict[str, Any] = field(default_factory=dict)
+    registry_champion: dict[str, Any] | None = None
+    watch: dict[str, Any] | None = None
+    recent_runs: list[str] = field(default_factory=list)  # newest first, at most 10
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lifecycle_status(
+    run: str | None = None,
+    *,
+    ledger: Path = LEDGER,
+    dvc_file: Path = DVC_FILE,
+    store: Path | None = None,
+    champion: Path = CHAMPION,
+    watch_log: Path | None = None,
+) -> RunStatus:
+    """The status of lifecycle run `run` (default: the latest in the ledger)."""
+    try:
+        records = read_ledger(ledger)
+    except FileNotFoundError:
+        raise StatusError(f"no lifecycle run recorded yet in {ledger}; run dvc repro") from None
+    runs = _runs_newest_first(records)
+    if not runs:
+        raise StatusError(f"no lifecycle run recorded yet in {ledger}; run dvc repro")
+    chosen = run or runs[0]
+    if chosen not in runs:
+        raise StatusError(
+            f"no lifecycle run {chosen!r} in {ledger}; recent runs: {', '.join(runs[:10])}"
+        )
+    repro = _running_repro(records, chosen)
+    stages = _stage_statuses(records, chosen, _dvc_stages(dvc_file), repro)
+    mine = [r for r in records if r.get("lifecycle_run") == chosen]
+    return RunStatus(
+        lifecycle_run=chosen,
+        state="running" if repro is not None else _run_state(stages),
+        repro_pid=repro,
+        started_at=min(str(r.get("started_at")) for r in mine),
+        ledger=str(ledger),
+        stages=stages,
+        serving=_serving(store),
+        registry_champion=_registry_champion(champion),
+        watch=_last_watch(watch_log),
+        recent_runs=runs[:10],
+    )
+
+
+def format_status(status: RunStatus) -> list[str]:
+    """The status as lines of text for a terminal."""
+    repro = f", dvc repro pid {status.repro_pid}" if status.repro_pid is not None else ""
+    lines = [
+        f"lifecycle run {status.lifecycle_run}: {status.state}{repro} "
+        f"(started {_shown_time(status.started_at)}; ledger {status.ledger})",
+        "",
+    ]
+    rows = [("stage", "state", "attempts", "duration", "mlflow run", "note")]
+    for stage in status.stages:
+        rows.append(
+            (
+                stage.stage,
+                stage.state,
+                str(stage.attempts) if stage.attempts else "-",
+                "-" if stage.duration_s is None else f"{stage.duration_s:.1f} s",
+                stage.mlflow_run_id or "-",
+                stage.note,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    failures = [s for s in status.stages if s.error is not None and s.state != "succeeded"]
+    if failures:
+        lines.append("")
+    for stage in failures:
+        assert stage.error is not None
+        lines.append(
+            f"{stage.stage} {stage.state}: {stage.error['class']}: {stage.error['message']}"
+        )
+    lines.append("")
+    lines.extend(_format_serving(status))
+    return lines
+
+
+# --- the ledger -------------------------------------------------------------------------
+
+
+def _runs_newest_first(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Lifecycle run ids, the one with the newest record first."""
+    order: dict[str, int] = {}
+    for position, record in enumerate(records):
+        if record.get("lifecycle_run"):
+            order[str(record["lifecycle_run"])] = position
+    return sorted(order, key=order.__getitem__, reverse=True)
+
+
+def _dvc_stages(dvc_file: Path) -> list[str]:
+    try:
+        stages = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))["stages"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise StatusError(f"{dvc_file}: cannot read its stages ({exc})") from None
+    return list(stages)
+
+
+def _stage_statuses(
+    records: Sequence[Mapping[str, Any]], run: str, stages: Sequence[str], repro: int | None
+) -> list[StageStatus]:
+    """Every stage's status in `run`; `repro` is the pid of its `dvc repro` when that still
+    runs (then the stages after the last one recorded are yet to come, not skipped)."""
+    mine = {
+        name: [r for r in records if r.get("lifecycle_run") == run and r.get("stage") == name]
+        for name in stages
+    }
+    last_recorded = max((i for i, name in enumerate(stages) if mine[name]), default=-1)
+    statuses: list[StageStatus] = []
+    blocked: str | None = None  # a note for stages after one that failed or still runs
+    for position, name in enumerate(stages):
+        before = _last_success(records, name, run)
+        if mine[name]:
+            status = _invocation_status(name, _latest_invocation(mine[name]), before)
+            statuses.append(status)
+            if status.state in ("failed", "interrupted"):
+                blocked = f"not reached ({name} {status.state})"
+            elif status.state == "running":
+                blocked = f"pending ({name} is running)"
+            continue
+        if blocked is None and repro is not None and position > last_recorded:
+            blocked = f"pending (dvc repro, pid {repro}, is still running)"
+        if blocked is not None:
+            note = blocked
+        elif before is not None:
+            note = (
+                f"unchanged (skipped by DVC); last succeeded {_shown_time(before['finished_at'])}"
+                f" in run {before['lifecycle_run']}"
+            )
+        else:
+            note = "unchanged (skipped by DVC); never succeeded"
+        statuses.append(
+            StageStatus(name, "not run", note, 0, None, None, None, None, None, None, before)
+        )
+    return statuses
+
+
+def _running_repro(records: Sequence[Mapping[str, Any]], run: str) -> int | None:
+    """The pid of the run's `dvc repro` (from its newest record) if that process still runs."""
+    newest = next((r for r in reversed(records) if r.get("lifecycle_run") == run), None)
+    if newest is None or not newest.get("repro_pid"):
+        return None
+    pid = int(newest["repro_pid"])
+    return pid if process_alive(pid, newest.get("repro_pid_start")) else None
+
+
+def _latest_invocation(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The records of the stage's latest invocation (its attempts start again at 1)."""
+    starts = [
+        i for i, r in enumerate(records) if r.get("event") == "started" and r.get("attempt") == 1
+    ]
+    return list(records[starts[-1] :] if starts else records)
+
+
+def _invocation_status(
+    name: str, records: Sequence[Mapping[str, Any]], before: dict[str, Any] | None
+) -> StageStatus:
+    attempts: dict[int, dict[str, Mapping[str, Any]]] = {}
+    for record in records:
+        attempts.setdefault(int(record.get("attempt") or 0), {})[str(record.get("event"))] = record
+    last = attempts[max(attempts)]
+    started = last.get("started") or last["finished"]
+    finished = last.get("finished")
+    first_start = min(str(record.get("started_at")) for record in records)
+    if finished is not None:
+        state = str(finished.get("status"))
+        end = str(finished.get("finished_at"))
+        duration = _seconds_between(first_start, end)
+    elif process_alive(int(started.get("pid") or 0), started.get("pid_start")):
+        state, end = "running", None
+        duration = _seconds_between(first_start, _now())
+    else:
+        state, end, duration = "interrupted", None, None
+    failed_before = sum(
+        1 for a in attempts.values() if (a.get("finished") or {}).get("status") == "failed"
+    ) - (1 if state == "failed" else 0)
+    notes = []
+    if state == "interrupted" and finished is None:
+        notes.append(f"killed: no finish recorded (pid {started.get('pid')} is gone)")
+    elif state == "running":
+        notes.append(f"pid {started.get('pid')}")
+    if failed_before:
+        notes.append(f"{failed_before} failed attempt(s) retried")
+    mlflow_runs = [a["finished"].get("mlflow_run_id") for a in attempts.values() if "finished" in a]
+    return StageStatus(
+        stage=name,
+        state=state,
+        note="; ".join(notes),
+        attempts=len(attempts),
+        duration_s=duration,
+        started_at=first_start,
+        finished_at=end,
+        error=(finished or {}).get("error"),
+        mlflow_run_id=next((r for r in reversed(mlflow_runs) if r), None),
+        pid=int(started.get("pid") or 0) or None,
+        last_succeeded=before,
+    )
+
+
+def _last_success(
+    records: Iterable[Mapping[str, Any]], stage: str, other_than: str
+) -> dict[str, Any] | None:
+    """The stage's last successful finish in another run than `other_than`."""
+    found = None
+    for record in records:
+        if (
+            record.get("stage") == stage
+            and record.get("event") == "finished"
+            and record.get("status") == "succeeded"
+            and record.get("lifecycle_run") != other_than
+        ):
+            found = record
+    if found is None:
+        return None
+    return {"lifecycle_run": found["lifecycle_run"], "finished_at": found.get("finished_at")}
+
+
+def _run_state(stages: Sequence[StageStatus]) -> str:
+    states = {stage.state for stage in stages}
+    for state in ("running", "failed", "interrupted"):
+        if state in states:
+            return state
+    return "succeeded"
+
+
+# --- what serves ------------------------------------------------------------------------
+
+
+def _serving(store: Path | None) -> dict[str, Any]:
+    """The serving store's champion pointer (what `lifecycle serve` loads)."""
+    from serving.model_store import ModelStoreError, read_champion_pointer
+
+    if store is None:
+        return {"store": None, "pointer": None, "error": "params.yaml cannot be used"}
+    try:
+        pointer = read_champion_pointer(store)
+    except ModelStoreError as exc:
+        return {"store": str(store), "pointer": None, "error": str(exc)}
+    return {"store": str(store), "pointer": pointer, "error": None}
+
+
+def _registry_champion(path: Path) -> dict[str, Any] | None:
+    """What the deploy stage last recorded as the registry's champion."""
+    try:
+        champion = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return {"path": str(path), "error": f"not readable JSON ({exc})"}
+    return {"path": str(path), **champion} if isinstance(champion, dict) else None
+
+
+def _last_watch(log: Path | None) -> dict[str, Any] | None:
+    """The last iteration of `lifecycle watch` (its log's last JSON line)."""
+    if log is None:
+        return None
+    try:
+        lines = [line for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError:
+        return None
+    try:
+        record = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        record = "not JSON"
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        return {"path": str(log), "unreadable": "its last line is not a JSON object"}
+    keys = ("time", "iteration", "action", "skipped_reason", "error")
+    return {"path": str(log), **{key: record.get(key) for key in keys}}
+
+
+def _format_serving(status: RunStatus) -> list[str]:
+    lines = []
+    serving = status.serving
+    pointer = serving.get("pointer")
+    if serving.get("error"):
+        lines.append(f"serving store {serving.get('store') or '-'}: {serving['error']}")
+    elif pointer is None:
+        lines.append(f"serving store {serving['store']}: no champion deployed yet")
+    else:
+        lines.append(
+            f"serving store {serving['store']}: {pointer['tag']} (mlflow run "
+            f"{pointer.get('run_id') or '-'}, since {_shown_time(pointer.get('updated_at'))})"
+        )
+    champion = status.registry_champion
+    if champion is None:
+        lines.append(f"registry champion ({CHAMPION}): none recorded yet")
+    elif "error" in champion:
+        lines.append(f"registry champion ({champion['path']}): {champion['error']}")
+    elif set(champion) == {"path"}:
+        lines.append(f"registry champion ({champion['path']}): none promoted yet")
+    else:
+        version = champion.get("version")
+        sha = champion.get("content_sha256") or champion.get("sha256") or "-"
+        shown = f"v{version}" if version is not None else "version unknown"
+        agreement = ""
+        if pointer is not None and version is not None:
+            agreement = (
+                "; the serving store agrees"
+                if pointer.get("version") == f"v{version}"
+                else f"; the serving store serves {pointer.get('version')}"
+            )
+        lines.append(
+            f"registry champion ({champion['path']}): {shown}, sha256 {sha[:12]}, "
+            f"mlflow run {champion.get('mlflow_run_id') or '-'}{agreement}"
+        )
+    watch = status.watch
+    if watch is None:
+        lines.append("watch: no iteration recorded")
+    elif "unreadable" in watch:
+        lines.append(f"watch log {watch['path']}: {watch['unreadable']}")
+    else:
+        detail = f": {watch['error']}" if watch.get("error") else ""
+        lines.append(
+            f"last watch iteration ({watch['path']}): #{watch.get('iteration')} at "
+            f"{_shown_time(watch.get('time'))}, {watch.get('action')}{detail}"
+        )
+    return lines
+
+
+# --- time -------------------------------------------------------------------------------
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _seconds_between(start: str, end: str) -> float | None:
+    try:
+        return round((_parse_time(end) - _parse_time(start)).total_seconds(), 3)
+    except ValueError:
+        return None
+
+
+def _shown_time(text: Any) -> str:
+    """An ISO time as `YYYY-MM-DD HH:MM:SS UTC`; anything unparsable as written."""
+    if not text:
+        return "-"
+    try:
+        return _parse_time(str(text)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return str(text)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,155 @@
+"""MLflow at the edge: the tracking URI comes from the environment, never from import-time code.
+
+With no `MLFLOW_TRACKING_URI`, runs go to `sqlite:///mlflow.db` in the project root, which
+`make mlflow-ui` opens.
+
+All stages of one `dvc repro` share a lifecycle id: each stage's MLflow run is a child of
+one parent run tagged `lifecycle_run=<id>`, so the UI shows them together. The id is
+`LIFECYCLE_RUN_ID` when set (the `watch` loop sets it), else it is derived from the
+`dvc repro` process that started the stage (its pid and start time), else a fresh one
+(`pipelines.edges.ledger.lifecycle_run_id`: the stage ledger records the same id, and the id of
+the stage's MLflow run).
+
+A tracking server that cannot be reached (connection refused, timeouts, 5xx, MLflow's own
+HTTP retries exhausted) raises `TrackingUnavailableError`, whose message starts with
+"MLflow tracking server unreachable at <uri>"; stages retry it (`retry` in params.yaml).
+So that one attempt fails in seconds rather than minutes, `start_tracking` caps MLflow's
+HTTP retries and timeout for the rest of the stage's process (`mlflow_connection`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.edges.ledger import lifecycle_run_id, note_mlflow_run
+from pipelines.edges.mlflow_connection import (
+    is_remote,
+    limit_http_retries,
+    redact_uri,
+    tracking_uri,
+    unavailable_reason,
+)
+
+logger = logging.getLogger(__name__)
+
+LIFECYCLE_TAG = "lifecycle_run"
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The MLflow tracking server could not be reached, timed out or failed: worth a retry."""
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """The MLflow module, pointed at the configured store and experiment."""
+
+    mlflow: Any
+    experiment_id: str
+
+    @contextlib.contextmanager
+    def stage_run(self, stage: str, **tags: str) -> Iterator[Any]:
+        """The stage's run, a child of its lifecycle's parent run (a context manager).
+
+        The run's id goes to the stage ledger. An unreachable server, when the run starts,
+        inside the block or when it ends, raises `TrackingUnavailableError`.
+        """
+        lifecycle = lifecycle_run_id()
+        with unavailable_as_error(f"starting the {stage} run"):
+            found = self.mlflow.search_runs(
+                experiment_ids=[self.experiment_id],
+                filter_string=f"tags.{LIFECYCLE_TAG} = '{lifecycle}' and tags.kind = 'lifecycle'",
+                output_format="list",
+                max_results=1,
+            )
+            if found:
+                parent_id = found[0].info.run_id
+            else:
+                with self.mlflow.start_run(
+                    run_name=f"lifecycle {lifecycle}",
+                    tags={
+                        LIFECYCLE_TAG: lifecycle,
+                        "kind": "lifecycle",
+                        "git_commit": git_commit(),
+                    },
+                ) as parent:
+                    parent_id = parent.info.run_id
+            run = self.mlflow.start_run(
+                run_name=stage,
+                parent_run_id=parent_id,
+                tags={
+                    LIFECYCLE_TAG: lifecycle,
+                    "kind": "stage",
+                    "stage": stage,
+                    "git_commit": git_commit(),
+                    **tags,
+                },
+            )
+        note_mlflow_run(run.info.run_id)
+        with unavailable_as_error(f"logging to the {stage} run {run.info.run_id}"), run:
+            yield run
+
+
+def start_tracking(experiment: str) -> Tracking:
+    """Point MLflow at the configured store and experiment, with bounded HTTP retries."""
+    import mlflow  # heavy: imported only by stages that track
+
+    uri = tracking_uri()
+    if is_remote(uri):
+        limit_http_retries()  # for the rest of the stage's process
+    mlflow.set_tracking_uri(uri)
+    with unavailable_as_error(f"setting the experiment '{experiment}'"):
+        experiment_id = mlflow.set_experiment(experiment).experiment_id
+    logger.info("tracking to %s, experiment '%s'", redact_uri(uri), experiment)
+    return Tracking(mlflow, experiment_id)
+
+
+@contextlib.contextmanager
+def unavailable_as_error(what: str) -> Iterator[None]:
+    """Turn MLflow's connection failures inside the block into `TrackingUnavailableError`."""
+    try:
+        yield
+    except Exception as exc:
+        converted = unavailable_error(exc, what)
+        if converted is None or converted is exc:
+            raise
+        raise converted from exc
+
+
+def unavailable_error(exc: BaseException, what: str = "") -> TrackingUnavailableError | None:
+    """A `TrackingUnavailableError` when `exc` means the tracking server could not be reached
+    (connection refused, timeout, 5xx, MLflow's HTTP retries exhausted), else None."""
+    if isinstance(exc, TrackingUnavailableError):
+        return exc
+    reason = unavailable_reason(exc)
+    if reason is None:
+        return None
+    during = f" while {what}" if what else ""
+    return TrackingUnavailableError(
+        f"MLflow tracking server unreachable at {redact_uri(tracking_uri())} ({reason}){during}"
+    )
+
+
+def git_commit() -> str:
+    """The current git commit, or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """Nested config as flat `a.b.c` keys, the shape MLflow params want."""
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, inner in value.items():
+            flat.update(flatten(f"{prefix}.{key}" if prefix else str(key), inner))
+        return flat
+    return {prefix: value}

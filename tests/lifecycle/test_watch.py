@@ -1,0 +1,699 @@
+"""`lifecycle watch`: its records and feedback batches (units), and the loop as a real process.
+
+The loop is run the way a user runs it, `lifecycle watch` in a project folder, against a
+real `dvc repro` of a two-stage stand-in pipeline (`monitor` and `deploy` scripts that
+write the same files as the real stages), so the tests do not wait for training. MLflow
+points at a closed port: each iteration then shows the warning and keeps its JSON line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from core.hashing import file_md5
+from core.io import append_json_line
+from features.contract import DataContract
+from lifecycle.watch import (
+    FeedbackBatch,
+    FeedbackError,
+    IterationOutcome,
+    ReproResult,
+    batch_file_name,
+    build_record,
+    mlflow_metrics,
+    mlflow_tags,
+    ran_stages,
+    read_history,
+    record_in_mlflow,
+    select_feedback_rows,
+    summarize_deploy,
+    write_feedback_batch,
+)
+from monitoring.policy import PolicyDecision
+from tests.factories import make_valid_frame
+from tests.mlflow_server import MlflowServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACT_PATH = ROOT / "features" / "contracts" / "milling.yaml"
+BIN = Path(sys.executable).parent
+STARTED = dt.datetime(2026, 11, 25, 6, 37, 0, 123000, tzinfo=dt.UTC)
+
+
+# --- feedback rows ----------------------------------------------------------------------
+
+
+def _window(ids: list[int]) -> pd.DataFrame:
+    frame = make_valid_frame(rows=len(ids), seed=1)
+    frame["UDI"] = ids
+    return frame
+
+
+def test_feedback_rows_leave_out_known_repeated_and_unlabelled_ids(
+    contract: DataContract,
+) -> None:
+    window = _window([10, 11, 12, 12, 13, 14])
+    window.loc[5, "Machine failure"] = None  # id 14: no label yet
+    window["request_id"] = "r"  # a log column: not a contract column
+
+    rows, counts = select_feedback_rows(window, {11}, contract)
+
+    assert rows["UDI"].tolist() == [10, 12, 13]
+    assert rows.loc[1].equals(window.loc[3, contract.column_names].rename(1))  # the newest 12
+    assert list(rows.columns) == contract.column_names
+    assert counts == {"dropped_unlabelled": 1, "dropped_duplicate": 1, "dropped_known": 1}
+
+
+def test_a_window_without_every_contract_column_is_refused(contract: DataContract) -> None:
+    window = _window([1, 2]).drop(columns=["TWF", "OSF"])
+
+    with pytest.raises(FeedbackError) as caught:
+        select_feedback_rows(window, set(), contract)
+
+    assert str(caught.value) == (
+        "data/monitor/window_labelled.parquet lacks contract column(s) ['TWF', 'OSF']; a "
+        "feedback batch needs every column of the contract (are the label batches complete? "
+        "see monitor.labels.directory)"
+    )
+
+
+def test_a_window_with_gaps_in_required_columns_is_refused(contract: DataContract) -> None:
+    window = _window([1, 2, 3]).astype({"HDF": "float64"})
+    window.loc[[0, 2], "HDF"] = None  # the labels of two rows lacked the failure modes
+    window.loc[1, "Product ID"] = None  # ids are optional in requests: not a gap
+
+    with pytest.raises(FeedbackError) as caught:
+        select_feedback_rows(window, set(), contract)
+
+    assert str(caught.value) == (
+        "data/monitor/window_labelled.parquet has labelled rows without a value in required "
+        "column(s) 'HDF' (2 rows); a feedback batch needs them all (are the label batches "
+        "complete? see monitor.labels.directory)"
+    )
+
+
+def test_the_contract_needs_a_unique_row_id(contract: DataContract) -> None:
+    raw = contract.model_dump()
+    raw["columns"] = [{**column, "unique": False} for column in raw["columns"]]
+    no_unique_id = DataContract.model_validate(raw)
+
+    with pytest.raises(FeedbackError) as caught:
+        select_feedback_rows(_window([1]), set(), no_unique_id)
+
+    assert "declares no unique id column (role id, unique: true)" in str(caught.value)
+
+
+def test_the_input_window_is_not_changed(contract: DataContract) -> None:
+    window = _window([1, 1, 2])
+    before = window.copy()
+
+    select_feedback_rows(window, {2}, contract)
+
+    pd.testing.assert_frame_equal(window, before)
+
+
+def test_a_feedback_batch_holds_only_new_rows(tmp_path: Path, contract: DataContract) -> None:
+    feedback = tmp_path / "feedback"
+    feedback.mkdir()
+    (feedback / "README.md").write_text("not a batch")
+    _window([1, 2, 3]).to_parquet(feedback / "batch-20261124T000000000Z.parquet", index=False)
+    window_path = tmp_path / "window_labelled.parquet"
+    _window([2, 3, 4, 5]).to_parquet(window_path, index=False)
+
+    batch, counts = write_feedback_batch(window_path, feedback, contract, STARTED)
+
+    assert batch is not None
+    assert batch.path == feedback / "batch-20261125T063700123Z.parquet"
+    assert (batch.rows, batch.dropped_known, counts["dropped_known"]) == (2, 2, 2)
+    assert batch.md5 == file_md5(batch.path)
+    written = pd.read_parquet(batch.path)
+    assert written["UDI"].tolist() == [4, 5]
+    assert list(written.columns) == contract.column_names
+    assert sorted(p.name for p in feedback.iterdir()) == [
+        "README.md",
+        "batch-20261124T000000000Z.parquet",
+        "batch-20261125T063700123Z.parquet",
+    ]  # no temporary file left behind
+
+
+def test_no_batch_when_every_row_is_known(tmp_path: Path, contract: DataContract) -> None:
+    feedback = tmp_path / "feedback"
+    feedback.mkdir()
+    _window([1, 2]).to_parquet(feedback / "batch-a.parquet", index=False)
+    window_path = tmp_path / "window.parquet"
+    _window([2, 1]).to_parquet(window_path, index=False)
+
+    batch, counts = write_feedback_batch(window_path, feedback, contract, STARTED)
+
+    assert batch is None
+    assert counts["dropped_known"] == 2
+    assert sorted(p.name for p in feedback.iterdir()) == ["batch-a.parquet"]
+
+
+def test_a_missing_window_file_is_named(tmp_path: Path, contract: DataContract) -> None:
+    with pytest.raises(FeedbackError) as caught:
+        write_feedback_batch(tmp_path / "nope.parquet", tmp_path, contract, STARTED)
+
+    assert str(caught.value) == (
+        f"{tmp_path / 'nope.parquet'}: not found; the monitor stage writes the window's "
+        "labelled rows there"
+    )
+
+
+def test_batch_file_names_sort_by_time() -> None:
+    later = STARTED + dt.timedelta(milliseconds=1)
+    assert batch_file_name(STARTED) == "batch-20261125T063700123Z.parquet"
+    assert (
+        batch_file_name(later, "sensor_offset") == "batch-20261125T063700124Z-sensor_offset.parquet"
+    )
+    assert batch_file_name(STARTED) < batch_file_name(later)
+
+
+# --- records ----------------------------------------------------------------------------
+
+
+def _outcome() -> IterationOutcome:
+    policy = PolicyDecision(
+        retrain=True,
+        reasons=["Go."],
+        new_window=True,
+        streak=1,
+        retrains_last_24h=0,
+        last_retrain=None,
+    )
+    return IterationOutcome(
+        iteration="20261125T063700Z-abc123",
+        started=STARTED,
+        repros=[
+            ReproResult("monitor", 0, 1.5, ["monitor"], []),
+            ReproResult("retrain", 0, 60.25, ["ingest", "deploy", "monitor"], []),
+        ],
+        verdict={
+            "retrain": True,
+            "reasons": ["drift"],
+            "champion": {"tag": "milling-failure:v1", "version": 1},
+            "window": {
+                "rows": 5000,
+                "labelled_rows": 1200,
+                "first_time": "2026-11-25T05:00:00.000Z",
+                "last_time": "2026-11-25T06:30:00.000Z",
+                "model_versions": {"v1": 5000},
+            },
+        },
+        policy=policy,
+        action="retrained",
+        feedback=FeedbackBatch(Path("data/feedback/batch-x.parquet"), 1180, "f" * 32, 20, 0, 0),
+        deploy={
+            "ran": True,
+            "promoted": True,
+            "champion_before": 1,
+            "champion_after": 2,
+            "reasons": ["better"],
+        },
+    )
+
+
+def test_the_record_of_an_iteration() -> None:
+    record = build_record(_outcome(), STARTED + dt.timedelta(seconds=62))
+
+    assert record == {
+        "time": "2026-11-25T06:37:00.123Z",
+        "iteration": "20261125T063700Z-abc123",
+        "window": {
+            "rows": 5000,
+            "labelled_rows": 1200,
+            "first_time": "2026-11-25T05:00:00.000Z",
+            "last_time": "2026-11-25T06:30:00.000Z",
+        },
+        "verdict": {
+            "retrain": True,
+            "reasons": ["drift"],
+            "champion": {"tag": "milling-failure:v1", "version": 1},
+        },
+        "policy": {
+            "retrain": True,
+            "reasons": ["Go."],
+            "new_window": True,
+            "streak": 1,
+            "retrains_last_24h": 0,
+            "last_retrain": None,
+        },
+        "action": "retrained",
+        "skipped_reason": None,
+        "feedback": {
+            "path": "data/feedback/batch-x.parquet",
+            "rows": 1180,
+            "md5": "f" * 32,
+            "dropped_known": 20,
+            "dropped_duplicate": 0,
+            "dropped_unlabelled": 0,
+        },
+        "deploy": {
+            "ran": True,
+            "promoted": True,
+            "champion_before": 1,
+            "champion_after": 2,
+            "reasons": ["better"],
+        },
+        "repro": [
+            {
+                "purpose": "monitor",
+                "returncode": 0,
+                "seconds": 1.5,
+                "stages": ["monitor"],
+                "stderr_tail": [],
+            },
+            {
+                "purpose": "retrain",
+                "returncode": 0,
+                "seconds": 60.25,
+                "stages": ["ingest", "deploy", "monitor"],
+                "stderr_tail": [],
+            },
+        ],
+        "durations_s": {"monitor_repro": 1.5, "retrain_repro": 60.25, "total": 62.0},
+        "error": None,
+    }
+    json.dumps(record, allow_nan=False)  # one strict JSON line
+
+
+def test_the_record_of_a_failed_repro() -> None:
+    outcome = IterationOutcome(
+        iteration="i",
+        started=STARTED,
+        repros=[ReproResult("monitor", 1, 2.0, [], ["ERROR: failed to reproduce 'monitor'"])],
+        error="dvc repro (monitor) failed with exit code 1: ERROR: failed to reproduce 'monitor'",
+    )
+    record = build_record(outcome, STARTED)
+
+    assert (record["window"], record["verdict"], record["policy"]) == (None, None, None)
+    assert record["action"] == "none"
+    assert record["repro"][0]["returncode"] == 1
+    assert record["error"].startswith("dvc repro (monitor) failed with exit code 1")
+
+
+def test_a_window_with_missing_columns_keeps_them_in_the_record() -> None:
+    outcome = IterationOutcome(
+        iteration="i",
+        started=STARTED,
+        verdict={"retrain": False, "window": {"rows": 3, "missing_columns": ["TWF"]}},
+    )
+    window = build_record(outcome, STARTED)["window"]
+
+    assert window == {
+        "rows": 3,
+        "labelled_rows": None,
+        "first_time": None,
+        "last_time": None,
+        "missing_columns": ["TWF"],
+    }
+
+
+def test_mlflow_tags_and_metrics_of_a_record() -> None:
+    record = build_record(_outcome(), STARTED + dt.timedelta(seconds=62))
+
+    assert mlflow_tags(record) == {
+        "kind": "watch",
+        "watch_iteration": "20261125T063700Z-abc123",
+        "action": "retrained",
+        "verdict_retrain": "true",
+        "policy_retrain": "true",
+        "promoted": "true",
+        "failed": "false",
+        "feedback_batch": "data/feedback/batch-x.parquet",
+        "feedback_md5": "f" * 32,
+    }
+    assert mlflow_metrics(record) == {
+        "window_rows": 5000.0,
+        "labelled_rows": 1200.0,
+        "verdict_retrain": 1.0,
+        "policy_retrain": 1.0,
+        "retrain_streak": 1.0,
+        "retrains_last_24h": 0.0,
+        "retrained": 1.0,
+        "feedback_rows": 1180.0,
+        "promoted": 1.0,
+        "champion_version_after": 2.0,
+        "failed": 0.0,
+        "monitor_repro_seconds": 1.5,
+        "retrain_repro_seconds": 60.25,
+        "total_seconds": 62.0,
+    }
+
+
+def test_the_deploy_outcome() -> None:
+    decision = {
+        "promote": False,
+        "reasons": ["worse on the newest feedback batch"],
+        "champion_before": {"version": 3, "content_sha256": "a"},
+        "champion_after": {"version": 3, "content_sha256": "a"},
+    }
+    assert summarize_deploy(decision, champion_before=2) == {
+        "ran": True,
+        "promoted": False,
+        "champion_before": 3,
+        "champion_after": 3,
+        "reasons": ["worse on the newest feedback batch"],
+    }
+    assert summarize_deploy(None, champion_before=2)["champion_after"] == 2
+    assert summarize_deploy({"promote": True, "champion_before": None}, None)["promoted"]
+
+
+def test_ran_stages_reads_dvc_output() -> None:
+    stdout = (
+        "Stage 'ingest' didn't change, skipping\n"
+        "Running stage 'monitor':\n> python -m pipelines.monitor\n"
+        "Running stage 'deploy':\n"
+    )
+    assert ran_stages(stdout) == ["monitor", "deploy"]
+
+
+def test_history_round_trip_skips_unreadable_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = tmp_path / "watch" / "iterations.jsonl"
+    append_json_line(log, {"iteration": "a"})
+    with open(log, "a") as handle:
+        handle.write('{"iteration": "cut off\n[1, 2]\n\n')
+    append_json_line(log, {"iteration": "b"})
+
+    assert [r["iteration"] for r in read_history(log)] == ["a", "b"]
+    assert f"{log}: line 2 is not a JSON object; skipped" in caplog.text
+    assert f"{log}: line 3 is not a JSON object; skipped" in caplog.text
+    assert read_history(tmp_path / "absent.jsonl") == []
+
+
+def test_an_unreachable_tracking_server_is_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
+    record = build_record(_outcome(), STARTED)
+
+    assert record_in_mlflow(record, "lifecycle") is None
+    assert "iteration 20261125T063700Z-abc123 was not recorded in MLflow" in caplog.text
+    assert "the watch log has it" in caplog.text
+
+
+@pytest.mark.slow
+def test_an_iteration_is_an_mlflow_run(
+    mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    record = build_record(_outcome(), STARTED)
+
+    run_id = record_in_mlflow(record, "watch-test")
+
+    assert run_id is not None
+    run = mlflow.MlflowClient(mlflow_server.url).get_run(run_id)
+    assert run.info.run_name == "watch"
+    assert run.data.tags["watch_iteration"] == "20261125T063700Z-abc123"
+    assert run.data.tags["action"] == "retrained"
+    assert run.data.metrics["feedback_rows"] == 1180.0
+    assert run.data.metrics["champion_version_after"] == 2.0
+
+
+# --- the loop as a real process ----------------------------------------------------------
+
+STAGES_SCRIPT = '''
+"""Stand-ins for the real stages: they write what monitor and deploy write, instantly."""
+import json, sys
+from pathlib import Path
+import pandas as pd
+
+def write_json(data, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+if sys.argv[1] == "monitor":
+    window = pd.read_parquet("data/predictions/window.parquet")
+    Path("data/monitor").mkdir(parents=True, exist_ok=True)
+    window.drop(columns=["time"]).to_parquet("data/monitor/window_labelled.parquet", index=False)
+    write_json({
+        "retrain": True,
+        "reasons": ["stand-in drift"],
+        "champion": json.loads(Path("reports/deploy/champion.json").read_text()),
+        "window": {"rows": len(window), "labelled_rows": len(window),
+                   "first_time": window["time"].min(), "last_time": window["time"].max()},
+        "drift": None, "quality": None,
+    }, "reports/monitor/decision.json")
+else:
+    batches = sorted(Path("data/feedback").glob("batch-*.parquet"))
+    before, after = len(batches), len(batches) + 1
+    write_json({"version": after}, "reports/deploy/champion.json")
+    write_json({
+        "promote": bool(batches),
+        "reasons": [f"{len(batches)} feedback batch(es)"],
+        "champion_before": {"version": before} if before else None,
+        "champion_after": {"version": after},
+    }, "reports/deploy/decision.json")
+'''
+
+DVC_YAML = {
+    "stages": {
+        "deploy": {
+            "cmd": "python stages.py deploy",
+            "deps": ["stages.py", "data/feedback"],
+            "outs": [
+                {"reports/deploy/decision.json": {"cache": False}},
+                {"reports/deploy/champion.json": {"cache": False}},
+            ],
+        },
+        "monitor": {
+            "cmd": "python stages.py monitor",
+            "deps": ["stages.py", "data/predictions", "reports/deploy/champion.json"],
+            "outs": [
+                {"reports/monitor/decision.json": {"cache": False}},
+                {"data/monitor/window_labelled.parquet": {"cache": False}},
+            ],
+        },
+    }
+}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "LIFECYCLE_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{free_port()}"  # nobody listens
+    env["COLUMNS"] = "200"
+    return {**env, **extra}
+
+
+def _write_params(project: Path, cooldown_minutes: float = 30, interval_s: float = 300) -> None:
+    params = {
+        "data": {"contract": str(CONTRACT_PATH)},
+        "monitor": {
+            "policy": {"cooldown_minutes": cooldown_minutes},
+            "watch": {"interval_s": interval_s},
+        },
+    }
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def _write_window(project: Path, ids: list[int], last_time: str) -> None:
+    window = _window(ids)
+    window["time"] = last_time
+    (project / "data" / "predictions").mkdir(parents=True, exist_ok=True)
+    window.to_parquet(project / "data" / "predictions" / "window.parquet", index=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A git + DVC project with the stand-in pipeline; no iteration has run."""
+    (tmp_path / "stages.py").write_text(textwrap.dedent(STAGES_SCRIPT))
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML, sort_keys=False))
+    (tmp_path / "data" / "feedback").mkdir(parents=True)
+    (tmp_path / "data" / "feedback" / "README.md").write_text("feedback batches\n")
+    _write_params(tmp_path)
+    _write_window(tmp_path, [101, 102, 103], "2026-11-25T06:00:00.000Z")
+    for argv in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"]):
+        subprocess.run(argv, cwd=tmp_path, check=True, env=_env())
+    subprocess.run(
+        [str(BIN / "dvc"), "config", "core.analytics", "false"], cwd=tmp_path, check=True
+    )
+    return tmp_path
+
+
+def _watch(project: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "lifecycle"), "watch", *args],
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _records(project: Path) -> list[dict[str, Any]]:
+    return read_history(project / "reports" / "watch" / "iterations.jsonl")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+@pytest.mark.slow
+def test_watch_once_retrains_then_waits_for_a_new_window(project: Path) -> None:
+    first = _watch(project, "--once")
+
+    assert first.returncode == 0, first.stderr
+    [record] = _records(project)
+    assert record["verdict"]["retrain"] is True
+    assert record["policy"]["retrain"] is True
+    assert record["action"] == "retrained"
+    assert [r["purpose"] for r in record["repro"]] == ["monitor", "retrain"]
+    assert [r["returncode"] for r in record["repro"]] == [0, 0]
+    assert record["repro"][1]["stages"] == ["deploy", "monitor"]
+    batch = project / record["feedback"]["path"]
+    assert pd.read_parquet(batch)["UDI"].tolist() == [101, 102, 103]
+    assert record["feedback"]["md5"] == file_md5(batch)
+    assert record["deploy"] == {
+        "ran": True,
+        "promoted": True,
+        "champion_before": 1,
+        "champion_after": 2,
+        "reasons": ["1 feedback batch(es)"],
+    }
+    assert "was not recorded in MLflow" in first.stderr  # the server is unreachable
+    assert record["error"] is None
+
+    # no new predictions: the same window is not judged again
+    second = _watch(project, "--once")
+
+    assert second.returncode == 0, second.stderr
+    record = _records(project)[-1]
+    assert record["repro"][0]["stages"] == []  # nothing changed, nothing ran
+    assert (record["policy"]["retrain"], record["action"]) == (False, "none")
+    assert record["policy"]["reasons"][0].startswith("No new window")
+
+    # a new window, with two old rows: within the cooldown, nothing happens
+    _write_window(project, [102, 103, 104, 105], "2026-11-25T07:00:00.000Z")
+    third = _watch(project, "--once")
+
+    record = _records(project)[-1]
+    assert third.returncode == 0, third.stderr
+    assert record["policy"]["new_window"] is True
+    assert record["action"] == "none"
+    assert "monitor.policy.cooldown_minutes (30)" in record["policy"]["reasons"][0]
+
+    # without a cooldown: a second batch with the new rows only
+    _write_params(project, cooldown_minutes=0)
+    _write_window(project, [102, 103, 104, 105], "2026-11-25T08:00:00.000Z")
+    fourth = _watch(project, "--once")
+
+    record = _records(project)[-1]
+    assert fourth.returncode == 0, fourth.stderr
+    assert record["action"] == "retrained"
+    assert pd.read_parquet(project / record["feedback"]["path"])["UDI"].tolist() == [104, 105]
+    assert record["feedback"]["dropped_known"] == 2
+    assert (record["deploy"]["champion_before"], record["deploy"]["champion_after"]) == (2, 3)
+    assert len(_records(project)) == 4
+
+
+@pytest.mark.slow
+def test_a_window_without_contract_columns_is_refused(project: Path) -> None:
+    _write_window(project, [1, 2], "2026-11-25T06:00:00.000Z")
+    window = pd.read_parquet(project / "data" / "predictions" / "window.parquet")
+    window.drop(columns=["TWF"]).to_parquet(
+        project / "data" / "predictions" / "window.parquet", index=False
+    )
+
+    done = _watch(project, "--once")
+
+    [record] = _records(project)
+    assert done.returncode == 1
+    assert _one_line(done.stderr).endswith(
+        f"error: iteration {record['iteration']} failed: data/monitor/window_labelled.parquet "
+        "lacks contract column(s) ['TWF']; a feedback batch needs every column of the "
+        "contract (are the label batches complete? see monitor.labels.directory)"
+    )
+    assert record["action"] == "refused"
+    assert list((project / "data" / "feedback").glob("batch-*")) == []
+
+
+@pytest.mark.slow
+def test_a_failed_dvc_repro_fails_watch_once(tmp_path: Path) -> None:
+    _write_params(tmp_path)  # a folder with params.yaml, but no DVC project
+
+    done = _watch(tmp_path, "--once")
+
+    [record] = _records(tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.rstrip().endswith(
+        f"error: iteration {record['iteration']} failed: dvc repro (monitor) failed with "
+        "exit code 253: ERROR: you are not inside of a DVC repository (checked up to mount "
+        "point '/')"
+    )
+    assert record["repro"][0]["returncode"] == 253
+    assert record["repro"][0]["stderr_tail"] == [
+        "ERROR: you are not inside of a DVC repository (checked up to mount point '/')"
+    ]
+
+
+@pytest.mark.slow
+def test_one_watch_at_a_time_and_sigterm_stops_it(tmp_path: Path) -> None:
+    _write_params(tmp_path, interval_s=600)
+    log = tmp_path / "reports" / "watch" / "iterations.jsonl"
+    first = subprocess.Popen(
+        [str(BIN / "lifecycle"), "watch"],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not log.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert log.exists(), "the first watch wrote no iteration"
+
+        second = _watch(tmp_path, "--once")
+
+        lock = tmp_path / ".lifecycle" / "watch.lock"
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines()[-1] == (
+            f"error: another lifecycle watch is running (lock {lock})"
+        )
+        assert len(_records(tmp_path)) == 1  # the second one did nothing
+        assert first.poll() is None  # a failed repro does not stop the loop
+
+        first.send_signal(signal.SIGTERM)
+        _, stderr = first.communicate(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 0, stderr
+    assert "SIGTERM: finishing the current iteration, then exiting" in stderr
+    assert "watch stopped" in stderr
+    assert _watch(tmp_path, "--once").stderr.count("another lifecycle watch") == 0
+
+
+def test_watch_refuses_a_nonpositive_interval(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lifecycle.cli import app
+
+    result = CliRunner().invoke(app, ["watch", "--interval", "0"])
+
+    assert result.exit_code == 2
+    assert "Invalid value for '--interval': must be more than 0 seconds, got 0" in _one_line(
+        result.output
+    )
