@@ -61,7 +61,7 @@ class DeployDecision(Record):
     champion_before: ChampionRecord | None = None
     champion_after: ChampionRecord | None = None
     champion_holdout: dict[str, Any] | None = None
-    checks: list[GateCheck] = []
+    checks: tuple[GateCheck, ...] = ()
     comparison: dict[str, Any] | None = None
     comparison_rows: dict[str, Any] | None = None
     recent_window: dict[str, Any] | None = None
