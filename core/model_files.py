@@ -16,13 +16,13 @@ import hashlib
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import skops.io as sio
-from sklearn.pipeline import Pipeline
+from typing import TYPE_CHECKING, Any
 
 from core.hashing import file_sha256
 from core.io import read_json, write_atomic, write_json
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 MODEL_FILE = "model.skops"
 META_FILE = "meta.json"
@@ -50,6 +50,8 @@ def model_content_hash(model: Pipeline) -> str:
 
 def save_model(model: Pipeline, directory: Path, meta: dict[str, Any], trusted: list[str]) -> str:
     """Write the model and its metadata atomically; returns the model's content hash."""
+    import skops.io as sio  # 1-2 s to import (it lists every estimator): only where used
+
     directory = Path(directory)
     target = directory / MODEL_FILE
     write_atomic(target, lambda tmp: sio.dump(model, tmp))
@@ -71,6 +73,8 @@ def save_model(model: Pipeline, directory: Path, meta: dict[str, Any], trusted: 
 
 def load_model(directory: Path) -> LoadedModel:
     """Load a model saved by `save_model`, trusting only the types its metadata lists."""
+    import skops.io as sio
+
     directory = Path(directory)
     model_path, meta_path = directory / MODEL_FILE, directory / META_FILE
     if not model_path.exists() or not meta_path.exists():
