@@ -78,7 +78,8 @@ def timed_repro(project: Path) -> tuple[float, str]:
     )
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"dvc repro failed in {project}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        tail = done.stdout[-3000:] + done.stderr[-3000:]
+        raise SystemExit(f"dvc repro failed in {project}:\n{tail}")
     return elapsed, done.stdout
 
 
@@ -105,7 +106,8 @@ def measure(commit: str, workdir: Path) -> dict[str, Any]:
         if "Running stage" in output:
             raise SystemExit(f"{commit}: the second dvc repro ran a stage:\n{output}")
         noop.append(seconds)
-    return {"fresh_s": fresh_s, "noop_s": statistics.median(noop), "stages": stage_durations(project)}
+    noop_s = statistics.median(noop)
+    return {"fresh_s": fresh_s, "noop_s": noop_s, "stages": stage_durations(project)}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
