@@ -1,4 +1,11 @@
-"""dvc.yaml is complete: every stage lists the code it imports and the params it reads."""
+"""dvc.yaml is exact: every stage lists the code it imports (no more) and the params it reads.
+
+Editing a module re-runs exactly the stages that import it (directly, or through another
+module of ours, at the top of a file or inside a function), so the stage's code deps must
+be that import closure: grimp computes it statically. A folder may stand for its modules
+only when the stage imports all of them. A fresh interpreter importing the stage checks
+the same from the other side.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +46,43 @@ def _imported_project_files(stage: str) -> set[str]:
     return files
 
 
+def import_closure(stage: str) -> set[str]:
+    """Every project source file the stage can import (type-checking imports aside)."""
+    import grimp
+
+    graph = grimp.build_graph(*OURS, exclude_type_checking_imports=True, cache_dir=None)
+    start = f"pipelines.{stage}"
+    modules = {start} | graph.find_upstream_modules(start)
+    with_parents = set(modules)
+    for module in modules:  # Python runs each parent package's __init__ on the way
+        parts = module.split(".")
+        with_parents.update(".".join(parts[:depth]) for depth in range(1, len(parts)))
+    return {_source_file(module) for module in with_parents}
+
+
+def _source_file(module: str) -> str:
+    path = ROOT.joinpath(*module.split("."))
+    return (
+        (path / "__init__.py" if path.is_dir() else path.with_suffix(".py"))
+        .relative_to(ROOT)
+        .as_posix()
+    )
+
+
+def _code_deps(stage: str) -> set[str]:
+    """The stage's deps that are our source, folders expanded to their modules."""
+    files: set[str] = set()
+    for dep in _dep_paths(stage):
+        path = ROOT / dep
+        if not dep.startswith(OURS) or "${" in dep:
+            continue
+        if path.is_dir():
+            files.update(p.relative_to(ROOT).as_posix() for p in path.rglob("*.py"))
+        elif path.suffix == ".py":
+            files.add(dep)
+    return files
+
+
 def _dep_paths(stage: str) -> list[str]:
     return [d.split(":")[0] if isinstance(d, str) else next(iter(d)) for d in DVC[stage]["deps"]]
 
@@ -58,6 +102,16 @@ def test_deps_cover_every_imported_project_file(stage: str) -> None:
         if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)
     )
     assert uncovered == [], f"stage {stage} imports files its deps do not list: {uncovered}"
+
+
+@pytest.mark.parametrize("stage", ORDER)
+def test_code_deps_are_exactly_the_import_closure(stage: str) -> None:
+    closure, deps = import_closure(stage), _code_deps(stage)
+    expected = "\n".join(f"      - {f}" for f in sorted(closure))
+    assert deps == closure, (
+        f"stage {stage}: dvc.yaml lists {sorted(deps - closure)} that it never imports and "
+        f"misses {sorted(closure - deps)}; its code deps should be:\n{expected}"
+    )
 
 
 @pytest.mark.parametrize("stage", ORDER)
