@@ -41,7 +41,7 @@ def _child(task: str, rows: int, repeats: int) -> None:
         times = time_repeats(lambda: generate_process_data(config), repeats)
         child_report(times, baseline, rows=rows)
         return
-    from features.validation import check_dataset
+    from features.quarantine import check_dataset
 
     contract = load_contract(ROOT / "features/contracts/milling.yaml")
     frame = generate_process_data(config)

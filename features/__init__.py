@@ -1,1 +1,2 @@
-"""Data: the contract, the synthetic generator, validation and preprocessing."""
+"""Data: the contract, contract drafting, the synthetic generator, and validation (the Great
+Expectations suite, its report, quarantine and data docs)."""

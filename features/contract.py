@@ -1,4 +1,5 @@
-"""The one data contract: each column's name, dtype, range or categories, nullability and role.
+"""The one data contract: each column's name, dtype, range or categories, nullability, role
+and an example value.
 
 The contract is a YAML file named in `params.yaml` (`data.contract`). The validation suite,
 the model's preprocessing, the serving request model and the drift column mapping are all
@@ -7,6 +8,8 @@ derived from it; nothing else lists the columns by hand.
 
 from __future__ import annotations
 
+import math
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -40,6 +43,8 @@ class Column(BaseModel):
     # domain knowledge the model must respect: the label's probability never falls (increasing)
     # or never rises (decreasing) as this feature grows, all else equal
     monotonic: Literal["increasing", "decreasing"] | None = None
+    # a typical value, shown in the serving API's OpenAPI document; it must pass the rules above
+    example: bool | int | float | str | None = None
     description: str = ""
 
     @model_validator(mode="after")
@@ -59,7 +64,40 @@ class Column(BaseModel):
             raise ValueError(f"column '{self.name}': a pattern needs dtype string")
         if self.monotonic is not None and not (numeric and self.role == "feature"):
             raise ValueError(f"column '{self.name}': monotonic needs a numeric feature")
+        problem = self._example_problem()
+        if problem is not None:
+            raise ValueError(f"column '{self.name}': example {self.example!r} {problem}")
         return self
+
+    def _example_problem(self) -> str | None:
+        """Why `example` breaks the column's own rules, or None when it passes them."""
+        value = self.example
+        if value is None:
+            return None
+        if self.is_numeric:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return f"is not a number (the column is {self.dtype})"
+            if not math.isfinite(value):
+                return "is not a finite number"
+            if self.dtype == "integer" and not float(value).is_integer():
+                return "is not a whole number (the column is integer)"
+            if self.min is not None and value < self.min:
+                return f"is below min {self.min:g}"
+            if self.max is not None and value > self.max:
+                return f"is above max {self.max:g}"
+            return None
+        if not isinstance(value, str):
+            return f"is not text (the column is {self.dtype})"
+        if self.categories is not None and value not in self.categories:
+            return f"is not one of the categories {list(self.categories)}"
+        if self.pattern is not None:
+            try:
+                matches = re.search(self.pattern, value) is not None
+            except re.error as exc:
+                return f"cannot be checked: pattern {self.pattern!r} is not a valid regex ({exc})"
+            if not matches:
+                return f"does not match pattern {self.pattern!r}"
+        return None
 
     @property
     def is_numeric(self) -> bool:

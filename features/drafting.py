@@ -1,8 +1,9 @@
 """Draft a data contract from a sample frame, so nobody writes one by hand.
 
 The draft is a starting point: it infers dtypes, ranges (with a margin), categories,
-nullability and roles from the sample. A person still reviews it, above all for columns
-only known after the label (they must be `role: ignore`, or they leak the label).
+nullability and roles from the sample, and takes each column's first value as its example.
+A person still reviews it, above all for columns only known after the label (they must be
+`role: ignore`, or they leak the label).
 """
 
 from __future__ import annotations
@@ -54,7 +55,14 @@ def _draft_label(series: pd.Series) -> Column:
         raise DraftError(
             f"label column '{series.name}' must hold only 0 and 1 with no nulls; found {shown}"
         )
-    return Column(name=str(series.name), dtype="integer", role="label", min=0, max=1)
+    return Column(
+        name=str(series.name),
+        dtype="integer",
+        role="label",
+        min=0,
+        max=1,
+        example=_first(series, int),
+    )
 
 
 def _draft_column(series: pd.Series, ignored: bool) -> Column:
@@ -64,35 +72,72 @@ def _draft_column(series: pd.Series, ignored: bool) -> Column:
     unique = values.is_unique and len(values) == len(series)
     role = "ignore" if ignored else "feature"
     if pd.api.types.is_bool_dtype(series):
-        return Column(name=name, dtype="integer", role=role, nullable=nullable, min=0, max=1)
+        return Column(
+            name=name,
+            dtype="integer",
+            role=role,
+            nullable=nullable,
+            min=0,
+            max=1,
+            example=_first(series, int),
+        )
     if pd.api.types.is_numeric_dtype(series):
         whole = bool(np.all(np.mod(values, 1) == 0)) if len(values) else False
         if unique and whole and _ID_NAME.search(name) and not ignored:
             return Column(
-                name=name, dtype="integer", role="id", unique=True, min=float(values.min())
+                name=name,
+                dtype="integer",
+                role="id",
+                unique=True,
+                min=float(values.min()),
+                example=_first(series, int),
             )
         low, high = float(values.min()), float(values.max())
         if not (whole and low >= 0 and high <= 1):  # keep a 0/1 flag exactly 0/1
             low, high = _widen(low, high, whole)
         dtype = "integer" if whole else "float"
-        return Column(name=name, dtype=dtype, role=role, nullable=nullable, min=low, max=high)
+        return Column(
+            name=name,
+            dtype=dtype,
+            role=role,
+            nullable=nullable,
+            min=low,
+            max=high,
+            example=_first(series, int if whole else float),
+        )
     text = values.astype(str)
     if unique and not ignored:
         return Column(
-            name=name, dtype="string", role="id", unique=_ID_NAME.search(name) is not None
+            name=name,
+            dtype="string",
+            role="id",
+            unique=_ID_NAME.search(name) is not None,
+            example=_first(series, str),
         )
     if text.nunique() <= MAX_CATEGORIES:
         categories = tuple(sorted(text.unique().tolist()))
         return Column(
-            name=name, dtype="categorical", role=role, nullable=nullable, categories=categories
+            name=name,
+            dtype="categorical",
+            role=role,
+            nullable=nullable,
+            categories=categories,
+            example=_first(series, str),
         )
     return Column(
         name=name,
         dtype="string",
         role="ignore",
         nullable=nullable,
+        example=_first(series, str),
         description=f"free text with {text.nunique()} distinct values: not a model input",
     )
+
+
+def _first(series: pd.Series, kind: type) -> int | float | str | None:
+    """The column's first non-null value as a plain `kind`: the drafted example."""
+    values = series.dropna()
+    return kind(values.iloc[0]) if len(values) else None
 
 
 def _widen(low: float, high: float, whole: bool) -> tuple[float, float]:

@@ -33,7 +33,9 @@ from core.paths import (
     VALIDATION_SUMMARY,
 )
 from features.contract import load_contract
-from features.validation import DataValidationError, check_dataset, write_data_docs
+from features.data_docs import write_data_docs
+from features.quarantine import check_dataset
+from features.validation import DataValidationError
 from pipelines.edges.runtime import run_stage, timed
 
 logger = logging.getLogger(__name__)

@@ -1,28 +1,38 @@
-"""One fix to BentoML 1.4.40's HTTP server, applied when the service module is imported.
+"""BentoML's private API, kept in this one module: one fix to its HTTP server, and its store.
 
-BentoML 1.4.40's `TimeoutMiddleware` (bentoml/_internal/server/http/traffic.py) schedules
-`loop.call_later(traffic.timeout, ...)` for every request and never cancels it. The timer
-handle holds the request's future and, through it, the request's objects, so each request
-stays in memory for `traffic.timeout` (60 s by default). At a few hundred requests per
-second the heap grows by tens of thousands of objects a second and every full garbage
-collection takes longer: `benchmarks/results/serving.md` measured p99 373 ms at 8
-connections with the leak, 17 ms without it (the whole story is in that file).
+Everything here reaches under BentoML's public API (`bentoml._internal`, underscore
+arguments) and was checked on BentoML 1.4.40 (`PATCHED_VERSION`); after an upgrade, read
+this file first and run tests/serving/test_bentoml_patches.py and test_model_store.py.
 
-The replacement below is the library's own `__call__` with one change: the timer is
-cancelled when the request is over. It is applied only to the exact version it was written
-against; on any other version it is skipped with a warning, and the benchmark tells whether
-the upstream code still needs it.
+- `cancel_request_timeout_timers`: BentoML 1.4.40's `TimeoutMiddleware`
+  (bentoml/_internal/server/http/traffic.py) schedules `loop.call_later(traffic.timeout,
+  ...)` for every request and never cancels it. The timer handle holds the request's
+  future and, through it, the request's objects, so each request stays in memory for
+  `traffic.timeout` (60 s by default): `benchmarks/results/serving.md` measured p99 373 ms
+  at 8 connections with the leak, 17 ms without it. The replacement is the library's own
+  `__call__` with one change, the timer is cancelled when the request is over; it is
+  applied only on the exact version it was written against (skipped with a warning on any
+  other).
+- `open_model_store`, `create_model`, `point_bentoml_home`: BentoML's model store at an
+  explicit path, which its public API reaches only through its global BentoML home.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bentoml import Model
+    from bentoml._internal.models.model import ModelStore
 
 logger = logging.getLogger(__name__)
 
-PATCHED_VERSION = "1.4.40"
+PATCHED_VERSION = "1.4.40"  # every private API below was checked on this BentoML version
 _applied = False
 
 
@@ -71,3 +81,37 @@ def cancel_request_timeout_timers() -> bool:
     traffic.TimeoutMiddleware.__call__ = __call__
     _applied = True
     return True
+
+
+# --- BentoML's model store at an explicit path ------------------------------------------
+
+
+def open_model_store(folder: Path) -> ModelStore:
+    """BentoML's model store in `folder` (`<store>/models`), not the global BentoML home's."""
+    from bentoml._internal.models.model import ModelStore
+
+    return ModelStore(folder)
+
+
+@contextmanager
+def create_model(
+    tag: str, labels: dict[str, str], metadata: dict[str, Any], models: ModelStore
+) -> Iterator[Model]:
+    """`bentoml.models.create`, saving into `models` (its private `_model_store` argument)."""
+    import bentoml
+
+    with bentoml.models.create(
+        tag, labels=labels, metadata=metadata, _model_store=models
+    ) as created:
+        yield created
+
+
+def point_bentoml_home(home: Path) -> None:
+    """Override an already imported BentoML's home, model store and bento store."""
+    from bentoml._internal.bento import BentoStore
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models.model import ModelStore
+
+    BentoMLContainer.bentoml_home.set(str(home))
+    BentoMLContainer.model_store.set(ModelStore(home / "models"))
+    BentoMLContainer.bento_store.set(BentoStore(home / "bentos"))

@@ -23,17 +23,19 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.clock import utc_now
 from core.hashing import file_sha256
 from core.io import read_json, write_json
 from core.model_files import META_FILE, MODEL_FILE, REFERENCE_FILE, load_model
+from serving.bentoml_patches import create_model, open_model_store, point_bentoml_home
 
 if TYPE_CHECKING:
-    from bentoml._internal.models.model import ModelStore
     from sklearn.pipeline import Pipeline
+
+    from serving.bentoml_patches import ModelStore
 
 logger = logging.getLogger(__name__)
 
@@ -76,19 +78,13 @@ def use_store(path: Path | str) -> Path:
     os.environ["BENTOML_HOME"] = str(home)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
     if "bentoml" in sys.modules:
-        from bentoml._internal.bento import BentoStore
-        from bentoml._internal.configuration.containers import BentoMLContainer
-        from bentoml._internal.models.model import ModelStore
-
-        BentoMLContainer.bentoml_home.set(str(home))
-        BentoMLContainer.model_store.set(ModelStore(home / "models"))
-        BentoMLContainer.bento_store.set(BentoStore(home / "bentos"))
+        point_bentoml_home(home)
     return home
 
 
 def model_tag(name: str, version: int) -> str:
     """The store tag of a registry version: `milling-failure:v3`."""
-    from bentoml._internal.tag import Tag
+    from bentoml import Tag
 
     if int(version) < 1:
         raise ModelStoreError(f"a registry version is a positive integer, not {version!r}")
@@ -121,11 +117,10 @@ def export_model(
         raise ModelStoreError(f"threshold must lie between 0 and 1, got {threshold}")
     tag = model_tag(name, version)
     models = _open_store(store)
-    existing = _existing(models, tag)
+    existing = _existing(models, tag, store)
     if existing is not None:
         return _same_or_fail(existing, tag, content_sha256, store)
 
-    import bentoml
     from bentoml.exceptions import BentoMLException
 
     labels = {
@@ -145,9 +140,7 @@ def export_model(
     }
     staging: Path | None = None
     try:
-        with bentoml.models.create(
-            tag, labels=labels, metadata=metadata, _model_store=models
-        ) as created:
+        with create_model(tag, labels, metadata, models) as created:
             staging = Path(created.path)
             for filename in (MODEL_FILE, META_FILE):
                 shutil.copy2(model_dir / filename, staging / filename)
@@ -155,7 +148,7 @@ def export_model(
                 shutil.copy2(model_dir / REFERENCE_FILE, staging / REFERENCE_FILE)
     except BentoMLException as exc:
         # another process exported the same tag between our check and our write
-        existing = _existing(models, tag)
+        existing = _existing(models, tag, store)
         if existing is None:
             raise ModelStoreError(f"exporting {tag} to {store} failed: {exc}") from exc
         return _same_or_fail(existing, tag, content_sha256, store)
@@ -169,7 +162,7 @@ def load_served_model(tag: str, store: Path) -> ServedModel:
     """Load `tag` from the store the way the service serves it (trusted types enforced)."""
     store = Path(store)
     models = _open_store(store, create=False)
-    stored = _existing(models, tag)
+    stored = _existing(models, tag, store)
     if stored is None:
         raise ModelStoreError(f"{tag} is not in the model store {store / 'models'}")
     labels = dict(stored.info.labels)
@@ -199,7 +192,7 @@ def load_served_model(tag: str, store: Path) -> ServedModel:
 def reference_path(tag: str, store: Path) -> Path:
     """The stored model's reference data (its training split and out-of-fold scores)."""
     store = Path(store)
-    stored = _existing(_open_store(store, create=False), tag)
+    stored = _existing(_open_store(store, create=False), tag, store)
     if stored is None:
         raise ModelStoreError(f"{tag} is not in the model store {store / 'models'}")
     path = Path(stored.path) / REFERENCE_FILE
@@ -225,7 +218,7 @@ def write_champion_pointer(store: Path, served: ServedModel | dict[str, Any]) ->
         pointer = {key: served.get(key) for key in POINTER_KEYS if key != "updated_at"}
         if isinstance(pointer["version"], int):  # a registry version number: its label
             pointer["version"] = f"v{pointer['version']}"
-    pointer["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    pointer["updated_at"] = utc_now().isoformat(timespec="seconds")  # +00:00, to the second
     _check_pointer(pointer, Path(store) / POINTER_FILE)
     write_json(pointer, Path(store) / POINTER_FILE)
     logger.info("champion pointer in %s -> %s", store, pointer["tag"])
@@ -251,8 +244,6 @@ def read_champion_pointer(store: Path) -> dict[str, Any] | None:
 def _open_store(store: Path, *, create: bool = True) -> ModelStore:
     """BentoML's model store under `store`, opened explicitly (no global BentoML home)."""
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")  # before BentoML reads it
-    from bentoml._internal.models.model import ModelStore
-
     models = Path(store) / "models"
     if create:
         models.mkdir(parents=True, exist_ok=True)
@@ -260,16 +251,16 @@ def _open_store(store: Path, *, create: bool = True) -> ModelStore:
         raise ModelStoreError(
             f"no model store at {store} (serving.store): run `dvc repro` to deploy a model"
         )
-    return ModelStore(models)
+    return open_model_store(models)
 
 
-def _existing(models: ModelStore, tag: str) -> Any | None:
+def _existing(models: ModelStore, tag: str, store: Path) -> Any | None:
     """The stored model with exactly this tag, or None.
 
     Not `ModelStore.get`: for a version it does not find, `get` falls back to a prefix
     match, so asking for `v1` can return `v12`.
     """
-    from bentoml._internal.tag import Tag
+    from bentoml import Tag
     from bentoml.exceptions import BentoMLException
 
     wanted = Tag.from_taglike(tag)
@@ -279,8 +270,8 @@ def _existing(models: ModelStore, tag: str) -> Any | None:
         found = models.list(wanted)
     except BentoMLException as exc:  # a folder without a readable model.yaml
         raise ModelStoreError(
-            f"{tag} in {models._path} is incomplete or damaged ({exc}); delete that folder "
-            "and export it again"
+            f"{tag} in {Path(store) / 'models'} is incomplete or damaged ({exc}); delete that "
+            "folder and export it again"
         ) from None
     return found[0] if found else None
 

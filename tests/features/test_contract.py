@@ -97,3 +97,54 @@ def test_contract_file_not_a_mapping(tmp_path: Path) -> None:
     path.write_text("- just\n- a list\n")
     with pytest.raises(ContractError, match="expected a mapping"):
         load_contract(path)
+
+
+# --- examples -------------------------------------------------------------------------------
+
+
+def test_every_shipped_column_has_an_example_that_passes_its_rules(
+    contract: DataContract,
+) -> None:
+    assert all(column.example is not None for column in contract.columns)
+    assert contract.by_name["Type"].example == "L"
+    assert contract.by_name["Product ID"].example == "L47181"
+
+
+def test_an_example_is_optional(contract: DataContract) -> None:
+    raw = _raw(contract)
+    for column in raw["columns"]:
+        column.pop("example")
+    assert all(column.example is None for column in parse_contract(raw).columns)
+
+
+@pytest.mark.parametrize(
+    ("column", "example", "problem"),
+    [
+        ("Torque [Nm]", 250.0, "example 250.0 is above max 200"),
+        ("Torque [Nm]", -1, "example -1 is below min 0"),
+        ("Torque [Nm]", "forty", "example 'forty' is not a number (the column is float)"),
+        ("Torque [Nm]", True, "example True is not a number (the column is float)"),
+        ("UDI", 2.5, "example 2.5 is not a whole number (the column is integer)"),
+        ("Type", "X", "example 'X' is not one of the categories ['L', 'M', 'H']"),
+        ("Type", 1, "example 1 is not text (the column is categorical)"),
+        ("Product ID", "Z12", "example 'Z12' does not match pattern '^[LMH][0-9]+$'"),
+    ],
+)
+def test_a_bad_example_names_the_column_and_the_rule(
+    contract: DataContract, column: str, example: object, problem: str
+) -> None:
+    raw = _raw(contract)
+    next(c for c in raw["columns"] if c["name"] == column)["example"] = example
+    with pytest.raises(ContractError) as info:
+        parse_contract(raw, "milling.yaml")
+    lines = str(info.value).splitlines()
+    assert lines == [
+        "milling.yaml: invalid data contract",
+        f"  - column '{column}': Value error, column '{column}': {problem}",
+    ]
+
+
+def test_an_example_round_trips_with_its_type(contract: DataContract) -> None:
+    again = parse_contract(yaml.safe_load(dump_contract(contract)))
+    assert again.by_name["UDI"].example == 1 and isinstance(again.by_name["UDI"].example, int)
+    assert isinstance(again.by_name["Torque [Nm]"].example, float)

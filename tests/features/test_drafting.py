@@ -76,3 +76,16 @@ def test_bad_samples_say_why(label: str, frame: pd.DataFrame, message: str) -> N
 def test_ignore_of_unknown_column() -> None:
     with pytest.raises(DraftError, match=r"--ignore names columns not in the sample: \['nope'\]"):
         draft_contract(_sample(), label="churned", ignore=("nope",))
+
+
+def test_each_drafted_column_takes_its_first_value_as_example() -> None:
+    sample = _sample()
+    sample.loc[0, "monthly_spend"] = np.nan  # the first non-null value is the example
+    contract = draft_contract(sample, label="churned")
+    cols = contract.by_name
+    assert cols["customer_id"].example == 0 and isinstance(cols["customer_id"].example, int)
+    assert cols["plan"].example == sample.loc[0, "plan"]
+    assert cols["monthly_spend"].example == pytest.approx(sample.loc[1, "monthly_spend"])
+    assert cols["seats"].example == int(sample.loc[0, "seats"])
+    assert cols["note"].example == "free text 0"
+    assert cols["churned"].example == int(sample.loc[0, "churned"])

@@ -242,11 +242,12 @@ def test_served_predictions_are_logged_by_contract_names(
     record = record_model.model_validate({**example_record(contract), "udi": 12})
     single = prediction_rows([record], Prediction.from_probability(0.8, 0.5, "3", "req-1"))
     batch = BatchPrediction.from_probabilities([0.1, 0.9], 0.5, "3", "req-2")
+    with pytest.raises(ValueError):  # a caller's bug: one record for two answers
+        prediction_rows([record], batch)
     with PredictionLogger(tmp_path, 100, 0.02) as logger:
         logger.log(single)
-        logger.log_predictions([record, record], batch)  # the same rows, built by the writer
-        logger.log_predictions([record], batch)  # a caller's bug: counted, not raised
-    assert (logger.logged, logger.dropped) == (3, 1)
+        logger.log(prediction_rows([record, record], batch))
+    assert (logger.logged, logger.dropped) == (3, 0)
     frame = read_prediction_log(tmp_path, contract=contract)
     served = [c.name for c in served_columns(contract)]
     assert list(frame.columns) == [

@@ -280,10 +280,35 @@ def test_the_schema_documents_every_field_with_a_valid_example(
     assert schema["additionalProperties"] is False
     (example,) = schema["examples"]
     record = record_model.model_validate(example)
-    assert record.type == "L" and record.air_temperature_k == 300.0  # middle of 250..350
+    assert record.type == "L" and record.air_temperature_k == 300.0  # the contract's examples
     batch_schema = build_batch_model(record_model, 5).model_json_schema()
     assert batch_schema["properties"]["records"]["maxItems"] == 5
     build_batch_model(record_model, 5).model_validate(batch_schema["examples"][0])
+
+
+def test_the_example_record_is_the_contracts_examples(contract: DataContract) -> None:
+    example = example_record(contract)
+    assert example == {field_name(c.name): c.example for c in served_columns(contract)}
+    assert example["product_id"] == "L47181" and isinstance(example["udi"], int)
+
+
+def test_without_examples_they_are_derived_from_the_rules(contract: DataContract) -> None:
+    raw = {"name": contract.name, "columns": [c.model_dump() for c in contract.columns]}
+    for column in raw["columns"]:
+        column["example"] = None
+    plain = parse_contract(raw)
+    example = example_record(plain)
+    record = build_record_model(plain).model_validate(example)
+    assert record.type == "L" and record.air_temperature_k == 300.0  # middle of 250..350
+    assert example["udi"] == 1  # its one bound
+    assert "product_id" not in example  # "example" does not match its pattern: left out
+
+
+def test_an_integer_example_written_as_a_float_is_an_integer(contract: DataContract) -> None:
+    variant = _variant(contract, UDI={"example": 7.0}, **{"Torque [Nm]": {"example": 40}})
+    example = example_record(variant)
+    assert example["udi"] == 7 and isinstance(example["udi"], int)
+    assert example["torque_nm"] == 40.0 and isinstance(example["torque_nm"], float)
 
 
 # --- records to the model's frame -----------------------------------------------------

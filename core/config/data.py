@@ -1,0 +1,103 @@
+"""Config of the data: the contract, the ingest sources and the validate stage's limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from core.config.base import Frozen
+from core.config.retry import RetryConfig
+
+# --- data -----------------------------------------------------------------------------
+
+
+class DataConfig(Frozen):
+    contract: Path = Path("features/contracts/milling.yaml")
+    seed: int = 42
+
+
+# --- ingest ---------------------------------------------------------------------------
+
+Scenario = Literal[
+    "none", "sensor_offset", "product_mix", "tool_change_policy", "failure_mechanism"
+]
+
+
+class SyntheticSourceConfig(Frozen):
+    rows: int = Field(20_000, gt=0, le=50_000_000)
+    seed: int = 2020
+    scenario: Scenario = "none"
+
+
+class FileSourceConfig(Frozen):
+    path: Path | None = None
+
+
+class HttpSourceConfig(Frozen):
+    url: str | None = None
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+    retry: RetryConfig = RetryConfig()
+
+
+class SqlSourceConfig(Frozen):
+    url: str | None = None
+    query: str | None = None
+
+
+SourceName = Literal["synthetic", "file", "http", "sql"]
+
+
+class FeedbackConfig(Frozen):
+    """Labelled production batches that the `watch` loop adds to the training data."""
+
+    directory: Path = Path("data/feedback")  # batch-*.parquet, appended to the source's rows
+
+
+class IngestConfig(Frozen):
+    source: SourceName = "synthetic"
+    synthetic: SyntheticSourceConfig = SyntheticSourceConfig()
+    file: FileSourceConfig = FileSourceConfig()
+    http: HttpSourceConfig = HttpSourceConfig()
+    sql: SqlSourceConfig = SqlSourceConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
+
+    @model_validator(mode="after")
+    def _chosen_source_is_complete(self) -> IngestConfig:
+        missing = {
+            "file": [("path", self.file.path)],
+            "http": [("url", self.http.url)],
+            "sql": [("url", self.sql.url), ("query", self.sql.query)],
+        }.get(self.source, [])
+        empty = [f"ingest.{self.source}.{key}" for key, value in missing if not value]
+        if empty:
+            raise ValueError(f"source '{self.source}' needs {', '.join(empty)} to be set")
+        return self
+
+
+# --- validate -------------------------------------------------------------------------
+
+
+class QuarantineConfig(Frozen):
+    enabled: bool = False
+    max_share: float = Field(0.05, ge=0, le=1)
+
+
+class ValidateConfig(Frozen):
+    min_rows: int = Field(1000, ge=1)
+    max_rows: int = Field(5_000_000, ge=1)
+    label_rate: tuple[float, float] = (0.005, 0.25)
+    unique_ids: bool = True
+    quarantine: QuarantineConfig = QuarantineConfig()
+
+    @model_validator(mode="after")
+    def _ranges_are_ordered(self) -> ValidateConfig:
+        if self.min_rows > self.max_rows:
+            raise ValueError("validate.min_rows must not exceed validate.max_rows")
+        low, high = self.label_rate
+        if not 0 <= low <= high <= 1:
+            raise ValueError("validate.label_rate must be [low, high] with 0 <= low <= high <= 1")
+        return self
