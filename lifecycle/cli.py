@@ -305,13 +305,7 @@ def simulate_command(
 
     from core.config import ConfigError, load_params
     from features.contract import load_contract
-    from lifecycle.simulate import (
-        check_url,
-        first_free_id,
-        label_key,
-        largest_known_id,
-        simulate,
-    )
+    from lifecycle.simulate import check_url, first_free_id, label_key, largest_known_id, simulate
 
     try:
         params = load_params()
