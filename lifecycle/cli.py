@@ -239,7 +239,9 @@ def watch_command(
     SIGTERM or Ctrl-C finishes the current iteration, then exits.
     """
     from core.config import ConfigError, load_params
-    from lifecycle.watch import WatchError, WatchLockedError, run_watch
+    from lifecycle.process_guard import WatchLockedError
+    from lifecycle.watch import WatchError, run_watch
+    from pipelines.edges.feedback import FeedbackError
 
     root = Path.cwd()
     try:
@@ -251,10 +253,10 @@ def watch_command(
     except WatchLockedError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
-    except (ValueError, WatchError) as exc:  # the contract cannot be loaded, or has no row id
+    except (ValueError, WatchError, FeedbackError) as exc:  # a bad contract, or no row id
         _fail(str(exc))
-    if once and record is not None and record["error"]:
-        typer.echo(f"error: iteration {record['iteration']} failed: {record['error']}", err=True)
+    if once and record is not None and record.error:
+        typer.echo(f"error: iteration {record.iteration} failed: {record.error}", err=True)
         raise typer.Exit(code=1)
 
 
@@ -303,14 +305,13 @@ def simulate_command(
 
     from core.config import ConfigError, load_params
     from features.contract import load_contract
-    from lifecycle.simulate import check_url, first_free_id, largest_known_id, simulate
-    from lifecycle.watch import WatchError, key_column
+    from lifecycle.simulate import check_url, first_free_id, label_key, largest_known_id, simulate
 
     try:
         params = load_params()
         contract = load_contract(params.data.contract)
-        key = key_column(contract)
-    except (ConfigError, ValueError, WatchError) as exc:
+        key = label_key(contract)
+    except (ConfigError, ValueError) as exc:
         _fail(str(exc))
     serving = params.serving
     host = "127.0.0.1" if serving.host in ("0.0.0.0", "::") else serving.host

@@ -17,7 +17,6 @@ stops the run; other failures are counted and the run goes on.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -37,11 +36,12 @@ from tenacity import (
     wait_exponential,
 )
 
+from core.clock import utc_now
 from core.config import Scenario, SyntheticSourceConfig
 from core.io import read_table, write_parquet
 from features.contract import DataContract
 from features.synthetic import generate_process_data
-from lifecycle.watch import batch_file_name, key_column
+from pipelines.edges.feedback import batch_file_name
 from serving.prediction_log import read_prediction_log
 from serving.schema import SERVED_ROLES, served_columns
 
@@ -114,6 +114,11 @@ class Simulation:
 # --- pure -----------------------------------------------------------------------------
 
 
+def label_key(contract: DataContract) -> str:
+    """The id that names a row in requests and labels: the contract's row id."""
+    return contract.require_row_id(" to join labels on")
+
+
 def served_records(frame: pd.DataFrame, contract: DataContract) -> list[dict[str, Any]]:
     """The request records: each row's id and feature columns, by contract names, as JSON."""
     names = [c.name for c in served_columns(contract)]
@@ -122,7 +127,7 @@ def served_records(frame: pd.DataFrame, contract: DataContract) -> list[dict[str
 
 def label_rows(frame: pd.DataFrame, contract: DataContract, ids: list[Any]) -> pd.DataFrame:
     """The ground truth of the rows with these ids: the key id and every unserved column."""
-    key = key_column(contract)
+    key = label_key(contract)
     truth = [key, *(c.name for c in contract.columns if c.role not in SERVED_ROLES)]
     return frame.loc[frame[key].isin(ids), truth].reset_index(drop=True)
 
@@ -242,7 +247,7 @@ def _first_line(exc: Exception) -> str:
 
 def write_labels(labels: pd.DataFrame, directory: Path, scenario: str) -> Path:
     """Write a label batch atomically as `batch-<UTC time>-<scenario>.parquet`."""
-    path = directory / batch_file_name(dt.datetime.now(dt.UTC), scenario)
+    path = directory / batch_file_name(utc_now(), scenario)
     return write_parquet(labels, path)
 
 
@@ -262,7 +267,7 @@ def simulate(
 
     The API key is read from the environment variable `api_key_env`, when it is set.
     """
-    key = key_column(contract)
+    key = label_key(contract)
     frame = generate_process_data(
         SyntheticSourceConfig(rows=rows, seed=seed, scenario=scenario), first_udi=first_id
     )

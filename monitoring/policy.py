@@ -14,54 +14,40 @@ iterations and the time, and retrains only when every rule of `monitor.policy` a
 - **Rate** (`max_retrains_per_day`): at most that many retrains in the last 24 hours; 0
   turns automatic retraining off.
 
-Pure: no IO, no clock. The history records are the watch log's JSON lines; of each, only
-`time`, `window.last_time`, `verdict.retrain` and `action` are read (see `RETRAIN_ACTIONS`).
+Pure: no IO, no clock. The history is the watch log's records (`core.records.watch`); of
+each, only `time`, `window.last_time`, `verdict.retrain` and `action` are read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Sequence
 
+from core.clock import as_utc, format_time, parse_time
 from core.config import RetrainPolicyConfig
+from core.records.monitor import MonitorDecision
+from core.records.watch import PolicyDecision, WatchRecord
 
 # A watch iteration whose `action` is one of these started a retrain (even if it then failed).
 RETRAIN_ACTIONS = frozenset({"retrained", "retrain_failed"})
 DAY = dt.timedelta(hours=24)
 
 
-@dataclass(frozen=True)
-class PolicyDecision:
-    """Whether to retrain now, every reason for it, and the counts the rules looked at."""
-
-    retrain: bool
-    reasons: list[str]
-    new_window: bool  # this window's newest prediction is later than any judged before
-    streak: int  # consecutive new windows, since the last retrain, whose verdict was retrain
-    retrains_last_24h: int
-    last_retrain: str | None  # ISO time of the last iteration that started a retrain
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def apply_retrain_policy(
-    verdict: Mapping[str, Any],
-    history: Sequence[Mapping[str, Any]],
+    verdict: MonitorDecision,
+    history: Sequence[WatchRecord],
     now: dt.datetime,
     config: RetrainPolicyConfig,
 ) -> PolicyDecision:
     """Decide whether the watch loop retrains now; `history` is oldest first."""
-    now = _utc(now)
-    wants_retrain = verdict.get("retrain") is True
-    last_time = parse_time(_window(verdict).get("last_time"))
-    seen = [t for t in (parse_time(_window(r).get("last_time")) for r in history) if t]
+    now = as_utc(now)
+    wants_retrain = verdict.retrain
+    last_time = parse_time(verdict.window.last_time)
+    seen = [t for t in (_window_time(r) for r in history) if t]
     newest_seen = max(seen, default=None)
     new_window = last_time is not None and (newest_seen is None or last_time > newest_seen)
 
-    retrain_times = [t for r in history if _started_retrain(r) and (t := parse_time(r.get("time")))]
+    retrain_times = [r.time for r in history if r.action in RETRAIN_ACTIONS]
     last_retrain = max(retrain_times, default=None)
     recent = sorted(t for t in retrain_times if now - t < DAY)
     streak = _streak(history, last_retrain) + 1 if new_window else 0
@@ -127,36 +113,18 @@ def apply_retrain_policy(
     )
 
 
-def parse_time(value: Any) -> dt.datetime | None:
-    """An ISO 8601 time as an aware UTC datetime (naive is taken as UTC); None if unreadable."""
-    if isinstance(value, dt.datetime):
-        return _utc(value)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return _utc(dt.datetime.fromisoformat(value.replace("Z", "+00:00")))
-    except ValueError:
-        return None
-
-
-def format_time(moment: dt.datetime) -> str:
-    """UTC, milliseconds, with a Z: the form the prediction log and the watch log use."""
-    return _utc(moment).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _streak(history: Sequence[Mapping[str, Any]], last_retrain: dt.datetime | None) -> int:
+def _streak(history: Sequence[WatchRecord], last_retrain: dt.datetime | None) -> int:
     """Trailing retrain verdicts among the new windows of `history` after the last retrain."""
     verdicts: list[bool] = []
     newest: dt.datetime | None = None
     for record in history:
-        last_time = parse_time(_window(record).get("last_time"))
+        last_time = _window_time(record)
         if last_time is None or (newest is not None and last_time <= newest):
             continue
         newest = last_time
-        started = parse_time(record.get("time"))
-        if last_retrain is not None and (started is None or started <= last_retrain):
+        if last_retrain is not None and record.time <= last_retrain:
             continue  # judged before (or by) the last retrain: its evidence is spent
-        verdicts.append(_verdict(record).get("retrain") is True)
+        verdicts.append(record.verdict is not None and record.verdict.retrain)
     count = 0
     for wanted in reversed(verdicts):
         if not wanted:
@@ -176,24 +144,9 @@ def _not_new(last_time: dt.datetime | None, newest_seen: dt.datetime | None) -> 
     )
 
 
-def _started_retrain(record: Mapping[str, Any]) -> bool:
-    return record.get("action") in RETRAIN_ACTIONS
-
-
-def _window(record: Mapping[str, Any]) -> Mapping[str, Any]:
-    window = record.get("window")
-    return window if isinstance(window, Mapping) else {}
-
-
-def _verdict(record: Mapping[str, Any]) -> Mapping[str, Any]:
-    verdict = record.get("verdict")
-    return verdict if isinstance(verdict, Mapping) else {}
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC)
+def _window_time(record: WatchRecord) -> dt.datetime | None:
+    """The newest prediction of the window the record judged; None without one."""
+    return parse_time(record.window.last_time) if record.window is not None else None
 
 
 def _minutes(delta: dt.timedelta) -> str:

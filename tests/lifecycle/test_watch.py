@@ -26,24 +26,19 @@ import yaml
 
 from core.hashing import file_md5
 from core.io import append_json_line
-from features.contract import DataContract
-from lifecycle.watch import (
-    FeedbackBatch,
-    FeedbackError,
-    IterationOutcome,
+from core.records.deploy import Challenger, ChampionRecord, DeployDecision
+from core.records.monitor import MonitorDecision, ServingChampion, WindowSummary
+from core.records.watch import (
+    DeployOutcome,
+    FeedbackSummary,
+    PolicyDecision,
     ReproResult,
-    batch_file_name,
-    build_record,
-    mlflow_metrics,
-    mlflow_tags,
-    ran_stages,
-    read_history,
-    record_in_mlflow,
-    select_feedback_rows,
-    summarize_deploy,
-    write_feedback_batch,
+    append_watch_record,
+    read_watch_history,
 )
-from monitoring.policy import PolicyDecision
+from lifecycle.dvc_repro import ran_stages
+from lifecycle.iteration_tracking import mlflow_metrics, mlflow_tags, record_in_mlflow
+from lifecycle.watch import IterationOutcome, build_record, summarize_deploy
 from tests.factories import make_valid_frame
 from tests.mlflow_server import MlflowServer, free_port
 
@@ -53,136 +48,35 @@ BIN = Path(sys.executable).parent
 STARTED = dt.datetime(2026, 11, 25, 6, 37, 0, 123000, tzinfo=dt.UTC)
 
 
-# --- feedback rows ----------------------------------------------------------------------
-
-
 def _window(ids: list[int]) -> pd.DataFrame:
     frame = make_valid_frame(rows=len(ids), seed=1)
     frame["UDI"] = ids
     return frame
 
 
-def test_feedback_rows_leave_out_known_repeated_and_unlabelled_ids(
-    contract: DataContract,
-) -> None:
-    window = _window([10, 11, 12, 12, 13, 14])
-    window.loc[5, "Machine failure"] = None  # id 14: no label yet
-    window["request_id"] = "r"  # a log column: not a contract column
-
-    rows, counts = select_feedback_rows(window, {11}, contract)
-
-    assert rows["UDI"].tolist() == [10, 12, 13]
-    assert rows.loc[1].equals(window.loc[3, contract.column_names].rename(1))  # the newest 12
-    assert list(rows.columns) == contract.column_names
-    assert counts == {"dropped_unlabelled": 1, "dropped_duplicate": 1, "dropped_known": 1}
-
-
-def test_a_window_without_every_contract_column_is_refused(contract: DataContract) -> None:
-    window = _window([1, 2]).drop(columns=["TWF", "OSF"])
-
-    with pytest.raises(FeedbackError) as caught:
-        select_feedback_rows(window, set(), contract)
-
-    assert str(caught.value) == (
-        "data/monitor/window_labelled.parquet lacks contract column(s) ['TWF', 'OSF']; a "
-        "feedback batch needs every column of the contract (are the label batches complete? "
-        "see monitor.labels.directory)"
-    )
-
-
-def test_a_window_with_gaps_in_required_columns_is_refused(contract: DataContract) -> None:
-    window = _window([1, 2, 3]).astype({"HDF": "float64"})
-    window.loc[[0, 2], "HDF"] = None  # the labels of two rows lacked the failure modes
-    window.loc[1, "Product ID"] = None  # ids are optional in requests: not a gap
-
-    with pytest.raises(FeedbackError) as caught:
-        select_feedback_rows(window, set(), contract)
-
-    assert str(caught.value) == (
-        "data/monitor/window_labelled.parquet has labelled rows without a value in required "
-        "column(s) 'HDF' (2 rows); a feedback batch needs them all (are the label batches "
-        "complete? see monitor.labels.directory)"
-    )
-
-
-def test_the_contract_needs_a_unique_row_id(contract: DataContract) -> None:
-    raw = contract.model_dump()
-    raw["columns"] = [{**column, "unique": False} for column in raw["columns"]]
-    no_unique_id = DataContract.model_validate(raw)
-
-    with pytest.raises(FeedbackError) as caught:
-        select_feedback_rows(_window([1]), set(), no_unique_id)
-
-    assert "declares no unique id column (role id, unique: true)" in str(caught.value)
-
-
-def test_the_input_window_is_not_changed(contract: DataContract) -> None:
-    window = _window([1, 1, 2])
-    before = window.copy()
-
-    select_feedback_rows(window, {2}, contract)
-
-    pd.testing.assert_frame_equal(window, before)
-
-
-def test_a_feedback_batch_holds_only_new_rows(tmp_path: Path, contract: DataContract) -> None:
-    feedback = tmp_path / "feedback"
-    feedback.mkdir()
-    (feedback / "README.md").write_text("not a batch")
-    _window([1, 2, 3]).to_parquet(feedback / "batch-20261124T000000000Z.parquet", index=False)
-    window_path = tmp_path / "window_labelled.parquet"
-    _window([2, 3, 4, 5]).to_parquet(window_path, index=False)
-
-    batch, counts = write_feedback_batch(window_path, feedback, contract, STARTED)
-
-    assert batch is not None
-    assert batch.path == feedback / "batch-20261125T063700123Z.parquet"
-    assert (batch.rows, batch.dropped_known, counts["dropped_known"]) == (2, 2, 2)
-    assert batch.md5 == file_md5(batch.path)
-    written = pd.read_parquet(batch.path)
-    assert written["UDI"].tolist() == [4, 5]
-    assert list(written.columns) == contract.column_names
-    assert sorted(p.name for p in feedback.iterdir()) == [
-        "README.md",
-        "batch-20261124T000000000Z.parquet",
-        "batch-20261125T063700123Z.parquet",
-    ]  # no temporary file left behind
-
-
-def test_no_batch_when_every_row_is_known(tmp_path: Path, contract: DataContract) -> None:
-    feedback = tmp_path / "feedback"
-    feedback.mkdir()
-    _window([1, 2]).to_parquet(feedback / "batch-a.parquet", index=False)
-    window_path = tmp_path / "window.parquet"
-    _window([2, 1]).to_parquet(window_path, index=False)
-
-    batch, counts = write_feedback_batch(window_path, feedback, contract, STARTED)
-
-    assert batch is None
-    assert counts["dropped_known"] == 2
-    assert sorted(p.name for p in feedback.iterdir()) == ["batch-a.parquet"]
-
-
-def test_a_missing_window_file_is_named(tmp_path: Path, contract: DataContract) -> None:
-    with pytest.raises(FeedbackError) as caught:
-        write_feedback_batch(tmp_path / "nope.parquet", tmp_path, contract, STARTED)
-
-    assert str(caught.value) == (
-        f"{tmp_path / 'nope.parquet'}: not found; the monitor stage writes the window's "
-        "labelled rows there"
-    )
-
-
-def test_batch_file_names_sort_by_time() -> None:
-    later = STARTED + dt.timedelta(milliseconds=1)
-    assert batch_file_name(STARTED) == "batch-20261125T063700123Z.parquet"
-    assert (
-        batch_file_name(later, "sensor_offset") == "batch-20261125T063700124Z-sensor_offset.parquet"
-    )
-    assert batch_file_name(STARTED) < batch_file_name(later)
-
-
 # --- records ----------------------------------------------------------------------------
+
+
+def _verdict(retrain: bool, reasons: list[str], **window: Any) -> MonitorDecision:
+    """A monitor decision: a window of 5000 rows unless `window` says otherwise."""
+    summary = {
+        "rows": 5000,
+        "labelled_rows": 1200,
+        "champion_rows": 5000,
+        "first_time": "2026-11-25T05:00:00.000Z",
+        "last_time": "2026-11-25T06:30:00.000Z",
+        "model_versions": {"v1": 5000},
+        "missing_columns": [],
+        **window,
+    }
+    return MonitorDecision(
+        retrain=retrain,
+        reasons=reasons,
+        champion=ServingChampion(tag="milling-failure:v1", version=1),
+        window=WindowSummary(**summary),
+        drift=None,
+        quality=None,
+    )
 
 
 def _outcome() -> IterationOutcome:
@@ -198,36 +92,36 @@ def _outcome() -> IterationOutcome:
         iteration="20261125T063700Z-abc123",
         started=STARTED,
         repros=[
-            ReproResult("monitor", 0, 1.5, ["monitor"], []),
-            ReproResult("retrain", 0, 60.25, ["ingest", "deploy", "monitor"], []),
+            ReproResult(
+                purpose="monitor", returncode=0, seconds=1.5, stages=["monitor"], stderr_tail=[]
+            ),
+            ReproResult(
+                purpose="retrain",
+                returncode=0,
+                seconds=60.25,
+                stages=["ingest", "deploy", "monitor"],
+                stderr_tail=[],
+            ),
         ],
-        verdict={
-            "retrain": True,
-            "reasons": ["drift"],
-            "champion": {"tag": "milling-failure:v1", "version": 1},
-            "window": {
-                "rows": 5000,
-                "labelled_rows": 1200,
-                "first_time": "2026-11-25T05:00:00.000Z",
-                "last_time": "2026-11-25T06:30:00.000Z",
-                "model_versions": {"v1": 5000},
-            },
-        },
+        verdict=_verdict(True, ["drift"]),
         policy=policy,
         action="retrained",
-        feedback=FeedbackBatch(Path("data/feedback/batch-x.parquet"), 1180, "f" * 32, 20, 0, 0),
-        deploy={
-            "ran": True,
-            "promoted": True,
-            "champion_before": 1,
-            "champion_after": 2,
-            "reasons": ["better"],
-        },
+        feedback=FeedbackSummary(
+            path=Path("data/feedback/batch-x.parquet"),
+            rows=1180,
+            md5="f" * 32,
+            dropped_known=20,
+            dropped_duplicate=0,
+            dropped_unlabelled=0,
+        ),
+        deploy=DeployOutcome(
+            ran=True, promoted=True, champion_before=1, champion_after=2, reasons=["better"]
+        ),
     )
 
 
 def test_the_record_of_an_iteration() -> None:
-    record = build_record(_outcome(), STARTED + dt.timedelta(seconds=62))
+    record = build_record(_outcome(), STARTED + dt.timedelta(seconds=62)).model_dump(mode="json")
 
     assert record == {
         "time": "2026-11-25T06:37:00.123Z",
@@ -237,6 +131,7 @@ def test_the_record_of_an_iteration() -> None:
             "labelled_rows": 1200,
             "first_time": "2026-11-25T05:00:00.000Z",
             "last_time": "2026-11-25T06:30:00.000Z",
+            "missing_columns": [],
         },
         "verdict": {
             "retrain": True,
@@ -294,10 +189,18 @@ def test_the_record_of_a_failed_repro() -> None:
     outcome = IterationOutcome(
         iteration="i",
         started=STARTED,
-        repros=[ReproResult("monitor", 1, 2.0, [], ["ERROR: failed to reproduce 'monitor'"])],
+        repros=[
+            ReproResult(
+                purpose="monitor",
+                returncode=1,
+                seconds=2.0,
+                stages=[],
+                stderr_tail=["ERROR: failed to reproduce 'monitor'"],
+            )
+        ],
         error="dvc repro (monitor) failed with exit code 1: ERROR: failed to reproduce 'monitor'",
     )
-    record = build_record(outcome, STARTED)
+    record = build_record(outcome, STARTED).model_dump(mode="json")
 
     assert (record["window"], record["verdict"], record["policy"]) == (None, None, None)
     assert record["action"] == "none"
@@ -309,13 +212,21 @@ def test_a_window_with_missing_columns_keeps_them_in_the_record() -> None:
     outcome = IterationOutcome(
         iteration="i",
         started=STARTED,
-        verdict={"retrain": False, "window": {"rows": 3, "missing_columns": ["TWF"]}},
+        verdict=_verdict(
+            False,
+            [],
+            rows=3,
+            labelled_rows=0,
+            first_time=None,
+            last_time=None,
+            missing_columns=["TWF"],
+        ),
     )
-    window = build_record(outcome, STARTED)["window"]
+    window = build_record(outcome, STARTED).model_dump(mode="json")["window"]
 
     assert window == {
         "rows": 3,
-        "labelled_rows": None,
+        "labelled_rows": 0,
         "first_time": None,
         "last_time": None,
         "missing_columns": ["TWF"],
@@ -354,22 +265,30 @@ def test_mlflow_tags_and_metrics_of_a_record() -> None:
     }
 
 
+def _deploy_decision(promote: bool, **changes: Any) -> DeployDecision:
+    challenger = Challenger(
+        family="logistic", content_sha256="b" * 64, mlflow_run_id=None, holdout={}
+    )
+    fields = {"reasons": [], "registered_model": "milling-failure", **changes}
+    return DeployDecision(promote=promote, challenger=challenger, **fields)
+
+
 def test_the_deploy_outcome() -> None:
-    decision = {
-        "promote": False,
-        "reasons": ["worse on the newest feedback batch"],
-        "champion_before": {"version": 3, "content_sha256": "a"},
-        "champion_after": {"version": 3, "content_sha256": "a"},
-    }
-    assert summarize_deploy(decision, champion_before=2) == {
+    decision = _deploy_decision(
+        False,
+        reasons=["worse on the newest feedback batch"],
+        champion_before=ChampionRecord(version=3, content_sha256="a"),
+        champion_after=ChampionRecord(version=3, content_sha256="a"),
+    )
+    assert summarize_deploy(decision, champion_before=2).model_dump() == {
         "ran": True,
         "promoted": False,
         "champion_before": 3,
         "champion_after": 3,
         "reasons": ["worse on the newest feedback batch"],
     }
-    assert summarize_deploy(None, champion_before=2)["champion_after"] == 2
-    assert summarize_deploy({"promote": True, "champion_before": None}, None)["promoted"]
+    assert summarize_deploy(None, champion_before=2).champion_after == 2
+    assert summarize_deploy(_deploy_decision(True, champion_before=None), None).promoted
 
 
 def test_ran_stages_reads_dvc_output() -> None:
@@ -385,15 +304,20 @@ def test_history_round_trip_skips_unreadable_lines(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     log = tmp_path / "watch" / "iterations.jsonl"
-    append_json_line(log, {"iteration": "a"})
+    record = build_record(_outcome(), STARTED)
+    append_watch_record(log, record.model_copy(update={"iteration": "a"}))
     with open(log, "a") as handle:
         handle.write('{"iteration": "cut off\n[1, 2]\n\n')
-    append_json_line(log, {"iteration": "b"})
+    append_json_line(log, {"iteration": "not a whole record"})
+    append_watch_record(log, record.model_copy(update={"iteration": "b"}))
 
-    assert [r["iteration"] for r in read_history(log)] == ["a", "b"]
+    history = read_watch_history(log)
+    assert [r.iteration for r in history] == ["a", "b"]
+    assert history[0] == record.model_copy(update={"iteration": "a"})  # a round trip
     assert f"{log}: line 2 is not a JSON object; skipped" in caplog.text
     assert f"{log}: line 3 is not a JSON object; skipped" in caplog.text
-    assert read_history(tmp_path / "absent.jsonl") == []
+    assert f"{log}: line 5 is not a watch record (time: Field required); skipped" in caplog.text
+    assert read_watch_history(tmp_path / "absent.jsonl") == []
 
 
 def test_an_unreachable_tracking_server_is_a_warning(
@@ -430,7 +354,7 @@ def test_an_iteration_is_an_mlflow_run(
 # --- the loop as a real process ----------------------------------------------------------
 
 STAGES_SCRIPT = '''
-"""Stand-ins for the real stages: they write what monitor and deploy write, instantly."""
+"""Stand-ins for the real stages: they write the records monitor and deploy write, instantly."""
 import json, sys
 from pathlib import Path
 import pandas as pd
@@ -444,12 +368,15 @@ if sys.argv[1] == "monitor":
     window = pd.read_parquet("data/predictions/window.parquet")
     Path("data/monitor").mkdir(parents=True, exist_ok=True)
     window.drop(columns=["time"]).to_parquet("data/monitor/window_labelled.parquet", index=False)
+    version = json.loads(Path("reports/deploy/champion.json").read_text())["version"]
     write_json({
         "retrain": True,
         "reasons": ["stand-in drift"],
-        "champion": json.loads(Path("reports/deploy/champion.json").read_text()),
+        "champion": {"tag": f"milling-failure:v{version}", "version": version},
         "window": {"rows": len(window), "labelled_rows": len(window),
-                   "first_time": window["time"].min(), "last_time": window["time"].max()},
+                   "champion_rows": len(window), "model_versions": {f"v{version}": len(window)},
+                   "first_time": window["time"].min(), "last_time": window["time"].max(),
+                   "missing_columns": []},
         "drift": None, "quality": None,
     }, "reports/monitor/decision.json")
 else:
@@ -459,6 +386,9 @@ else:
     write_json({
         "promote": bool(batches),
         "reasons": [f"{len(batches)} feedback batch(es)"],
+        "registered_model": "milling-failure",
+        "challenger": {"family": "stand-in", "content_sha256": "0" * 64,
+                       "mlflow_run_id": None, "holdout": {}},
         "champion_before": {"version": before} if before else None,
         "champion_after": {"version": after},
     }, "reports/deploy/decision.json")
@@ -541,7 +471,8 @@ def _watch(project: Path, *args: str, timeout: float = 120) -> subprocess.Comple
 
 
 def _records(project: Path) -> list[dict[str, Any]]:
-    return read_history(project / "reports" / "watch" / "iterations.jsonl")
+    history = read_watch_history(project / "reports" / "watch" / "iterations.jsonl")
+    return [record.model_dump(mode="json") for record in history]
 
 
 def _one_line(text: str) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import pytest
-
+from core.clock import format_time
 from core.config import RetrainPolicyConfig
-from monitoring.policy import apply_retrain_policy, format_time, parse_time
+from core.records.monitor import MonitorDecision, WindowSummary
+from core.records.watch import Action, WatchRecord, WatchVerdict, WatchWindow
+from monitoring.policy import apply_retrain_policy
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
@@ -17,24 +18,35 @@ def at(minutes_ago: float) -> dt.datetime:
     return NOW - dt.timedelta(minutes=minutes_ago)
 
 
-def verdict(retrain: bool, last_time: dt.datetime | None = NOW) -> dict[str, Any]:
-    return {
-        "retrain": retrain,
-        "reasons": ["drift"] if retrain else [],
-        "window": {"rows": 1000, "last_time": format_time(last_time) if last_time else None},
-    }
+def _window(last_time: dt.datetime | None) -> dict[str, Any]:
+    shown = format_time(last_time) if last_time else None
+    return {"rows": 1000, "labelled_rows": 0, "first_time": shown, "last_time": shown}
+
+
+def verdict(retrain: bool, last_time: dt.datetime | None = NOW) -> MonitorDecision:
+    return MonitorDecision(
+        retrain=retrain,
+        reasons=["drift"] if retrain else [],
+        champion=None,
+        window=WindowSummary(
+            **_window(last_time), champion_rows=0, model_versions={}, missing_columns=[]
+        ),
+        drift=None,
+        quality=None,
+    )
 
 
 def iteration(
-    minutes_ago: float, retrain: bool, window_minutes_ago: float, action: str = "none"
-) -> dict[str, Any]:
+    minutes_ago: float, retrain: bool, window_minutes_ago: float, action: Action = "none"
+) -> WatchRecord:
     """A watch-log record: when it ran, its verdict, its window's newest prediction."""
-    return {
-        "time": format_time(at(minutes_ago)),
-        "verdict": {"retrain": retrain},
-        "window": {"last_time": format_time(at(window_minutes_ago))},
-        "action": action,
-    }
+    return WatchRecord(
+        time=at(minutes_ago),
+        iteration=f"i-{minutes_ago:g}",
+        verdict=WatchVerdict(retrain=retrain, reasons=[], champion=None),
+        window=WatchWindow(**_window(at(window_minutes_ago))),
+        action=action,
+    )
 
 
 def config(**changes: Any) -> RetrainPolicyConfig:
@@ -197,23 +209,13 @@ def test_every_rule_that_blocks_is_named() -> None:
     assert [reason.split(" ")[0] for reason in decision.reasons] == ["No", "1", "The"]
 
 
-def test_unreadable_history_records_are_ignored() -> None:
-    history: list[dict[str, Any]] = [{}, {"window": "?", "time": "yesterday"}, {"verdict": None}]
+def test_iterations_that_judged_no_window_are_ignored() -> None:
+    # failed iterations: the monitor's decision was never read (the log's reader skips
+    # lines that are not watch records at all, see tests/lifecycle/test_watch.py)
+    history = [
+        WatchRecord(time=at(5), iteration="failed", error="dvc repro (monitor) failed"),
+        WatchRecord(time=at(3), iteration="bad", error="reports/monitor/decision.json: not JSON"),
+    ]
     decision = apply_retrain_policy(verdict(True), history, NOW, config())
 
     assert decision.retrain is True
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2026-11-25T12:00:00Z", NOW),
-        ("2026-11-25T12:00:00.000+00:00", NOW),
-        ("2026-11-25T13:00:00+01:00", NOW),
-        ("2026-11-25T12:00:00", NOW),  # naive: UTC
-        ("not a time", None),
-        (None, None),
-    ],
-)
-def test_parse_time(text: str | None, expected: dt.datetime | None) -> None:
-    assert parse_time(text) == expected

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from core.hashing import file_md5
 from features.contract import DataContract, parse_contract
 from pipelines.edges.feedback import (
     FeedbackBatch,
     FeedbackError,
     align_batch,
     append_feedback,
+    batch_file_name,
     list_batches,
     read_batch,
     read_ids,
     row_id_column,
+    select_feedback_rows,
+    write_feedback_batch,
 )
 from tests.factories import make_valid_frame
+
+STARTED = dt.datetime(2026, 11, 25, 6, 37, 0, 123000, tzinfo=dt.UTC)
 
 
 def _batch(rows: int = 5, first_udi: int = 1001, seed: int = 1) -> pd.DataFrame:
@@ -164,3 +171,132 @@ def test_rows_are_matched_by_the_unique_id(contract: DataContract) -> None:
         "the data contract 'plain' declares no unique id column (role id, unique: true), "
         "so holdout rows cannot be matched to feedback batches"
     )
+
+
+# --- writing a window's new labelled rows as a batch (lifecycle watch) -------------------
+
+
+def _window(ids: list[int]) -> pd.DataFrame:
+    frame = make_valid_frame(rows=len(ids), seed=1)
+    frame["UDI"] = ids
+    return frame
+
+
+def test_feedback_rows_leave_out_known_repeated_and_unlabelled_ids(
+    contract: DataContract,
+) -> None:
+    window = _window([10, 11, 12, 12, 13, 14])
+    window.loc[5, "Machine failure"] = None  # id 14: no label yet
+    window["request_id"] = "r"  # a log column: not a contract column
+
+    rows, counts = select_feedback_rows(window, {11}, contract)
+
+    assert rows["UDI"].tolist() == [10, 12, 13]
+    assert rows.loc[1].equals(window.loc[3, contract.column_names].rename(1))  # the newest 12
+    assert list(rows.columns) == contract.column_names
+    assert counts == {"dropped_unlabelled": 1, "dropped_duplicate": 1, "dropped_known": 1}
+
+
+def test_a_window_without_every_contract_column_is_refused(contract: DataContract) -> None:
+    window = _window([1, 2]).drop(columns=["TWF", "OSF"])
+
+    with pytest.raises(FeedbackError) as caught:
+        select_feedback_rows(window, set(), contract)
+
+    assert str(caught.value) == (
+        "data/monitor/window_labelled.parquet lacks contract column(s) ['TWF', 'OSF']; a "
+        "feedback batch needs every column of the contract (are the label batches complete? "
+        "see monitor.labels.directory)"
+    )
+
+
+def test_a_window_with_gaps_in_required_columns_is_refused(contract: DataContract) -> None:
+    window = _window([1, 2, 3]).astype({"HDF": "float64"})
+    window.loc[[0, 2], "HDF"] = None  # the labels of two rows lacked the failure modes
+    window.loc[1, "Product ID"] = None  # ids are optional in requests: not a gap
+
+    with pytest.raises(FeedbackError) as caught:
+        select_feedback_rows(window, set(), contract)
+
+    assert str(caught.value) == (
+        "data/monitor/window_labelled.parquet has labelled rows without a value in required "
+        "column(s) 'HDF' (2 rows); a feedback batch needs them all (are the label batches "
+        "complete? see monitor.labels.directory)"
+    )
+
+
+def test_the_contract_needs_a_unique_row_id(contract: DataContract) -> None:
+    raw = contract.model_dump()
+    raw["columns"] = [{**column, "unique": False} for column in raw["columns"]]
+    no_unique_id = DataContract.model_validate(raw)
+
+    with pytest.raises(FeedbackError) as caught:
+        select_feedback_rows(_window([1]), set(), no_unique_id)
+
+    assert "declares no unique id column (role id, unique: true)" in str(caught.value)
+
+
+def test_the_input_window_is_not_changed(contract: DataContract) -> None:
+    window = _window([1, 1, 2])
+    before = window.copy()
+
+    select_feedback_rows(window, {2}, contract)
+
+    pd.testing.assert_frame_equal(window, before)
+
+
+def test_a_feedback_batch_holds_only_new_rows(tmp_path: Path, contract: DataContract) -> None:
+    feedback = tmp_path / "feedback"
+    feedback.mkdir()
+    (feedback / "README.md").write_text("not a batch")
+    _window([1, 2, 3]).to_parquet(feedback / "batch-20261124T000000000Z.parquet", index=False)
+    window_path = tmp_path / "window_labelled.parquet"
+    _window([2, 3, 4, 5]).to_parquet(window_path, index=False)
+
+    batch, counts = write_feedback_batch(window_path, feedback, contract, STARTED)
+
+    assert batch is not None
+    assert batch.path == feedback / "batch-20261125T063700123Z.parquet"
+    assert (batch.rows, batch.dropped_known, counts["dropped_known"]) == (2, 2, 2)
+    assert batch.md5 == file_md5(batch.path)
+    written = pd.read_parquet(batch.path)
+    assert written["UDI"].tolist() == [4, 5]
+    assert list(written.columns) == contract.column_names
+    assert sorted(p.name for p in feedback.iterdir()) == [
+        "README.md",
+        "batch-20261124T000000000Z.parquet",
+        "batch-20261125T063700123Z.parquet",
+    ]  # no temporary file left behind
+
+
+def test_no_batch_when_every_row_is_known(tmp_path: Path, contract: DataContract) -> None:
+    feedback = tmp_path / "feedback"
+    feedback.mkdir()
+    _window([1, 2]).to_parquet(feedback / "batch-a.parquet", index=False)
+    window_path = tmp_path / "window.parquet"
+    _window([2, 1]).to_parquet(window_path, index=False)
+
+    batch, counts = write_feedback_batch(window_path, feedback, contract, STARTED)
+
+    assert batch is None
+    assert counts["dropped_known"] == 2
+    assert sorted(p.name for p in feedback.iterdir()) == ["batch-a.parquet"]
+
+
+def test_a_missing_window_file_is_named(tmp_path: Path, contract: DataContract) -> None:
+    with pytest.raises(FeedbackError) as caught:
+        write_feedback_batch(tmp_path / "nope.parquet", tmp_path, contract, STARTED)
+
+    assert str(caught.value) == (
+        f"{tmp_path / 'nope.parquet'}: not found; the monitor stage writes the window's "
+        "labelled rows there"
+    )
+
+
+def test_batch_file_names_sort_by_time() -> None:
+    later = STARTED + dt.timedelta(milliseconds=1)
+    assert batch_file_name(STARTED) == "batch-20261125T063700123Z.parquet"
+    assert (
+        batch_file_name(later, "sensor_offset") == "batch-20261125T063700124Z-sensor_offset.parquet"
+    )
+    assert batch_file_name(STARTED) < batch_file_name(later)

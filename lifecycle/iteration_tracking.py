@@ -1,0 +1,98 @@
+"""Each watch iteration as an MLflow run named `watch`: tags to filter on, metrics to chart.
+
+The loop must outlive the tracking server: when MLflow cannot be reached the iteration is
+only in the watch log, with a warning that says why (`pipelines.edges.mlflow_connection`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from core.records.watch import WatchRecord
+from pipelines.edges.mlflow_connection import (
+    bounded_http_retries,
+    redacted_tracking_uri,
+    unavailable_reason,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def mlflow_tags(record: WatchRecord) -> dict[str, str]:
+    """String tags for the iteration's MLflow run: what a search in the UI filters on."""
+    tags = {
+        "kind": "watch",
+        "watch_iteration": record.iteration,
+        "action": record.action,
+        "verdict_retrain": _flag(record.verdict is not None and record.verdict.retrain),
+        "policy_retrain": _flag(record.policy is not None and record.policy.retrain),
+        "promoted": _flag(record.deploy is not None and record.deploy.promoted),
+        "failed": _flag(record.error is not None),
+    }
+    if record.error:
+        tags["error"] = record.error[:5000]
+    if record.feedback is not None:
+        tags["feedback_batch"] = str(record.feedback.path)
+        tags["feedback_md5"] = record.feedback.md5
+    return tags
+
+
+def mlflow_metrics(record: WatchRecord) -> dict[str, float]:
+    """Numeric facts of the iteration, for charts across iterations (absent ones left out)."""
+    window, policy, deploy = record.window, record.policy, record.deploy
+    metrics: dict[str, float | None] = {
+        "window_rows": window.rows if window else None,
+        "labelled_rows": window.labelled_rows if window else None,
+        "verdict_retrain": _number(record.verdict is not None and record.verdict.retrain),
+        "policy_retrain": _number(policy is not None and policy.retrain),
+        "retrain_streak": policy.streak if policy else None,
+        "retrains_last_24h": policy.retrains_last_24h if policy else None,
+        "retrained": _number(record.action in ("retrained", "retrain_failed")),
+        "feedback_rows": record.feedback.rows if record.feedback else 0,
+        "promoted": _number(deploy is not None and deploy.promoted),
+        "champion_version_after": deploy.champion_after if deploy else None,
+        "failed": _number(record.error is not None),
+    }
+    metrics.update({f"{k}_seconds": v for k, v in record.durations_s.items()})
+    return {k: float(v) for k, v in metrics.items() if v is not None}
+
+
+def record_in_mlflow(record: WatchRecord, experiment: str) -> str | None:
+    """Log the iteration as an MLflow run named `watch`; a warning (None) if MLflow fails."""
+    try:
+        with bounded_http_retries():
+            from pipelines.edges.tracking import start_tracking
+
+            tracking = start_tracking(experiment)
+            mlflow = tracking.mlflow
+            if mlflow.active_run() is not None:  # left over from a failed call
+                mlflow.end_run()
+            with mlflow.start_run(run_name="watch", tags=mlflow_tags(record)) as run:
+                mlflow.log_metrics(mlflow_metrics(record))
+                mlflow.log_dict(record.model_dump(mode="json"), "record.json")
+            return str(run.info.run_id)
+    except Exception as exc:  # the loop must outlive the tracking server
+        logger.warning(
+            "iteration %s was not recorded in MLflow at %s (%s); the watch log has it",
+            record.iteration,
+            redacted_tracking_uri(),
+            _failure_reason(exc),
+        )
+        return None
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """Why MLflow was unavailable (also behind a `TrackingUnavailableError`), or the error."""
+    for link in (exc, exc.__cause__):
+        if link is not None and (reason := unavailable_reason(link)) is not None:
+            return reason
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first_line[:300]}"
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _number(value: bool) -> int:
+    return 1 if value else 0
