@@ -65,9 +65,7 @@ class AttemptFinished(_Attempt):
 
 
 LedgerEntry = AttemptStarted | AttemptFinished
-_ENTRY: TypeAdapter[LedgerEntry] = TypeAdapter(
-    Annotated[LedgerEntry, Field(discriminator="event")]
-)
+_ENTRY: TypeAdapter[LedgerEntry] = TypeAdapter(Annotated[LedgerEntry, Field(discriminator="event")])
 
 
 def ledger_line(entry: LedgerEntry) -> dict[str, object]:
