@@ -88,11 +88,20 @@ def read_table(path: Path | str, fmt: str | None = None) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def append_json_line(path: Path | str, record: Any) -> None:
-    """Append one JSON object as a line, in a single write, then fsync (logs and ledgers)."""
+def append_json_line(
+    path: Path | str,
+    record: Any,
+    *,
+    default: Callable[[Any], Any] = str,
+    allow_nan: bool = False,
+) -> None:
+    """Append one JSON object as a line, in a single write, then fsync (logs and ledgers).
+
+    `default` turns a value JSON cannot hold into one it can (by default its string).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True, default=str, allow_nan=False) + "\n"
+    line = json.dumps(record, sort_keys=True, default=default, allow_nan=allow_nan) + "\n"
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(line)
         handle.flush()

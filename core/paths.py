@@ -11,6 +11,9 @@ from pathlib import Path
 
 from core.model_files import REFERENCE_FILE
 
+DVC_FILE = Path("dvc.yaml")  # the stages, in order, and each one's deps
+LEDGER = Path(".lifecycle/ledger.jsonl")  # every attempt of every stage, appended
+
 # ingest
 RAW_DATA = Path("data/raw/dataset.parquet")
 RAW_METADATA = Path("data/raw/metadata.json")

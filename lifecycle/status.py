@@ -1,8 +1,9 @@
 """`lifecycle status`: what the latest lifecycle run did, stage by stage, and what serves.
 
-Built from the stage ledger (`pipelines.edges.ledger`), `dvc.yaml` (the stages, in order), the
-serving store's champion pointer, the deploy stage's `reports/deploy/champion.json` and
-the last line of the watch log. Reading only: nothing here changes a file or a process.
+Built from the stage ledger (`core.records.ledger`), `dvc.yaml` (the stages, in order), the
+serving store's champion pointer, the deploy stage's `reports/deploy/champion.json`
+(`core.records.deploy.read_champion`) and the last line of the watch log. Reading only:
+nothing here changes a file or a process.
 
 A stage's state in a run: `succeeded`, `failed` or `interrupted` (Ctrl-C, or a `started`
 record without a `finished` one: the process was killed), `running` (its process is
@@ -15,16 +16,19 @@ interrupted (`not reached`), or an earlier stage or the run's `dvc repro` still 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from core.paths import CHAMPION
-from pipelines.edges.ledger import DVC_FILE, LEDGER, process_alive, read_ledger
+from core.clock import now_text, parse_time
+from core.paths import CHAMPION, DVC_FILE, LEDGER
+from core.records import RecordError, RecordMissingError
+from core.records.deploy import read_champion
+from core.records.ledger import AttemptFinished, AttemptStarted, LedgerEntry, read_ledger
+from pipelines.edges.ledger import process_alive
 
 
 class StatusError(RuntimeError):
@@ -78,10 +82,10 @@ def lifecycle_status(
 ) -> RunStatus:
     """The status of lifecycle run `run` (default: the latest in the ledger)."""
     try:
-        records = read_ledger(ledger)
+        entries = read_ledger(ledger)
     except FileNotFoundError:
         raise StatusError(f"no lifecycle run recorded yet in {ledger}; run dvc repro") from None
-    runs = _runs_newest_first(records)
+    runs = _runs_newest_first(entries)
     if not runs:
         raise StatusError(f"no lifecycle run recorded yet in {ledger}; run dvc repro")
     chosen = run or runs[0]
@@ -89,14 +93,13 @@ def lifecycle_status(
         raise StatusError(
             f"no lifecycle run {chosen!r} in {ledger}; recent runs: {', '.join(runs[:10])}"
         )
-    repro = _running_repro(records, chosen)
-    stages = _stage_statuses(records, chosen, _dvc_stages(dvc_file), repro)
-    mine = [r for r in records if r.get("lifecycle_run") == chosen]
+    repro = _running_repro(entries, chosen)
+    stages = _stage_statuses(entries, chosen, _dvc_stages(dvc_file), repro)
     return RunStatus(
         lifecycle_run=chosen,
         state="running" if repro is not None else _run_state(stages),
         repro_pid=repro,
-        started_at=min(str(r.get("started_at")) for r in mine),
+        started_at=min(e.started_at for e in entries if e.lifecycle_run == chosen),
         ledger=str(ledger),
         stages=stages,
         serving=_serving(store),
@@ -146,12 +149,9 @@ def format_status(status: RunStatus) -> list[str]:
 # --- the ledger -------------------------------------------------------------------------
 
 
-def _runs_newest_first(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Lifecycle run ids, the one with the newest record first."""
-    order: dict[str, int] = {}
-    for position, record in enumerate(records):
-        if record.get("lifecycle_run"):
-            order[str(record["lifecycle_run"])] = position
+def _runs_newest_first(entries: Sequence[LedgerEntry]) -> list[str]:
+    """Lifecycle run ids, the one with the newest entry first."""
+    order = {entry.lifecycle_run: position for position, entry in enumerate(entries)}
     return sorted(order, key=order.__getitem__, reverse=True)
 
 
@@ -164,19 +164,18 @@ def _dvc_stages(dvc_file: Path) -> list[str]:
 
 
 def _stage_statuses(
-    records: Sequence[Mapping[str, Any]], run: str, stages: Sequence[str], repro: int | None
+    entries: Sequence[LedgerEntry], run: str, stages: Sequence[str], repro: int | None
 ) -> list[StageStatus]:
     """Every stage's status in `run`; `repro` is the pid of its `dvc repro` when that still
     runs (then the stages after the last one recorded are yet to come, not skipped)."""
     mine = {
-        name: [r for r in records if r.get("lifecycle_run") == run and r.get("stage") == name]
-        for name in stages
+        name: [e for e in entries if e.lifecycle_run == run and e.stage == name] for name in stages
     }
     last_recorded = max((i for i, name in enumerate(stages) if mine[name]), default=-1)
     statuses: list[StageStatus] = []
     blocked: str | None = None  # a note for stages after one that failed or still runs
     for position, name in enumerate(stages):
-        before = _last_success(records, name, run)
+        before = _last_success(entries, name, run)
         if mine[name]:
             status = _invocation_status(name, _latest_invocation(mine[name]), before)
             statuses.append(status)
@@ -202,84 +201,84 @@ def _stage_statuses(
     return statuses
 
 
-def _running_repro(records: Sequence[Mapping[str, Any]], run: str) -> int | None:
-    """The pid of the run's `dvc repro` (from its newest record) if that process still runs."""
-    newest = next((r for r in reversed(records) if r.get("lifecycle_run") == run), None)
-    if newest is None or not newest.get("repro_pid"):
+def _running_repro(entries: Sequence[LedgerEntry], run: str) -> int | None:
+    """The pid of the run's `dvc repro` (from its newest entry) if that process still runs."""
+    newest = next((e for e in reversed(entries) if e.lifecycle_run == run), None)
+    if newest is None or not newest.repro_pid:
         return None
-    pid = int(newest["repro_pid"])
-    return pid if process_alive(pid, newest.get("repro_pid_start")) else None
+    alive = process_alive(newest.repro_pid, newest.repro_pid_start)
+    return newest.repro_pid if alive else None
 
 
-def _latest_invocation(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The records of the stage's latest invocation (its attempts start again at 1)."""
-    starts = [
-        i for i, r in enumerate(records) if r.get("event") == "started" and r.get("attempt") == 1
-    ]
-    return list(records[starts[-1] :] if starts else records)
+def _latest_invocation(entries: Sequence[LedgerEntry]) -> list[LedgerEntry]:
+    """The entries of the stage's latest invocation (its attempts start again at 1)."""
+    starts = [i for i, e in enumerate(entries) if isinstance(e, AttemptStarted) and e.attempt == 1]
+    return list(entries[starts[-1] :] if starts else entries)
 
 
 def _invocation_status(
-    name: str, records: Sequence[Mapping[str, Any]], before: dict[str, Any] | None
+    name: str, entries: Sequence[LedgerEntry], before: dict[str, Any] | None
 ) -> StageStatus:
-    attempts: dict[int, dict[str, Mapping[str, Any]]] = {}
-    for record in records:
-        attempts.setdefault(int(record.get("attempt") or 0), {})[str(record.get("event"))] = record
-    last = attempts[max(attempts)]
-    started = last.get("started") or last["finished"]
-    finished = last.get("finished")
-    first_start = min(str(record.get("started_at")) for record in records)
+    starts: dict[int, AttemptStarted] = {}
+    finishes: dict[int, AttemptFinished] = {}
+    for entry in entries:
+        if isinstance(entry, AttemptStarted):
+            starts[entry.attempt] = entry
+        else:
+            finishes[entry.attempt] = entry
+    last = max([*starts, *finishes])
+    finished = finishes.get(last)
+    started: LedgerEntry = starts.get(last) or finishes[last]
+    first_start = min(entry.started_at for entry in entries)
     if finished is not None:
-        state = str(finished.get("status"))
-        end = str(finished.get("finished_at"))
-        duration = _seconds_between(first_start, end)
-    elif process_alive(int(started.get("pid") or 0), started.get("pid_start")):
+        state: str = finished.status
+        end: str | None = finished.finished_at
+        duration = _seconds_between(first_start, finished.finished_at)
+    elif process_alive(started.pid, started.pid_start):
         state, end = "running", None
-        duration = _seconds_between(first_start, _now())
+        duration = _seconds_between(first_start, now_text())
     else:
         state, end, duration = "interrupted", None, None
-    failed_before = sum(
-        1 for a in attempts.values() if (a.get("finished") or {}).get("status") == "failed"
-    ) - (1 if state == "failed" else 0)
+    ended = [finishes[number] for number in sorted(finishes)]
+    failed_before = sum(1 for f in ended if f.status == "failed") - (state == "failed")
     notes = []
     if state == "interrupted" and finished is None:
-        notes.append(f"killed: no finish recorded (pid {started.get('pid')} is gone)")
+        notes.append(f"killed: no finish recorded (pid {started.pid} is gone)")
     elif state == "running":
-        notes.append(f"pid {started.get('pid')}")
+        notes.append(f"pid {started.pid}")
     if failed_before:
         notes.append(f"{failed_before} failed attempt(s) retried")
-    mlflow_runs = [a["finished"].get("mlflow_run_id") for a in attempts.values() if "finished" in a]
     return StageStatus(
         stage=name,
         state=state,
         note="; ".join(notes),
-        attempts=len(attempts),
+        attempts=len({*starts, *finishes}),
         duration_s=duration,
         started_at=first_start,
         finished_at=end,
-        error=(finished or {}).get("error"),
-        mlflow_run_id=next((r for r in reversed(mlflow_runs) if r), None),
-        pid=int(started.get("pid") or 0) or None,
+        error=None if finished is None or finished.error is None else finished.error.model_dump(),
+        mlflow_run_id=next((f.mlflow_run_id for f in reversed(ended) if f.mlflow_run_id), None),
+        pid=started.pid or None,
         last_succeeded=before,
     )
 
 
 def _last_success(
-    records: Iterable[Mapping[str, Any]], stage: str, other_than: str
+    entries: Iterable[LedgerEntry], stage: str, other_than: str
 ) -> dict[str, Any] | None:
     """The stage's last successful finish in another run than `other_than`."""
     found = None
-    for record in records:
+    for entry in entries:
         if (
-            record.get("stage") == stage
-            and record.get("event") == "finished"
-            and record.get("status") == "succeeded"
-            and record.get("lifecycle_run") != other_than
+            isinstance(entry, AttemptFinished)
+            and entry.stage == stage
+            and entry.status == "succeeded"
+            and entry.lifecycle_run != other_than
         ):
-            found = record
+            found = entry
     if found is None:
         return None
-    return {"lifecycle_run": found["lifecycle_run"], "finished_at": found.get("finished_at")}
+    return {"lifecycle_run": found.lifecycle_run, "finished_at": found.finished_at}
 
 
 def _run_state(stages: Sequence[StageStatus]) -> str:
@@ -307,14 +306,15 @@ def _serving(store: Path | None) -> dict[str, Any]:
 
 
 def _registry_champion(path: Path) -> dict[str, Any] | None:
-    """What the deploy stage last recorded as the registry's champion."""
+    """What the deploy stage last recorded as the registry's champion (None: no file yet;
+    just the path: none promoted yet)."""
     try:
-        champion = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        champion = read_champion(path)
+    except RecordMissingError:
         return None
-    except (OSError, ValueError) as exc:
-        return {"path": str(path), "error": f"not readable JSON ({exc})"}
-    return {"path": str(path), **champion} if isinstance(champion, dict) else None
+    except RecordError as exc:
+        return {"path": str(path), "error": str(exc)}
+    return {"path": str(path), **(champion.model_dump() if champion is not None else {})}
 
 
 def _last_watch(log: Path | None) -> dict[str, Any] | None:
@@ -358,11 +358,11 @@ def _format_serving(status: RunStatus) -> list[str]:
     elif set(champion) == {"path"}:
         lines.append(f"registry champion ({champion['path']}): none promoted yet")
     else:
-        version = champion.get("version")
-        sha = champion.get("content_sha256") or champion.get("sha256") or "-"
-        shown = f"v{version}" if version is not None else "version unknown"
+        version = champion["version"]
+        sha = champion["content_sha256"] or "-"
+        shown = f"v{version}"
         agreement = ""
-        if pointer is not None and version is not None:
+        if pointer is not None:
             agreement = (
                 "; the serving store agrees"
                 if pointer.get("version") == f"v{version}"
@@ -370,7 +370,7 @@ def _format_serving(status: RunStatus) -> list[str]:
             )
         lines.append(
             f"registry champion ({champion['path']}): {shown}, sha256 {sha[:12]}, "
-            f"mlflow run {champion.get('mlflow_run_id') or '-'}{agreement}"
+            f"mlflow run {champion['mlflow_run_id'] or '-'}{agreement}"
         )
     watch = status.watch
     if watch is None:
@@ -389,26 +389,16 @@ def _format_serving(status: RunStatus) -> list[str]:
 # --- time -------------------------------------------------------------------------------
 
 
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def _seconds_between(start: str, end: str) -> float | None:
-    try:
-        return round((_parse_time(end) - _parse_time(start)).total_seconds(), 3)
-    except ValueError:
+    began, ended = parse_time(start), parse_time(end)
+    if began is None or ended is None:
         return None
+    return round((ended - began).total_seconds(), 3)
 
 
 def _shown_time(text: Any) -> str:
     """An ISO time as `YYYY-MM-DD HH:MM:SS UTC`; anything unparsable as written."""
     if not text:
         return "-"
-    try:
-        return _parse_time(str(text)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except ValueError:
-        return str(text)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+    moment = parse_time(str(text))
+    return str(text) if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")

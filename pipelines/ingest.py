@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
+from core.clock import now_text
 from core.config import IngestConfig, load_params
 from core.hashing import file_sha256
 from core.io import write_json, write_parquet
@@ -72,7 +72,7 @@ def ingest(
         "columns": [str(name) for name in frame.columns],
         "dtypes": {str(name): str(dtype) for name, dtype in frame.dtypes.items()},
         "sha256": file_sha256(data_path),
-        "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ingested_at": now_text(),
         "duration_s": round(time.perf_counter() - start, 3),
     }
     write_json(metadata, metadata_path)

@@ -5,18 +5,20 @@ is appended to, never rewritten; each line is written in one `write` and fsynced
 attempt writes a `started` record, runs, then a `finished` record:
 
     {"event": "started", "lifecycle_run": "3f9a1c2b7d4e", "stage": "train", "attempt": 1,
-     "max_attempts": 3, "pid": 4242, "pid_start": 1234567, "repro_pid": 4201,
-     "repro_pid_start": 1234000, "started_at": "...Z"}
+     "max_attempts": 3, "pid": 4242, "pid_start": 1796136087.9, "repro_pid": 4201,
+     "repro_pid_start": 1796136080.25, "started_at": "...Z"}
     {"event": "finished", ...the same keys..., "finished_at": "...Z", "duration_s": 12.3,
      "status": "failed", "error": {"class": "TrackingUnavailableError", "message": "..."},
      "retrying": true, "inputs": {"pipelines/train.py": "<md5>", "features": "<md5>.dir",
      "data/validated/dataset.parquet": null}, "mlflow_run_id": null}
 
-`status` is `succeeded`, `failed` or `interrupted` (Ctrl-C); a `started` record with no
-`finished` one means the process was killed. `pid_start` (the process's start time in clock
-ticks, from /proc) tells a live process from a later one that reuses its pid; `repro_pid`
-is the `dvc repro` that started the stage (null outside one), so `lifecycle status` can
-tell a repro still on its way to the next stage from one that ended.
+Each line is a `core.records.ledger` entry (`AttemptStarted`, `AttemptFinished`), the
+models every reader uses too. `status` is `succeeded`, `failed` or `interrupted` (Ctrl-C);
+a `started` record with no `finished` one means the process was killed. `pid_start` (the
+process's start time, seconds since the epoch, from psutil) tells a live process from a
+later one that reuses its pid; `repro_pid` is the `dvc repro` that started the stage (null
+outside one), so `lifecycle status` can tell a repro still on its way to the next stage
+from one that ended.
 
 `inputs` are the stage's deps in `dvc.yaml` (`${...}` resolved from `params.yaml`) hashed
 the way DVC hashes them, so they compare with `dvc.lock`: a file's MD5, a directory's MD5
@@ -36,23 +38,32 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
+from core.clock import now_text
+from core.config import DEFAULT_PARAMS
 from core.hashing import path_md5
-from core.io import append_json_line, read_json_lines
+from core.io import append_json_line
+from core.paths import DVC_FILE, LEDGER
+from core.records.ledger import (
+    AttemptError,
+    AttemptFinished,
+    AttemptStarted,
+    LedgerEntry,
+    Status,
+    ledger_line,
+)
 
 logger = logging.getLogger(__name__)
 
-LEDGER = Path(".lifecycle/ledger.jsonl")
-DVC_FILE = Path("dvc.yaml")
-PARAMS_FILE = Path("params.yaml")
 _TEMPLATE = re.compile(r"\$\{\s*([^}\s]+)\s*\}")
+_SAME_START_S = 0.01  # start times this close are one process (a float read twice)
 
 # Set by `run_stage` for the duration of a stage, so every part of it agrees on one id.
 _current_run_id: str | None = None
@@ -98,83 +109,65 @@ def _dvc_repro_id() -> str | None:
     return hashlib.sha256(f"{pid}:{start_time}".encode()).hexdigest()[:12]
 
 
-def dvc_repro_process() -> tuple[int, int] | None:
-    """The pid and start time (clock ticks) of the `dvc repro` that started this stage."""
-    pid = os.getppid()
-    for _ in range(4):  # stage <- sh -c <- dvc repro, give or take a wrapper
-        if pid <= 1:
-            break
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            stat = _proc_stat(pid)
-        except OSError:
-            break
-        if b"repro" in cmdline and any(part.endswith(b"dvc") for part in cmdline):
-            return pid, int(stat[19])  # field 22 of /proc/<pid>/stat, counted after the name
-        pid = int(stat[1])  # the parent's pid
+def dvc_repro_process() -> tuple[int, float] | None:
+    """The pid and start time of the `dvc repro` that started this stage."""
+    try:
+        # stage <- sh -c <- dvc repro, give or take a wrapper
+        for parent in psutil.Process().parents()[:4]:
+            if parent.pid > 1 and _is_dvc_repro(parent.cmdline()):
+                return parent.pid, parent.create_time()
+    except psutil.Error:
+        pass  # gone meanwhile, or not ours to inspect
     return None
 
 
 # --- processes ----------------------------------------------------------------------------
 
 
-def _proc_stat(pid: int) -> list[str]:
-    """The fields of /proc/<pid>/stat after the command name (field 3 onwards)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _is_dvc_repro(cmdline: Sequence[str] | None) -> bool:
+    """A command line that runs `dvc repro` (possibly through a wrapper such as `time`)."""
+    return bool(cmdline) and "repro" in cmdline and any(part.endswith("dvc") for part in cmdline)
 
 
-def process_start(pid: int) -> int | None:
-    """When the process started (clock ticks after boot), to tell a reused pid apart."""
+def process_start(pid: int) -> float | None:
+    """When the process started (seconds since the epoch), to tell a reused pid apart."""
     try:
-        return int(_proc_stat(pid)[19])
-    except (OSError, IndexError, ValueError):
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
         return None
 
 
-def process_alive(pid: int, start: int | None) -> bool:
+def process_alive(pid: int, start: float | None) -> bool:
     """True when `pid` runs and is the process that started at `start` (when known)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False  # exited, not yet reaped
+        return start is None or abs(process.create_time() - start) < _SAME_START_S
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        pass  # someone else's process: it exists
-    try:
-        fields = _proc_stat(pid)
-    except OSError:
-        return True  # no /proc: the signal check is all there is
-    if fields[0] == "Z":
-        return False  # exited, not yet reaped
-    return start is None or int(fields[19]) == start
+    except psutil.AccessDenied:
+        return True  # someone else's process: it exists
 
 
 def other_dvc_repros(root: Path | None = None) -> list[tuple[int, str]]:
     """`dvc repro` processes working on the project at `root` (default: the working
-    directory), other than the one that started this process: (pid, command line) each.
+    directory), other than this process and its ancestors (the repro that started this
+    stage, and any wrapper around it such as `time dvc repro`): (pid, command line) each.
 
-    Linux only (reads /proc); elsewhere, and for processes /proc does not let us inspect,
-    nothing is found.
+    Processes whose command line or working directory we may not read are not found.
     """
     mine = _project_root(Path.cwd() if root is None else root)
-    ours = dvc_repro_process()
+    ours = {os.getpid(), *(parent.pid for parent in psutil.Process().parents())}
     found = []
-    for name in os.listdir("/proc"):  # one read: processes may come and go meanwhile
-        if not name.isdigit():
+    for process in psutil.process_iter(["cmdline", "cwd", "status"]):
+        info = process.info
+        if process.pid in ours or not _is_dvc_repro(info["cmdline"]):
             continue
-        pid, entry = int(name), Path("/proc", name)
-        if pid == os.getpid() or (ours is not None and pid == ours[0]):
-            continue
-        try:
-            cmdline = [part for part in (entry / "cmdline").read_bytes().split(b"\0") if part]
-            if b"repro" not in cmdline or not any(part.endswith(b"dvc") for part in cmdline):
-                continue
-            if _proc_stat(pid)[0] == "Z":
-                continue
-            cwd = Path(os.readlink(entry / "cwd"))
-        except (OSError, IndexError):
-            continue  # gone meanwhile, or not ours to inspect
-        if _project_root(cwd) == mine:
-            found.append((pid, b" ".join(cmdline).decode(errors="replace")))
+        if info["status"] == psutil.STATUS_ZOMBIE or not info["cwd"]:
+            continue  # exited, or not ours to inspect
+        if _project_root(Path(info["cwd"])) == mine:
+            found.append((process.pid, " ".join(part for part in info["cmdline"] if part)))
     return sorted(found)
 
 
@@ -198,43 +191,21 @@ def note_mlflow_run(run_id: str) -> None:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One attempt of a stage, as its `started` record describes it."""
+    """One running attempt of a stage: its `started` entry and when it began (monotonic)."""
 
-    lifecycle_run: str
-    stage: str
-    attempt: int
-    max_attempts: int
-    pid: int
-    pid_start: int | None
-    repro_pid: int | None  # the `dvc repro` that started the stage, if one did
-    repro_pid_start: int | None
-    started_at: str
+    entry: AttemptStarted
     started: float  # time.monotonic() at the start
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "event": "started",
-            "lifecycle_run": self.lifecycle_run,
-            "stage": self.stage,
-            "attempt": self.attempt,
-            "max_attempts": self.max_attempts,
-            "pid": self.pid,
-            "pid_start": self.pid_start,
-            "repro_pid": self.repro_pid,
-            "repro_pid_start": self.repro_pid_start,
-            "started_at": self.started_at,
-        }
 
 
 def start_attempt(
     lifecycle_run: str, stage: str, attempt: int, max_attempts: int, ledger: Path = LEDGER
 ) -> Attempt:
-    """Append the attempt's `started` record (a failure to write is logged, not raised)."""
+    """Append the attempt's `started` entry (a failure to write is logged, not raised)."""
     global _attempt_mlflow_run_id
     _attempt_mlflow_run_id = None
     pid = os.getpid()
     repro_pid, repro_pid_start = dvc_repro_process() or (None, None)
-    started = Attempt(
+    entry = AttemptStarted(
         lifecycle_run=lifecycle_run,
         stage=stage,
         attempt=attempt,
@@ -243,74 +214,58 @@ def start_attempt(
         pid_start=process_start(pid),
         repro_pid=repro_pid,
         repro_pid_start=repro_pid_start,
-        started_at=_now(),
-        started=time.monotonic(),
+        started_at=now_text(),
     )
-    _append_safely(ledger, started.record())
-    return started
+    _append_safely(ledger, entry)
+    return Attempt(entry, time.monotonic())
 
 
 def finish_attempt(
     attempt: Attempt,
-    status: str,
+    status: Status,
     error: BaseException | None,
     inputs: Mapping[str, str | None] | None,
     *,
     retrying: bool = False,
     ledger: Path = LEDGER,
-) -> dict[str, Any]:
-    """Append the attempt's `finished` record (a failure to write is logged, not raised)."""
-    record = {
-        **attempt.record(),
-        "event": "finished",
-        "finished_at": _now(),
-        "duration_s": round(time.monotonic() - attempt.started, 3),
-        "status": status,
-        "error": None
+) -> AttemptFinished:
+    """Append the attempt's `finished` entry (a failure to write is logged, not raised)."""
+    entry = AttemptFinished(
+        **attempt.entry.model_dump(exclude={"event"}),
+        finished_at=now_text(),
+        duration_s=round(time.monotonic() - attempt.started, 3),
+        status=status,
+        error=None
         if error is None
-        else {"class": type(error).__name__, "message": str(error) or repr(error)},
-        "retrying": retrying,
-        "inputs": None if inputs is None else dict(inputs),
-        "mlflow_run_id": _attempt_mlflow_run_id,
-    }
-    _append_safely(ledger, record)
-    return record
+        else AttemptError(error_class=type(error).__name__, message=str(error) or repr(error)),
+        retrying=retrying,
+        inputs=None if inputs is None else dict(inputs),
+        mlflow_run_id=_attempt_mlflow_run_id,
+    )
+    _append_safely(ledger, entry)
+    return entry
 
 
-def _append_safely(path: Path, record: Mapping[str, Any]) -> None:
+def _append_safely(path: Path, entry: LedgerEntry) -> None:
     try:
-        append_json_line(path, record)
+        append_json_line(path, ledger_line(entry))
     except Exception as exc:  # the ledger must never fail the stage
         logger.warning(
             "ledger %s: could not record %s %s of stage %s (%s: %s); the stage goes on",
             path,
-            record.get("event"),
-            f"attempt {record.get('attempt')}",
-            record.get("stage"),
+            entry.event,
+            f"attempt {entry.attempt}",
+            entry.stage,
             type(exc).__name__,
             exc,
         )
-
-
-def read_ledger(path: Path = LEDGER) -> list[dict[str, Any]]:
-    """Every record, oldest first; a line that is not a JSON object is skipped with a warning.
-
-    Raises FileNotFoundError when there is no ledger.
-    """
-    records = []
-    for number, record in read_json_lines(path):
-        if not isinstance(record, dict) or "stage" not in record:
-            logger.warning("%s line %d: not a ledger record; skipped", path, number)
-            continue
-        records.append(record)
-    return records
 
 
 # --- input hashes -------------------------------------------------------------------------
 
 
 def stage_inputs(
-    stage: str, dvc_file: Path = DVC_FILE, params_file: Path = PARAMS_FILE
+    stage: str, dvc_file: Path = DVC_FILE, params_file: Path = DEFAULT_PARAMS
 ) -> dict[str, str | None]:
     """The stage's deps in `dvc.yaml`, `${...}` resolved from `params.yaml`, each hashed.
 
@@ -340,7 +295,3 @@ def _resolve(template: str, params: Mapping[str, Any]) -> str:
         return str(value)
 
     return _TEMPLATE.sub(lookup, template)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

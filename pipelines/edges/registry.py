@@ -3,46 +3,37 @@
 Registry stages are deprecated; aliases say what serves. `champion` is the serving version,
 `previous` the one it replaced. A promotion moves `previous` to the old champion and
 `champion` to the new version. A rollback swaps the two aliases, so a second rollback
-rolls forward again to the version the first one left.
+rolls forward again to the version the first one left. Every move is recorded
+(`pipelines.edges.alias_history`) in the history file the caller names.
 
-Every alias move is recorded three ways: tags on the versions involved (`champion_since`,
-`promotion_evidence`; `previous_since`, `demotion_evidence`), one JSON line appended to a
-history file the caller names, and a log line.
-
-Talking to a tracking server: by default MLflow retries a failed HTTP request 7 times with
-exponential backoff (minutes) and waits up to 120 s for each answer. Calls made here use
-`HTTP_LIMITS` instead: 2 retries, backoff factor 1, a 10 s timeout, so a refused connection
-fails in about 3 s. A variable already set in the environment wins. The limits are set only
-for the duration of each call, which is why this module is not meant for use from several
-threads at once. Unreachable servers, timeouts and 5xx answers raise
-`RegistryUnavailableError`, naming the tracking URI (credentials removed).
-
-Two writers at once are not safe: MLflow has no transactions over aliases and no unique
-tags, so concurrent promotions can interleave and concurrent registrations of the same hash
-can create two versions (`find_version` then returns the oldest and logs a warning).
+Calls are bounded by `mlflow_connection.bounded_http_retries` (a refused connection fails in
+about 3 s; not meant for use from several threads at once). Unreachable servers, timeouts
+and 5xx answers raise `RegistryUnavailableError`, naming the tracking URI (credentials
+removed). Two writers at once are not safe: MLflow has no transactions over aliases and no
+unique tags, so concurrent promotions can interleave and concurrent registrations of the
+same hash can create two versions (`find_version` then returns the oldest, with a warning).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pipelines.edges.mlflow_connection import (
-    bounded_http_retries,
-    redact_uri,
-    redacted_tracking_uri,
-    tracking_uri,
-    unavailable_reason,
+from core.clock import now_text
+from core.paths import ALIAS_HISTORY
+from pipelines.edges import mlflow_connection
+from pipelines.edges import registry_client as calls
+from pipelines.edges.alias_history import AliasMove, append_move, short_sha256, tag_move
+from pipelines.edges.mlflow_connection import tracking_uri
+from pipelines.edges.registry_client import SHA256_TAG, RegistryError
+from pipelines.edges.registry_client import (  # the errors every call here raises
+    RegistryUnavailableError as RegistryUnavailableError,
 )
 
 if TYPE_CHECKING:
@@ -54,22 +45,11 @@ logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
-SHA256_TAG = "model_sha256"
-DEFAULT_HISTORY = Path("reports/deploy/alias_history.jsonl")
-# MLflow 3.17 accepts 100,000 characters in a model-version tag, but servers that predate
-# its `bda7b8c39065` migration store them as VARCHAR(5000). The full record is in the history.
-TAG_VALUE_LIMIT = 5000
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Transitional, for lifecycle/cli.py only: it should use core.paths.ALIAS_HISTORY and
+# mlflow_connection.redacted_tracking_uri; then these two lines go.
+DEFAULT_HISTORY = ALIAS_HISTORY
+redacted_tracking_uri = mlflow_connection.redacted_tracking_uri
 _LOGGED_MODEL_URI = re.compile(r"models:/(m-[0-9a-f]+)/?")
-
-
-class RegistryError(RuntimeError):
-    """A registry operation that cannot be done; the message is meant for the user."""
-
-
-class RegistryUnavailableError(RegistryError):
-    """The tracking server could not be reached, timed out or failed: worth retrying later."""
 
 
 @dataclass(frozen=True)
@@ -85,46 +65,13 @@ class ChampionInfo:
     tags: dict[str, str]  # every tag of the version (model_sha256, promotion_evidence, ...)
 
 
-@dataclass(frozen=True)
-class AliasMove:
-    """One move of the `champion` alias: what it pointed to before and after, and why."""
-
-    time: str  # UTC, ISO 8601
-    action: Literal["promote", "rollback"]
-    model: str
-    from_version: int | None  # champion before the move
-    to_version: int  # champion after the move
-    from_sha256: str | None
-    to_sha256: str | None
-    previous_version: int | None  # `previous` after the move
-    changed: bool
-    evidence: dict[str, Any]
-
-    def describe(self) -> str:
-        """The move in one readable line."""
-        if not self.changed:
-            return f"{self.model}: v{self.to_version} is already the champion; nothing moved"
-        before = (
-            f"v{self.from_version} (sha256 {_short(self.from_sha256)})"
-            if self.from_version is not None
-            else "none"
-        )
-        after = f"v{self.to_version} (sha256 {_short(self.to_sha256)})"
-        prior = f"v{self.previous_version}" if self.previous_version is not None else "none"
-        again = "; roll back again to return to it" if self.action == "rollback" else ""
-        return f"{self.action} {self.model}: champion {before} -> {after}; previous {prior}{again}"
-
-    def record(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def find_version(name: str, sha256: str) -> ModelVersion | None:
     """The version of `name` registered with this content hash, or None."""
-    _check_sha256(sha256)
-    if not _store_exists(tracking_uri()):
+    calls.check_sha256(sha256)
+    if not calls.store_exists(tracking_uri()):
         return None  # nothing is registered before the store exists; do not create it here
-    with _registry_call(f"finding {name!r} sha256 {_short(sha256)}"):
-        return _find_version(_client(), name, sha256)
+    with calls.registry_call(f"finding {name!r} sha256 {short_sha256(sha256)}"):
+        return calls.lookup_version(calls.open_client(), name, sha256)
 
 
 def register(
@@ -139,16 +86,16 @@ def register(
     Returns the version and whether it was created: the same `sha256` again returns the
     existing version and creates nothing.
     """
-    _check_sha256(sha256)
-    with _registry_call(f"registering {model_uri} as {name!r}"):
-        client = _client()
-        _ensure_registered_model(client, name)
-        existing = _find_version(client, name, sha256)
+    calls.check_sha256(sha256)
+    with calls.registry_call(f"registering {model_uri} as {name!r}"):
+        client = calls.open_client()
+        calls.ensure_registered_model(client, name)
+        existing = calls.lookup_version(client, name, sha256)
         if existing is not None:
             logger.info(
                 "%s sha256 %s is already version %s; not registering it again",
                 name,
-                _short(sha256),
+                short_sha256(sha256),
                 existing.version,
             )
             return existing, False
@@ -180,8 +127,8 @@ def previous(name: str) -> ChampionInfo | None:
 
 def require_model(name: str) -> None:
     """Raise a `RegistryError` naming the known models unless `name` is registered."""
-    with _registry_call(f"looking up {name!r}"):
-        _aliases(_client(create=False), name)
+    with calls.registry_call(f"looking up {name!r}"):
+        calls.read_aliases(calls.open_client(create=False), name)
 
 
 def promote(
@@ -191,21 +138,21 @@ def promote(
 
     Promoting the current champion changes and records nothing (`AliasMove.changed` is False).
     """
-    with _registry_call(f"promoting {name!r} version {version}"):
-        client = _client(create=False)
-        aliases = _aliases(client, name)
-        target = _model_version(client, name, version)
+    with calls.registry_call(f"promoting {name!r} version {version}"):
+        client = calls.open_client(create=False)
+        aliases = calls.read_aliases(client, name)
+        target = calls.get_ready_version(client, name, version)
         current = aliases.get(CHAMPION)
-        old = _model_version(client, name, current) if current is not None else None
+        old = calls.get_ready_version(client, name, current) if current is not None else None
         changed = current != int(target.version)
         move = AliasMove(
-            time=_now(),
+            time=now_text(),
             action="promote",
             model=name,
             from_version=current,
             to_version=int(target.version),
-            from_sha256=_version_sha256(old),
-            to_sha256=_version_sha256(target),
+            from_sha256=calls.version_sha256(old),
+            to_sha256=calls.version_sha256(target),
             previous_version=current if changed and current is not None else aliases.get(PREVIOUS),
             changed=changed,
             evidence=dict(evidence),
@@ -228,9 +175,9 @@ def rollback(name: str, evidence: Mapping[str, Any], *, history: Path | str) -> 
     The old champion becomes `previous`, so a second rollback rolls forward again.
     Raises `RegistryError` when there is no `previous` version.
     """
-    with _registry_call(f"rolling back {name!r}"):
-        client = _client(create=False)
-        aliases = _aliases(client, name)
+    with calls.registry_call(f"rolling back {name!r}"):
+        client = calls.open_client(create=False)
+        aliases = calls.read_aliases(client, name)
         current, prior = aliases.get(CHAMPION), aliases.get(PREVIOUS)
         if prior is None:
             held = f"champion is v{current}" if current is not None else "there is no champion"
@@ -243,15 +190,18 @@ def rollback(name: str, evidence: Mapping[str, Any], *, history: Path | str) -> 
             raise RegistryError(
                 f"{name!r}: {CHAMPION!r} and {PREVIOUS!r} are both v{current}; nothing changed"
             )
-        old, target = _model_version(client, name, current), _model_version(client, name, prior)
+        old, target = (
+            calls.get_ready_version(client, name, current),
+            calls.get_ready_version(client, name, prior),
+        )
         move = AliasMove(
-            time=_now(),
+            time=now_text(),
             action="rollback",
             model=name,
             from_version=current,
             to_version=prior,
-            from_sha256=_version_sha256(old),
-            to_sha256=_version_sha256(target),
+            from_sha256=calls.version_sha256(old),
+            to_sha256=calls.version_sha256(target),
             previous_version=current,
             changed=True,
             evidence=dict(evidence),
@@ -286,7 +236,7 @@ def load_champion_model(name: str, trusted_types: Iterable[str] | None = None) -
         raise RegistryError(f"{name!r} has no champion to load")
     uri = tracking_uri()
     with (
-        _registry_call(f"loading {name!r} version {info.version}"),
+        calls.registry_call(f"loading {name!r} version {info.version}"),
         tempfile.TemporaryDirectory(prefix="champion-") as tmp,
     ):
         local = Path(
@@ -312,219 +262,37 @@ def load_champion_model(name: str, trusted_types: Iterable[str] | None = None) -
                 f"{name!r} v{info.version} holds types that are not trusted: {unexpected}"
             )
         model = mlflow.sklearn.load_model(str(local))
-    logger.info("loaded %s champion v%s (sha256 %s)", name, info.version, _short(info.sha256))
+    logger.info("loaded %s champion v%s (sha256 %s)", name, info.version, short_sha256(info.sha256))
     return model
 
 
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _client(*, create: bool = True) -> MlflowClient:
-    """A client for the configured store; with `create=False` a missing SQLite file is an error."""
-    from mlflow import MlflowClient
-
-    uri = tracking_uri()
-    if not create and not _store_exists(uri):
-        raise RegistryError(
-            f"no MLflow store at {redact_uri(uri)}: register a model first (run the pipeline), "
-            "run from the project root, or set MLFLOW_TRACKING_URI"
-        )
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def _store_exists(uri: str) -> bool:
-    """False only for a SQLite store whose file does not exist (MLflow would create it)."""
-    if not uri.startswith("sqlite:"):
-        return True
-    from sqlalchemy.engine import make_url
-
-    database = make_url(uri).database
-    return not database or database == ":memory:" or Path(database).exists()
-
-
-@contextlib.contextmanager
-def _registry_call(what: str) -> Iterator[None]:
-    """Bound MLflow's HTTP retries, and turn its errors into `RegistryError`s naming the URI."""
-    from mlflow.exceptions import MlflowException
-    from sqlalchemy.exc import OperationalError
-
-    uri = redacted_tracking_uri()
-    try:
-        with bounded_http_retries():
-            yield
-    except MlflowException as exc:
-        reason = unavailable_reason(exc)
-        if reason is not None:
-            raise RegistryUnavailableError(
-                f"{what}: the MLflow tracking server at {uri} is unavailable ({reason})"
-            ) from exc
-        raise RegistryError(f"{what} failed (tracking URI {uri}): {exc.message}") from exc
-    except OperationalError as exc:  # a SQLite store that is locked or cannot be opened
-        raise RegistryUnavailableError(
-            f"{what}: the MLflow store at {uri} failed: {exc.orig or exc}"
-        ) from exc
-
-
-def _check_sha256(sha256: str) -> None:
-    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
-        raise RegistryError(f"not a sha256 hex digest (64 lowercase hex characters): {sha256!r}")
-
-
-def _find_version(client: MlflowClient, name: str, sha256: str) -> ModelVersion | None:
-    # filter on the hash only (hex, safe to quote) and match the name here: MLflow's filter
-    # grammar has no escape that works for every registered-model name
-    found = [
-        version
-        for version in client.search_model_versions(f"tags.{SHA256_TAG} = '{sha256}'")
-        if version.name == name
-    ]
-    found.sort(key=lambda version: int(version.version))
-    if len(found) > 1:
-        logger.warning(
-            "%s has %d versions with sha256 %s (%s); using the oldest",
-            name,
-            len(found),
-            _short(sha256),
-            ", ".join(str(version.version) for version in found),
-        )
-    return found[0] if found else None
-
-
-def _ensure_registered_model(client: MlflowClient, name: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(name)
-        logger.info("created registered model %s", name)
-    except MlflowException as exc:
-        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
-            raise
-
-
-def _aliases(client: MlflowClient, name: str, *, required: bool = True) -> dict[str, int]:
-    """The model's aliases (versions as int: SQLite stores give ints, REST gives strings).
-
-    An unknown model name is a `RegistryError` listing known names, or no aliases when
-    not `required`.
-    """
-    from mlflow.exceptions import MlflowException
-
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-        if not required:
-            return {}
-        known = sorted(found.name for found in client.search_registered_models(max_results=20))
-        raise RegistryError(
-            f"no registered model named {name!r} at {redacted_tracking_uri()}"
-            f" (known: {', '.join(known) or 'none'})"
-        ) from None
-    return {alias: int(version) for alias, version in (model.aliases or {}).items()}
-
-
-def _model_version(client: MlflowClient, name: str, version: int | str) -> ModelVersion:
-    from mlflow.exceptions import MlflowException
-
-    if not str(version).isdigit():
-        raise RegistryError(f"a model version is a positive integer, not {version!r}")
-    try:
-        found = client.get_model_version(name, str(int(version)))
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-        raise RegistryError(f"{name!r} has no version {version}") from None
-    if found.status != "READY":
-        raise RegistryError(f"{name!r} version {version} is {found.status}, not READY")
-    return found
-
-
 def _aliased(name: str, alias: str) -> ChampionInfo | None:
-    if not _store_exists(tracking_uri()):
+    if not calls.store_exists(tracking_uri()):
         return None  # and do not create the store by asking
-    with _registry_call(f"reading alias {alias!r} of {name!r}"):
-        client = _client()
-        version = _aliases(client, name, required=False).get(alias)
+    with calls.registry_call(f"reading alias {alias!r} of {name!r}"):
+        client = calls.open_client()
+        version = calls.read_aliases(client, name, required=False).get(alias)
         if version is None:
             return None
-        found = _model_version(client, name, version)
+        found = calls.get_ready_version(client, name, version)
     return ChampionInfo(
         name=name,
         alias=alias,
         version=int(found.version),
         run_id=found.run_id or None,
-        sha256=_version_sha256(found),
+        sha256=calls.version_sha256(found),
         source=found.source,
         tags=dict(found.tags or {}),
     )
 
 
-def _version_sha256(version: ModelVersion | None) -> str | None:
-    return (version.tags or {}).get(SHA256_TAG) if version is not None else None
-
-
 def _record(client: MlflowClient, move: AliasMove, history: Path) -> None:
     """Record a move: history line first (the full record), then log, then version tags."""
-    record = move.record()
-    line = json.dumps(record, sort_keys=True, default=_jsonable, ensure_ascii=False) + "\n"
     try:
-        _append_line(history, line)
+        append_move(move, history)
     except OSError as exc:
-        logger.error("alias moved but %s was not written (%s); the record: %s", history, exc, line)
         raise RegistryError(f"alias moved, but the history file {history} failed: {exc}") from exc
-    logger.info("%s", move.describe())
-    logger.info("evidence recorded in %s and on the version tags", history)
-    logger.debug("evidence for %s of %s: %s", move.action, move.model, line.strip())
-    evidence = _tag_json(record)
-    client.set_model_version_tag(move.model, str(move.to_version), "champion_since", move.time)
-    client.set_model_version_tag(move.model, str(move.to_version), "promotion_evidence", evidence)
-    if move.from_version is not None:
-        version = str(move.from_version)
-        client.set_model_version_tag(move.model, version, "previous_since", move.time)
-        client.set_model_version_tag(move.model, version, "demotion_evidence", evidence)
-
-
-def _append_line(path: Path, line: str) -> None:
-    """Append a full line in one write, then fsync: concurrent appenders never interleave."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = line.encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-    try:
-        written = os.write(fd, data)
-        if written != len(data):  # never seen on a local file system; do not leave half a line
-            raise OSError(f"short write to {path}: {written} of {len(data)} bytes")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _tag_json(record: dict[str, Any]) -> str:
-    """The record as JSON within TAG_VALUE_LIMIT; when too long, a valid JSON summary."""
-    text = json.dumps(record, sort_keys=True, default=_jsonable, ensure_ascii=False)
-    if len(text) <= TAG_VALUE_LIMIT:
-        return text
-    summary = {key: value for key, value in record.items() if key != "evidence"}
-    summary["evidence_truncated"] = "full evidence in the alias history file"
-    evidence = json.dumps(record.get("evidence"), sort_keys=True, default=_jsonable)
-    keep = TAG_VALUE_LIMIT
-    while True:  # the preview is escaped again inside the summary: shrink until it fits
-        summary["evidence_preview"] = evidence[:keep]
-        text = json.dumps(summary, sort_keys=True, default=_jsonable, ensure_ascii=False)
-        if len(text) <= TAG_VALUE_LIMIT:
-            return text
-        keep = max(0, keep - (len(text) - TAG_VALUE_LIMIT) - 8)
-
-
-def _jsonable(value: Any) -> Any:
-    """numpy values as numbers and lists; anything else JSON cannot hold as its string."""
-    tolist = getattr(value, "tolist", None)
-    return tolist() if callable(tolist) else str(value)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _short(sha256: str | None) -> str:
-    return sha256[:12] if sha256 else "-"
+    tag_move(client, move)

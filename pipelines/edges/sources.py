@@ -1,10 +1,10 @@
 """The ingestion edges: fetch the raw table from the source named in `params.yaml`.
 
 `fetch` returns a frame from a synthetic generator, a local CSV/Parquet file, a CSV/Parquet
-URL (retried with exponential backoff on transient failures only) or a SQL query. Every
-failure a user can fix is a `SourceError` whose message names the source and the problem.
-A SQL database that is locked, busy or unreachable raises `TransientSourceError`; the
-ingest stage retries it as a whole (`retry` in params.yaml, see `pipelines.edges.runtime`).
+URL (retried with exponential backoff on transient failures only) or a SQL query
+(`pipelines.edges.sql_source`). Every failure a user can fix is a `SourceError` whose
+message names the source and the problem (`pipelines.edges.source_messages`); a
+`TransientSourceError` is retried by the ingest stage as a whole (`retry` in params.yaml).
 `describe_source` gives where the data came from, with passwords and tokens removed.
 """
 
@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import re
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
 import pandas as pd
 import pyarrow as pa
-import sqlalchemy
-import sqlalchemy.exc
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -34,13 +30,17 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from core.config import (
-    HttpSourceConfig,
-    IngestConfig,
-    RetryConfig,
-    SqlSourceConfig,
-)
+from core.clock import as_utc, utc_now
+from core.config import HttpSourceConfig, IngestConfig, RetryConfig
 from core.io import TABLE_SUFFIXES
+from pipelines.edges.source_messages import (
+    SourceError,
+    TransientSourceError,
+    first_line,
+    redact_http_url,
+    redact_sql_url,
+)
+from pipelines.edges.sql_source import query_sql
 
 logger = logging.getLogger(__name__)
 
@@ -54,36 +54,8 @@ CONTENT_TYPES = {
     "application/parquet": "parquet",
     "application/x-parquet": "parquet",
 }
-# Query-string keys (in HTTP and SQL URLs) whose values are redacted in metadata and logs.
-SECRET_KEYS = re.compile(r"pass|pwd|secret|token|key|sig|auth|cred|session|connect", re.I)
-REDACTED = "REDACTED"
-# SQL errors: a busy or vanished database is transient; a refused login or a missing
-# database is not, even when the driver reports it while connecting.
-SQL_BUSY = re.compile(
-    r"database is locked|database table is locked|database is busy|disk I/O error|"
-    r"server closed the connection|connection (?:refused|reset|timed out)|"
-    r"could not connect|can't connect|timeout expired|lost connection|gone away|"
-    r"too many connections",
-    re.I,
-)
-SQL_PERMANENT = re.compile(
-    r"authenticat|password|access denied|does not exist|unknown database", re.I
-)
 PROGRESS_EVERY_S = 5.0
 CHUNK_BYTES = 1 << 16
-
-
-class SourceError(Exception):
-    """A source that cannot be read; the message is meant for the user."""
-
-
-class TransientSourceError(SourceError):
-    """A failure that may go away on its own (network, timeout, 5xx, 429, a locked or
-    unreachable database): worth a retry."""
-
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 def fetch(config: IngestConfig) -> pd.DataFrame:
@@ -163,7 +135,7 @@ def _parse_table(path: Path, fmt: str, origin: str) -> pd.DataFrame:
             f"{origin}: not a text CSV file (not valid UTF-8: {exc.reason} at byte {exc.start})"
         ) from None
     except (pd.errors.ParserError, pa.ArrowException, ValueError, OSError) as exc:
-        raise SourceError(f"{origin}: cannot be parsed as {fmt}: {_first_line(exc)}") from None
+        raise SourceError(f"{origin}: cannot be parsed as {fmt}: {first_line(exc)}") from None
     if frame.empty:
         what = "a header but no rows" if frame.shape[1] else "no rows"
         raise SourceError(f"{origin}: {what}")
@@ -249,13 +221,13 @@ def _download_once(client: httpx.Client, url: httpx.URL, shown: str, fmt: str, t
     except httpx.TimeoutException as exc:
         raise TransientSourceError(f"timed out ({type(exc).__name__})") from None
     except httpx.RemoteProtocolError as exc:  # h11 checks the body against Content-Length
-        text = _first_line(exc)
+        text = first_line(exc)
         kind = "incomplete body" if "message body" in text else "protocol error"
         raise TransientSourceError(f"{kind}: {text}") from None
     except httpx.TransportError as exc:  # connection refused or reset, DNS, ...
-        raise TransientSourceError(f"{type(exc).__name__}: {_first_line(exc)}") from None
+        raise TransientSourceError(f"{type(exc).__name__}: {first_line(exc)}") from None
     except httpx.DecodingError as exc:
-        raise TransientSourceError(f"corrupt body: {_first_line(exc)}") from None
+        raise TransientSourceError(f"corrupt body: {first_line(exc)}") from None
     except httpx.TooManyRedirects:
         raise SourceError(f"GET {shown}: too many redirects") from None
     logger.info(
@@ -301,9 +273,7 @@ def _retry_after_s(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return max(0.0, (as_utc(when) - utc_now()).total_seconds())
 
 
 class _BackoffOrRetryAfter(wait_base):
@@ -354,115 +324,3 @@ def _check_http_url(raw: str) -> httpx.URL:
             f"got '{redact_http_url(raw)}'"
         )
     return url
-
-
-def redact_http_url(raw: str) -> str:
-    """The URL without user:password@, fragment, or values of secret-looking query keys."""
-    try:
-        url = httpx.URL(raw)
-    except httpx.InvalidURL:
-        return REDACTED
-    params = [
-        (key, REDACTED if SECRET_KEYS.search(key) else value)
-        for key, value in url.params.multi_items()
-    ]
-    return str(url.copy_with(userinfo=b"", fragment=None, params=params or None))
-
-
-# --- sql ------------------------------------------------------------------------------
-
-
-def query_sql(config: SqlSourceConfig) -> pd.DataFrame:
-    """Run the configured query through SQLAlchemy; the engine is always disposed."""
-    assert config.url is not None and config.query is not None  # IngestConfig checks this
-    url = _parse_sql_url(config.url)
-    shown = redact_sql_url(config.url)
-    try:
-        engine = sqlalchemy.create_engine(url)
-    except sqlalchemy.exc.NoSuchModuleError:
-        raise SourceError(f"{shown}: unknown database dialect '{url.drivername}'") from None
-    except ImportError as exc:
-        raise SourceError(
-            f"{shown}: the database driver for '{url.drivername}' is not installed ({exc})"
-        ) from None
-    except (sqlalchemy.exc.ArgumentError, TypeError) as exc:
-        raise SourceError(f"{shown}: unusable database URL: {_first_line(exc)}") from None
-    try:
-        try:
-            connection = engine.connect()
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            error = TransientSourceError if _sql_transient(exc) else SourceError
-            raise error(f"{shown}: cannot connect: {_sql_reason(exc)}") from None
-        with connection:
-            try:
-                frame = pd.read_sql_query(config.query, connection)
-            except (sqlalchemy.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
-                error = TransientSourceError if _sql_transient(exc) else SourceError
-                raise error(
-                    f"{shown}: query failed: {_sql_reason(exc)} (ingest.sql.query: "
-                    f"{_shorten(config.query)})"
-                ) from None
-    finally:
-        engine.dispose()
-    if frame.empty:
-        raise SourceError(f"{shown}: the query returned no rows ({_shorten(config.query)})")
-    return frame
-
-
-def _parse_sql_url(raw: str) -> sqlalchemy.URL:
-    try:
-        url = sqlalchemy.make_url(raw)
-    except sqlalchemy.exc.ArgumentError:
-        # The raw string may hold a password: do not repeat it.
-        raise SourceError(
-            "ingest.sql.url is not a SQLAlchemy URL (expected e.g. sqlite:///data/source.db "
-            "or postgresql://user@host/db)"
-        ) from None
-    database = url.database or ""
-    in_memory = database in ("", ":memory:") or database.startswith("file:")
-    if url.get_backend_name() == "sqlite" and not in_memory and not Path(database).is_file():
-        # SQLite would silently create an empty database here.
-        raise SourceError(f"{redact_sql_url(raw)}: no SQLite database file at {database}")
-    return url
-
-
-def redact_sql_url(raw: str) -> str:
-    """The SQLAlchemy URL with its password shown as *** and secret-looking query values
-    redacted."""
-    try:
-        url = sqlalchemy.make_url(raw)
-    except sqlalchemy.exc.ArgumentError:
-        return REDACTED
-    query = {
-        key: (REDACTED if SECRET_KEYS.search(key) else value) for key, value in url.query.items()
-    }
-    return url.set(query=query).render_as_string(hide_password=True)
-
-
-def _sql_transient(exc: Exception) -> bool:
-    """A database that is busy, locked or unreachable (worth a retry: the stage retries
-    `TransientSourceError`), as opposed to a wrong query, table, password or URL."""
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return True  # the dialect recognised a dropped connection
-    if not isinstance(exc, sqlalchemy.exc.OperationalError):
-        return False
-    reason = _sql_reason(exc)
-    return bool(SQL_BUSY.search(reason)) and not SQL_PERMANENT.search(reason)
-
-
-def _sql_reason(exc: Exception) -> str:
-    original = getattr(exc, "orig", None)
-    return _first_line(original if original is not None else exc)
-
-
-# --- helpers --------------------------------------------------------------------------
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _shorten(text: str, limit: int = 120) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -20,9 +20,10 @@ import yaml
 from typer.testing import CliRunner
 
 from core.hashing import file_md5
+from core.paths import LEDGER
+from core.records.ledger import LedgerEntry, read_ledger
 from features.validation import DataValidationError
 from lifecycle.cli import app
-from pipelines.edges.ledger import LEDGER, read_ledger
 from pipelines.edges.runtime import run_stage
 from pipelines.edges.sources import TransientSourceError
 from serving.model_store import write_champion_pointer
@@ -113,8 +114,8 @@ def test_a_real_ingest_process_is_shown_and_its_inputs_hashed(project: Path) -> 
         "watch: no iteration recorded",
     ]
     started, finished = read_ledger(project / LEDGER)
-    assert started["event"] == "started" and finished["status"] == "succeeded"
-    inputs = finished["inputs"]
+    assert started.event == "started" and finished.status == "succeeded"
+    inputs = finished.inputs
     assert inputs["pipelines/ingest.py"] == file_md5(project / "pipelines" / "ingest.py")
     assert inputs["features/contracts/milling.yaml"] == file_md5(
         project / "features" / "contracts" / "milling.yaml"
@@ -142,7 +143,7 @@ def test_a_killed_stage_shows_as_running_then_interrupted(
     )
     try:
         deadline = time.monotonic() + 60
-        while not any(r["lifecycle_run"] == "second" for r in _records(project)):
+        while not any(r.lifecycle_run == "second" for r in _records(project)):
             assert process.poll() is None, "the stage process exited early"
             assert time.monotonic() < deadline, "no started record within 60 s"
             time.sleep(0.05)
@@ -200,15 +201,15 @@ def test_stages_a_running_dvc_repro_has_not_reached_yet_are_pending(
     )
     try:
         deadline = time.monotonic() + 60
-        while not any(r["event"] == "finished" for r in _records(project)):
+        while not any(r.event == "finished" for r in _records(project)):
             assert repro.poll() is None, "the stand-in dvc repro exited early"
             assert time.monotonic() < deadline, "no finished record within 60 s"
             time.sleep(0.05)
         (record, *_) = _records(project)
-        assert record["repro_pid"] == repro.pid
+        assert record.repro_pid == repro.pid
         lines = status_lines()
         assert re.fullmatch(
-            rf"lifecycle run {record['lifecycle_run']}: running, dvc repro pid {repro.pid} "
+            rf"lifecycle run {record.lifecycle_run}: running, dvc repro pid {repro.pid} "
             rf"\(started {TIME}; ledger .lifecycle/ledger.jsonl\)",
             lines[0],
         )
@@ -317,7 +318,7 @@ def test_what_serves_and_the_last_watch_iteration(
     assert status["watch"]["action"] == "retrain_failed"
 
 
-def _records(project: Path) -> list[dict[str, Any]]:
+def _records(project: Path) -> list[LedgerEntry]:
     try:
         return read_ledger(project / LEDGER)
     except FileNotFoundError:

@@ -10,16 +10,18 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from core.hashing import path_md5
+from core.records.ledger import AttemptStarted, read_ledger
 from pipelines.edges.ledger import (
     lifecycle_run,
     lifecycle_run_id,
-    read_ledger,
+    other_dvc_repros,
     stage_inputs,
 )
 
@@ -65,7 +67,6 @@ def test_inputs_are_the_stage_s_deps_hashed_as_dvc_hashes_them(tmp_path: Path) -
 
 def test_hashing_the_project_s_largest_inputs_is_quick(tmp_path: Path) -> None:
     """Inputs are hashed on every stage: 64 MB (more than a 1M-row parquet) well under 1 s."""
-    import time
 
     big = tmp_path / "big.parquet"
     big.write_bytes(os.urandom(1 << 20) * 64)
@@ -119,8 +120,76 @@ def test_reading_skips_a_torn_line_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ledger = tmp_path / "ledger.jsonl"
-    good = {"event": "started", "stage": "train", "attempt": 1, "lifecycle_run": "r"}
+    good = {
+        "event": "started",
+        "stage": "train",
+        "attempt": 1,
+        "lifecycle_run": "r",
+        "max_attempts": 1,
+        "pid": 42,
+        "pid_start": None,
+        "repro_pid": None,
+        "repro_pid_start": None,
+        "started_at": "2026-12-01T14:27:34.123Z",
+    }
     ledger.write_text(json.dumps(good) + "\n" + '{"event": "finis' + "\n")
     with caplog.at_level(logging.WARNING):
-        assert read_ledger(ledger) == [good]
+        assert read_ledger(ledger) == [AttemptStarted.model_validate(good)]
     assert caplog.messages == [f"{ledger} line 2: not a ledger record; skipped"]
+
+
+def test_another_repro_counts_but_a_wrapper_around_this_stage_s_own_does_not(
+    tmp_path: Path,
+) -> None:
+    """`/usr/bin/time -v dvc repro` made a stage refuse to run, naming the `time` wrapper (its
+    command line holds `dvc repro`) as another repro. A stand-in wrapper (named time) runs a
+    stand-in `dvc repro`, which runs the check through `sh -c` like DVC: the wrapper, an
+    ancestor of the stage, does not count; an unrelated `dvc repro` in the project does."""
+    project, bin_ = tmp_path / "project", tmp_path / "bin"
+    (project / ".dvc").mkdir(parents=True)
+    bin_.mkdir()
+    code = "from pipelines.edges.ledger import other_dvc_repros as o; print([p for p, _ in o()])"
+    stage = f"{sys.executable} -c '{code}'"
+    wrapper, fake_dvc, busy_dvc = bin_ / "time", bin_ / "dvc", tmp_path / "busy" / "dvc"
+    wrapper.write_text(
+        f"#!{sys.executable}\nimport subprocess, sys\n"
+        "sys.exit(subprocess.run(sys.argv[2:]).returncode)\n"
+    )
+    fake_dvc.write_text(
+        f"#!{sys.executable}\nimport subprocess\n"
+        f"subprocess.run(['sh', '-c', {stage!r}], check=True)\n"
+    )
+    busy_dvc.parent.mkdir()
+    ready = tmp_path / "ready"
+    busy_dvc.write_text(
+        f"#!{sys.executable}\nimport pathlib, time\n"
+        f"pathlib.Path({str(ready)!r}).touch()\ntime.sleep(60)\n"
+    )
+    for script in (wrapper, fake_dvc, busy_dvc):
+        script.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def found() -> list[int]:
+        done = subprocess.run(
+            [str(wrapper), "-v", str(fake_dvc), "repro"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        return json.loads(done.stdout)
+
+    assert found() == []  # the wrapper and the repro are this stage's ancestors
+    other = subprocess.Popen([str(busy_dvc), "repro"], cwd=project / ".dvc")
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():  # running, not half-way through exec
+            assert other.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        assert found() == [other.pid]  # in the same project (a subfolder of it): counts
+        assert other_dvc_repros(tmp_path / "busy") == []  # another folder: no matter
+    finally:
+        other.kill()
+        other.wait(timeout=30)

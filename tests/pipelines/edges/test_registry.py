@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from core.model_files import model_content_hash
 from lifecycle.cli import app
-from pipelines.edges import registry
+from pipelines.edges import alias_history, registry
 from pipelines.edges.registry import RegistryError, RegistryUnavailableError
 from tests.mlflow_server import MlflowServer, free_port
 
@@ -219,7 +219,7 @@ def test_promote_then_roll_back_and_forward(backend: Backend, name: str, tmp_pat
     assert lines[2]["evidence"] == {"reason": "alerts"}
     assert lines[2]["from_sha256"] == backend.second.sha256
     assert lines[2]["to_sha256"] == backend.first.sha256
-    assert all(line["model"] == name and line["time"].endswith("+00:00") for line in lines)
+    assert all(line["model"] == name and line["time"].endswith("Z") for line in lines)
 
     import mlflow
 
@@ -294,7 +294,7 @@ def test_large_evidence_is_cut_to_fit_a_tag_but_kept_whole_in_the_history(
     evidence = {"report": 'x"\\' * 10_000}
     registry.promote(name, v1, evidence, history=history)
     tag = mlflow.MlflowClient(sqlite.uri).get_model_version(name, str(v1)).tags
-    assert len(tag["promotion_evidence"]) <= registry.TAG_VALUE_LIMIT
+    assert len(tag["promotion_evidence"]) <= alias_history.TAG_VALUE_LIMIT
     summary = json.loads(tag["promotion_evidence"])
     assert summary["to_version"] == v1 and "evidence_truncated" in summary
     assert _history(history)[0]["evidence"] == evidence

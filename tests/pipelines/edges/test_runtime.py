@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from core.config import ConfigError, load_params
+from core.paths import LEDGER
 from features.validation import DataValidationError
-from pipelines.edges.ledger import LEDGER
 from pipelines.edges.mlflow_connection import HTTP_LIMITS
 from pipelines.edges.runtime import run_stage
 from pipelines.edges.sources import TransientSourceError

@@ -120,7 +120,7 @@ def test_the_stage_run_is_noted_for_the_ledger_and_other_errors_pass_through(
     with pytest.raises(ValueError, match="a bug in the stage"), tracking.stage_run("train") as run:
         raise ValueError("a bug in the stage")
     record = ledger.finish_attempt(started, "failed", None, None, ledger=path)
-    assert record["mlflow_run_id"] == run.info.run_id
+    assert record.mlflow_run_id == run.info.run_id
     import mlflow
 
     assert mlflow.MlflowClient(mlflow_server.url).get_run(run.info.run_id).info.status == "FAILED"
