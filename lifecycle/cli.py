@@ -11,7 +11,9 @@ from typing import Annotated
 import typer
 
 from core.config import Scenario
+from core.paths import ALIAS_HISTORY
 from pipelines.edges import registry  # light: it imports mlflow only when called
+from pipelines.edges.mlflow_connection import redacted_tracking_uri
 from pipelines.edges.runtime import configure_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -83,7 +85,7 @@ def champion_command(
         held = {"champion": registry.champion(name), "previous": registry.previous(name)}
     except registry.RegistryError as exc:
         _fail_registry(exc)
-    typer.echo(f"{name} (tracking URI {registry.redacted_tracking_uri()})")
+    typer.echo(f"{name} (tracking URI {redacted_tracking_uri()})")
     for alias, info in held.items():
         if info is None:
             typer.echo(f"  {alias:<8}  none")
@@ -103,7 +105,7 @@ def rollback_command(
     reason: Annotated[str, typer.Option(help="Why: recorded with the move.")] = "manual rollback",
     history: Annotated[
         Path, typer.Option(help="The alias history file (JSON lines) to append to.")
-    ] = registry.DEFAULT_HISTORY,
+    ] = ALIAS_HISTORY,
 ) -> None:
     """Serve the previous version again: `champion` and `previous` swap places.
 

@@ -15,7 +15,6 @@ interrupted (`not reached`), or an earlier stage or the run's `dvc repro` still 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,11 +22,12 @@ from typing import Any
 
 import yaml
 
-from core.clock import now_text, parse_time
+from core.clock import format_time, now_text, parse_time
 from core.paths import CHAMPION, DVC_FILE, LEDGER
 from core.records import RecordError, RecordMissingError
 from core.records.deploy import read_champion
 from core.records.ledger import AttemptFinished, AttemptStarted, LedgerEntry, read_ledger
+from core.records.watch import read_watch_history
 from pipelines.edges.ledger import process_alive
 
 
@@ -318,23 +318,21 @@ def _registry_champion(path: Path) -> dict[str, Any] | None:
 
 
 def _last_watch(log: Path | None) -> dict[str, Any] | None:
-    """The last iteration of `lifecycle watch` (its log's last JSON line)."""
+    """The last iteration of `lifecycle watch` that its log holds (damaged lines skipped)."""
     if log is None:
         return None
-    try:
-        lines = [line for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except OSError:
+    records = read_watch_history(log)
+    if not records:
         return None
-    try:
-        record = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        record = "not JSON"
-    if record is None:
-        return None
-    if not isinstance(record, dict):
-        return {"path": str(log), "unreadable": "its last line is not a JSON object"}
-    keys = ("time", "iteration", "action", "skipped_reason", "error")
-    return {"path": str(log), **{key: record.get(key) for key in keys}}
+    last = records[-1]
+    return {
+        "path": str(log),
+        "time": format_time(last.time),
+        "iteration": last.iteration,
+        "action": last.action,
+        "skipped_reason": last.skipped_reason,
+        "error": last.error,
+    }
 
 
 def _format_serving(status: RunStatus) -> list[str]:
@@ -375,13 +373,11 @@ def _format_serving(status: RunStatus) -> list[str]:
     watch = status.watch
     if watch is None:
         lines.append("watch: no iteration recorded")
-    elif "unreadable" in watch:
-        lines.append(f"watch log {watch['path']}: {watch['unreadable']}")
     else:
-        detail = f": {watch['error']}" if watch.get("error") else ""
+        detail = f": {watch['error']}" if watch["error"] else ""
         lines.append(
-            f"last watch iteration ({watch['path']}): #{watch.get('iteration')} at "
-            f"{_shown_time(watch.get('time'))}, {watch.get('action')}{detail}"
+            f"last watch iteration ({watch['path']}): #{watch['iteration']} at "
+            f"{_shown_time(watch['time'])}, {watch['action']}{detail}"
         )
     return lines
 

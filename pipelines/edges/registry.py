@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.clock import now_text
-from core.paths import ALIAS_HISTORY
-from pipelines.edges import mlflow_connection
 from pipelines.edges import registry_client as calls
 from pipelines.edges.alias_history import AliasMove, append_move, short_sha256, tag_move
 from pipelines.edges.mlflow_connection import tracking_uri
@@ -45,10 +43,6 @@ logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
-# Transitional, for lifecycle/cli.py only: it should use core.paths.ALIAS_HISTORY and
-# mlflow_connection.redacted_tracking_uri; then these two lines go.
-DEFAULT_HISTORY = ALIAS_HISTORY
-redacted_tracking_uri = mlflow_connection.redacted_tracking_uri
 _LOGGED_MODEL_URI = re.compile(r"models:/(m-[0-9a-f]+)/?")
 
 
