@@ -49,8 +49,8 @@ def run(sizes: tuple[int, ...], seeds: tuple[int, ...]) -> list[dict]:
     from core.config import SyntheticSourceConfig, load_params
     from features.contract import load_contract
     from features.synthetic import generate_process_data
+    from models.bootstrap import paired_bootstrap
     from models.evaluation import predict_failure_probability
-    from models.gate import paired_bootstrap
     from models.training import fit_model, split_data
 
     params = load_params(ROOT / "params.yaml")

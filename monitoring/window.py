@@ -1,4 +1,4 @@
-"""The current window of production traffic, the labels joined to it, and its verdict.
+"""The current window of production traffic and the labels joined to it.
 
 The window is the newest `monitor.window.rows` rows of the prediction log. Ground truth
 arrives later in labelled batches; they are joined to the window by the contract's row id
@@ -6,52 +6,26 @@ arrives later in labelled batches; they are joined to the window by the contract
 whose file name sorts last wins (name them `batch-<sortable time>`); when an id was predicted
 several times in the window, its latest prediction wins.
 
-`decide_window` turns the evidence (drift, quality, how much traffic and how many labels)
-into a verdict with reasons a person reads. Everything here is pure: frames in, new values
-out, no file IO, and no Evidently import (the no-champion path stays cheap).
+Everything here is pure: frames in, new values out, no file IO. The window's verdict is in
+`monitoring.verdict`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from core.columns import MODEL_VERSION, PROBABILITY, TIME
-from core.config import MonitorConfig
 from features.contract import DataContract
-
-if TYPE_CHECKING:
-    from monitoring.drift import DriftResult
-    from monitoring.quality import QualityResult
 
 _SERVED_ROLES = ("id", "feature")
 
 
 class LabelsError(ValueError):
     """A labels batch that cannot be used; the message names the file and the columns."""
-
-
-@dataclass(frozen=True)
-class RetrainDecision:
-    """Whether to retrain, and why, in sentences a person reads in the stage log."""
-
-    retrain: bool
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class WindowEvidence:
-    """What one window showed; `None` for a check that was not run."""
-
-    champion: str | None  # the champion's tag, e.g. "milling-failure:v3"; None: no champion
-    rows: int  # rows in the window
-    labelled_rows: int  # window rows with a label (after de-duplication by id)
-    drift: DriftResult | None = None
-    quality: QualityResult | None = None
 
 
 # --- the window ---------------------------------------------------------------------------
@@ -197,69 +171,6 @@ def labelled_table(
                 continue
         columns[column.name] = _as_contract_dtype(values, column.dtype)
     return pd.DataFrame(columns, index=labelled.index).reset_index(drop=True), missing
-
-
-# --- the verdict --------------------------------------------------------------------------
-
-
-def decide_window(evidence: WindowEvidence, config: MonitorConfig) -> RetrainDecision:
-    """Retrain when the features drift, the predictions drift or the quality breaks a floor.
-
-    No verdict without a champion or with fewer than `monitor.window.min_rows` rows. With
-    `monitor.labels.required`, drift alone waits for `monitor.labels.min_rows` labelled rows
-    (a retrain needs labelled recent data to learn from). The first reason is the decisive one.
-    """
-    if evidence.champion is None:
-        return RetrainDecision(False, ("no champion yet: nothing to monitor",))
-    needed = config.window.min_rows
-    if evidence.rows < needed:
-        return RetrainDecision(
-            False,
-            (
-                f"not enough traffic: {evidence.rows} of {needed} rows needed for a verdict "
-                f"(monitor.window.min_rows) in the newest prediction log window",
-            ),
-        )
-    from monitoring.drift import describe_drift, describe_prediction_drift
-
-    reasons: list[str] = []
-    drifted = False
-    if evidence.drift is not None:
-        drifted = evidence.drift.dataset_drift or bool(
-            evidence.drift.prediction and evidence.drift.prediction.drifted
-        )
-        reasons.append(describe_drift(evidence.drift, config))
-        reasons.append(describe_prediction_drift(evidence.drift, config))
-    breached = bool(evidence.quality and evidence.quality.breached)
-    if evidence.quality is not None:
-        reasons.append(evidence.quality.reason)
-    retrain = drifted or breached
-    labels_needed = config.labels.min_rows
-    if retrain and config.labels.required and evidence.labelled_rows < labels_needed:
-        waiting = (
-            f"drift detected; waiting for labels: {evidence.labelled_rows} of {labels_needed} "
-            "labelled rows (monitor.labels.min_rows; monitor.labels.required is true)"
-        )
-        return RetrainDecision(False, (waiting, *reasons))
-    first = (
-        f"retrain: {_triggers(evidence, drifted, breached)}"
-        if retrain
-        else "keep the champion: no drift and no quality breach in this window"
-    )
-    return RetrainDecision(retrain, (first, *reasons))
-
-
-def _triggers(evidence: WindowEvidence, drifted: bool, breached: bool) -> str:
-    found = []
-    drift = evidence.drift
-    if drifted and drift is not None:
-        if drift.dataset_drift:
-            found.append("the features drift")
-        if drift.prediction is not None and drift.prediction.drifted:
-            found.append("the predictions drift")
-    if breached and evidence.quality is not None:
-        found.append(f"quality is below its floor on {', '.join(evidence.quality.breached)}")
-    return " and ".join(found)
 
 
 # --- helpers ------------------------------------------------------------------------------

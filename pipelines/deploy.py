@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.config import DeployConfig, load_params
-from core.io import read_json, write_json
+from core.config import DeployConfig, Params, load_params
+from core.io import read_json, write_json, write_text
 from core.model_files import META_FILE, load_model
 from core.paths import (
     ALIAS_HISTORY,
@@ -35,13 +35,20 @@ from core.paths import (
     HOLDOUT_SPLIT,
     MODEL_DIR,
 )
+from core.records import record_json
+from core.records.deploy import Challenger, ChampionRecord, DeployDecision, InfraCheck
 from features.contract import DataContract, load_contract
-from models.evaluation import predict_failure_probability, score_predictions
-from models.gate import (
-    RecentWindowComparison,
-    compare_recent_window,
-    decide_promotion,
-    paired_bootstrap,
+from models.evaluation import predict_failure_probability
+from models.gate import RecentWindowComparison
+from models.promotion import (
+    ChampionEvidence,
+    compare_with_champion,
+    decide_deployment,
+    judge_recent_window,
+    promotion_evidence,
+    record_infra_check,
+    rows_in_reference,
+    rows_unseen_by_champion,
 )
 from pipelines.edges import registry
 from pipelines.edges.feedback import list_batches, read_ids, row_id_column
@@ -57,87 +64,38 @@ def main() -> None:
     config, name = params.deploy, params.deploy.registered_model
     contract = load_contract(params.data.contract)
     meta = read_json(MODEL_DIR / META_FILE)
-    challenger_metrics = read_json(EVALUATION)["holdout"]
-    content = meta["content_sha256"]
     store = params.serving.store
+    challenger = Challenger(
+        family=meta["family"],
+        content_sha256=meta["content_sha256"],
+        mlflow_run_id=meta["mlflow_run_id"],
+        holdout=read_json(EVALUATION)["holdout"],
+    )
+    threshold = float(challenger.holdout["threshold"])
     before = registry.champion(name)
     holdout = pd.read_parquet(HOLDOUT_SPLIT)
-    y_true = holdout[contract.label].to_numpy()
     challenger_proba = predict_failure_probability(
         load_model(MODEL_DIR).pipeline, holdout, contract
     )
+    evidence = None
+    if before is not None and before.sha256 != challenger.content_sha256:
+        evidence = _champion_evidence(
+            params, before, holdout, contract, challenger_proba, threshold
+        )
+    decision = decide_deployment(name, challenger, _describe(before), evidence, config)
 
-    comparison = champion_metrics = recent = compared = None
-    if before is not None and before.sha256 == content:
-        decision: dict[str, Any] = {
-            "promote": False,
-            "reasons": [
-                f"this model (sha256 {content[:12]}) is already champion v{before.version}"
-            ],
-            "checks": [],
-        }
-    else:
-        if before is not None:
-            champion_proba = predict_failure_probability(
-                registry.load_champion_model(name), holdout, contract
-            )
-            champion_metrics = score_predictions(
-                y_true, champion_proba, _champion_threshold(before, challenger_metrics)
-            )
-            unseen = _unseen_by_champion(before, store, contract, holdout)
-            left_out = None if unseen is None else int(len(unseen) - unseen.sum())
-            if unseen is None:
-                unseen = np.ones(len(holdout), dtype=bool)
-            compared = {"rows": int(unseen.sum()), "champion_training_rows_left_out": left_out}
-            comparison = paired_bootstrap(
-                y_true[unseen],
-                challenger_proba[unseen],
-                champion_proba[unseen],
-                config.primary_metric,
-                resamples=config.bootstrap.resamples,
-                confidence=config.bootstrap.confidence,
-                seed=params.data.seed,
-            )
-            recent = _recent_window(
-                params.ingest.feedback.directory,
-                contract,
-                holdout[unseen],
-                challenger_proba[unseen],
-                champion_proba[unseen],
-                config,
-            )
-        decision = decide_promotion(
-            challenger_metrics, champion_metrics, comparison, config, recent
-        ).to_dict()
-
-    record = {
-        **decision,
-        "registered_model": name,
-        "challenger": {
-            "content_sha256": content,
-            "mlflow_run_id": meta["mlflow_run_id"],
-            "family": meta["family"],
-            "holdout": challenger_metrics,
-        },
-        "champion_before": _describe(before),
-        "champion_holdout": champion_metrics,
-        "comparison": comparison.to_dict() if comparison else None,
-        "comparison_rows": compared,
-        "recent_window": recent.to_dict() if recent else None,
-    }
-    if decision["promote"]:
+    if decision.promote:
         version, created = registry.register(
             name,
             meta["mlflow_model_uri"],
             meta["mlflow_run_id"],
-            content,
+            challenger.content_sha256,
             tags={
-                "operating_threshold": challenger_metrics["threshold"],
+                "operating_threshold": threshold,
                 "family": meta["family"],
                 "data_md5": meta["data_md5"],
             },
         )
-        record["registered_version"], record["version_created"] = int(version.version), created
         sample = holdout.sample(
             n=min(config.infra_validation.replay_rows, len(holdout)), random_state=params.data.seed
         )
@@ -145,7 +103,7 @@ def main() -> None:
             name,
             int(version.version),
             meta,
-            challenger_metrics["threshold"],
+            threshold,
             store,
             sample,
             contract,
@@ -153,51 +111,62 @@ def main() -> None:
             challenger_proba[holdout.index.get_indexer(sample.index)],
             params.serving.numeric_threads,
         )
-        record["infra_check"] = infra.to_dict()
-        if infra.passed:
-            record["bento"] = _build_bento(served.tag, store)
-            decision["reasons"].append(f"infra check passed: {infra.message}")
-            registry.promote(name, version.version, _evidence(record), history=ALIAS_HISTORY)
+        bento = _build_bento(served.tag, store) if infra.passed else None
+        decision = record_infra_check(decision, int(version.version), created, infra, bento)
+        if decision.promote:
+            registry.promote(
+                name, version.version, promotion_evidence(decision), history=ALIAS_HISTORY
+            )
             write_champion_pointer(store, served)
-        else:
-            record["promote"] = decision["promote"] = False
-            decision["reasons"].append(f"infra check failed, nothing moved: {infra.message}")
     after = registry.champion(name)
-    if not record["promote"]:
+    if not decision.promote:
         logger.warning(
             "not promoted; the champion is unchanged (%s)",
             f"v{before.version}" if before else "there is none",
         )
-        _repair_pointer(after, store, meta, challenger_metrics["threshold"])
-    for reason in decision["reasons"]:
+        _repair_pointer(after, store, meta, threshold)
+    for reason in decision.reasons:
         logger.info("gate: %s", reason)
-    record["reasons"] = decision["reasons"]
-    record["champion_after"] = _describe(after)
+    decision = decision.model_copy(update={"champion_after": _describe(after)})
 
-    tracking = start_tracking(params.tracking.experiment)
-    with tracking.stage_run("deploy", promoted=str(record["promote"]).lower()):
-        tracking.mlflow.log_dict(record, "decision.json")
-        if comparison is not None:
-            tracking.mlflow.log_metrics(
-                {
-                    f"delta_{comparison.metric}": comparison.delta,
-                    "delta_ci_low": comparison.ci_low,
-                    "delta_ci_high": comparison.ci_high,
-                }
-            )
-        if recent is not None and recent.delta is not None:
-            tracking.mlflow.log_metric(f"recent_window_delta_{recent.metric}", recent.delta)
-        tracking.mlflow.log_metric("promoted", int(record["promote"]))
-    write_json(record, DEPLOY_DECISION)
-    write_json(_describe(after) or {}, CHAMPION)
+    _track(params, decision, evidence)
+    write_text(record_json(decision), DEPLOY_DECISION)
+    champion = decision.champion_after
+    write_json(champion.model_dump(mode="json") if champion else {}, CHAMPION)
 
 
-def rows_in_reference(
-    frame: pd.DataFrame, reference: pd.DataFrame, contract: DataContract
-) -> np.ndarray:
-    """For each row of `frame`: is it a row of `reference` (every id and feature equal)?"""
-    key = [*contract.ids, *contract.features]
-    return pd.MultiIndex.from_frame(frame[key]).isin(pd.MultiIndex.from_frame(reference[key]))
+def _champion_evidence(
+    params: Params,
+    champion: registry.ChampionInfo,
+    holdout: pd.DataFrame,
+    contract: DataContract,
+    challenger_proba: np.ndarray,
+    challenger_threshold: float,
+) -> ChampionEvidence:
+    """The champion scored on the holdout, less its own training rows, and the recent window."""
+    champion_proba = predict_failure_probability(
+        registry.load_champion_model(champion.name), holdout, contract
+    )
+    unseen = _unseen_by_champion(champion, params.serving.store, contract, holdout)
+    compared = np.ones(len(holdout), dtype=bool) if unseen is None else unseen
+    recent = _recent_window(
+        params.ingest.feedback.directory,
+        contract,
+        holdout[compared],
+        challenger_proba[compared],
+        champion_proba[compared],
+        params.deploy,
+    )
+    return compare_with_champion(
+        holdout[contract.label].to_numpy(),
+        challenger_proba,
+        champion_proba,
+        _champion_threshold(champion, challenger_threshold),
+        unseen,
+        recent,
+        params.deploy,
+        params.data.seed,
+    )
 
 
 def _unseen_by_champion(
@@ -207,9 +176,8 @@ def _unseen_by_champion(
 
     A champion trained on other data (before feedback joined it, say) saw part of this
     holdout, and would be flattered there. Its training rows are in the reference data the
-    serving store keeps with it; a holdout row is one of them when its ids and features are
-    all equal (ids alone could collide across sources). None (compare on every row) when
-    the reference cannot be read, or when leaving its rows out leaves one class only.
+    serving store keeps with it. None (compare on every row) when the reference cannot be
+    read, or when leaving its rows out leaves one class only.
     """
     from serving.model_store import ModelStoreError, model_tag, reference_path
 
@@ -221,13 +189,12 @@ def _unseen_by_champion(
             "cannot tell which holdout rows %s trained on (%s); comparing on all of them", tag, exc
         )
         return None
-    unseen = ~rows_in_reference(holdout, seen, contract)
-    labels = holdout[contract.label].to_numpy()[unseen]
-    if not 0 < labels.sum() < len(labels):
+    unseen = rows_unseen_by_champion(holdout, seen, contract)
+    if unseen is None:
         logger.warning(
             "%s trained on all but %d holdout rows, too few to compare on; comparing on all",
             tag,
-            len(labels),
+            int((~rows_in_reference(holdout, seen, contract)).sum()),
         )
         return None
     logger.info(
@@ -253,14 +220,15 @@ def _recent_window(
         logger.info("no feedback batches in %s: the recent-window check does not apply", feedback)
         return None
     newest, id_column = batches[-1], row_id_column(contract)
-    rows = holdout[id_column].isin(read_ids(newest, id_column)).to_numpy()
-    recent = compare_recent_window(
+    recent = judge_recent_window(
         newest.name,
-        holdout[contract.label].to_numpy()[rows],
-        challenger_proba[rows],
-        champion_proba[rows],
-        config.primary_metric,
-        config.recent_window,
+        read_ids(newest, id_column),
+        holdout,
+        challenger_proba,
+        champion_proba,
+        id_column,
+        contract,
+        config,
     )
     logger.info(
         "recent window: %d holdout rows (%d positives) from %s",
@@ -269,6 +237,25 @@ def _recent_window(
         newest,
     )
     return recent
+
+
+def _track(params: Params, decision: DeployDecision, evidence: ChampionEvidence | None) -> None:
+    """One MLflow run with decision.json, the comparison's deltas and whether it promoted."""
+    tracking = start_tracking(params.tracking.experiment)
+    with tracking.stage_run("deploy", promoted=str(decision.promote).lower()):
+        tracking.mlflow.log_dict(decision.model_dump(mode="json"), "decision.json")
+        if evidence is not None:
+            comparison, recent = evidence.comparison, evidence.recent_window
+            tracking.mlflow.log_metrics(
+                {
+                    f"delta_{comparison.metric}": comparison.delta,
+                    "delta_ci_low": comparison.ci_low,
+                    "delta_ci_high": comparison.ci_high,
+                }
+            )
+            if recent is not None and recent.delta is not None:
+                tracking.mlflow.log_metric(f"recent_window_delta_{recent.metric}", recent.delta)
+        tracking.mlflow.log_metric("promoted", int(decision.promote))
 
 
 def _check_serving(
@@ -282,7 +269,7 @@ def _check_serving(
     budget_ms: float,
     expected: Any,
     numeric_threads: int,
-) -> tuple[Any, Any]:
+) -> tuple[Any, InfraCheck]:
     """Export the candidate to the serving store, load it as the service does, replay rows."""
     from serving.infra_check import replay_rows
     from serving.model_store import export_model, load_served_model, use_store
@@ -294,7 +281,7 @@ def _check_serving(
     served = load_served_model(tag, store)
     report = replay_rows(served, sample, contract, budget_ms, expected, numeric_threads)
     logger.info("infra check of %s: %s", tag, report.message)
-    return served, report
+    return served, InfraCheck(**report.to_dict())
 
 
 def _build_bento(tag: str, store: Path) -> str:
@@ -358,24 +345,20 @@ def _repair_pointer(
     logger.warning("the serving store's champion pointer now names %s, as the registry does", tag)
 
 
-def _champion_threshold(champion: registry.ChampionInfo, challenger: dict[str, Any]) -> float:
+def _champion_threshold(champion: registry.ChampionInfo, fallback: float) -> float:
     """The champion's own operating threshold, recorded when it was registered."""
     try:
         return float(champion.tags["operating_threshold"])
     except (KeyError, TypeError, ValueError):
-        return float(challenger["threshold"])
+        return fallback
 
 
-def _describe(info: registry.ChampionInfo | None) -> dict[str, Any] | None:
+def _describe(info: registry.ChampionInfo | None) -> ChampionRecord | None:
     if info is None:
         return None
-    return {"version": info.version, "content_sha256": info.sha256, "mlflow_run_id": info.run_id}
-
-
-def _evidence(record: dict[str, Any]) -> dict[str, Any]:
-    """What an alias move records: the reasons, the checks and the comparison."""
-    keys = ("reasons", "checks", "comparison", "comparison_rows", "recent_window", "challenger")
-    return {key: record[key] for key in keys}
+    return ChampionRecord(
+        version=info.version, content_sha256=info.sha256, mlflow_run_id=info.run_id
+    )
 
 
 if __name__ == "__main__":

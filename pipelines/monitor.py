@@ -18,27 +18,34 @@ working directory, the project root under `dvc repro`.
 
 from __future__ import annotations
 
-import html
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from core import paths
 from core.columns import REFERENCE_PROBABILITY
 from core.config import DEFAULT_PARAMS, Params, load_params
-from core.io import atomic_path, read_json, read_table, write_json, write_parquet, write_text
+from core.io import atomic_path, read_table, write_json, write_parquet, write_text
+from core.records import RecordError, record_json
+from core.records.deploy import read_champion
+from core.records.monitor import MonitorDecision, ServingChampion
 from features.contract import DataContract, load_contract
-from monitoring.quality import QualityResult, assess_quality
-from monitoring.window import (
-    LabelsError,
+from monitoring.quality import assess_quality
+from monitoring.verdict import (
     RetrainDecision,
     WindowEvidence,
-    combine_labels,
+    build_monitor_decision,
+    build_monitor_metrics,
     decide_window,
-    describe_window,
+    render_plain_page,
+    run_metrics,
+    summarise_window,
+)
+from monitoring.window import (
+    LabelsError,
+    combine_labels,
     label_window,
     labelled_table,
     scores_to_compare,
@@ -50,6 +57,9 @@ from pipelines.edges.tracking import start_tracking
 from serving.model_store import model_tag, reference_path
 from serving.prediction_log import read_prediction_log
 
+if TYPE_CHECKING:
+    from monitoring.drift import DriftResult
+
 logger = logging.getLogger(__name__)
 
 LABEL_PATTERNS = ("batch-*.parquet", "batch-*.csv")
@@ -58,19 +68,6 @@ MONITOR_TAG = "last_monitor_run"  # set on the champion's registry version
 
 class MonitorInputError(FileNotFoundError):
     """An input is absent or unusable; the message names the file and what writes it."""
-
-
-@dataclass(frozen=True)
-class Champion:
-    """The serving model as deploy left it: registry version and serving-store tag."""
-
-    tag: str
-    version: int
-
-    @property
-    def label(self) -> str:
-        """How the prediction log names its version: "v3"."""
-        return f"v{self.version}"
 
 
 def monitor() -> None:
@@ -111,21 +108,16 @@ def monitor() -> None:
     )
     decision = decide_window(evidence, config)
     champion_rows = len(served_by(window, champion.label)) if champion else 0
-    window_record = {
-        **describe_window(window),
-        "labelled_rows": len(labelled),
-        "champion_rows": champion_rows,
-        "missing_columns": missing,
-    }
-    record = _decision_record(decision, champion, window_record, drift, quality)
+    summary = summarise_window(window, len(labelled), champion_rows, missing)
+    record = build_monitor_decision(decision, champion, summary, drift, quality)
 
     if drift is not None:
         with timed("drift report"), atomic_path(paths.DRIFT_REPORT) as tmp:
             drift.snapshot.save_html(str(tmp))  # Evidently 0.7 writes nothing when given a Path
     else:
-        write_text(_plain_page(decision), paths.DRIFT_REPORT)
-    write_json(_metrics(decision, window_record, drift, quality), paths.MONITOR_METRICS)
-    write_json(record, paths.MONITOR_DECISION)
+        write_text(render_plain_page(decision), paths.DRIFT_REPORT)
+    write_json(build_monitor_metrics(decision, summary, drift, quality), paths.MONITOR_METRICS)
+    write_text(record_json(record), paths.MONITOR_DECISION)
     write_parquet(table, paths.LABELLED_WINDOW)
     _log_decision(decision, drift, missing)
     _track(params, champion, record)
@@ -141,24 +133,17 @@ def monitor() -> None:
 # --- inputs -------------------------------------------------------------------------------
 
 
-def _read_champion(registered_model: str) -> Champion | None:
+def _read_champion(registered_model: str) -> ServingChampion | None:
     """`reports/deploy/champion.json`: `{}` before the first promotion."""
-    path = paths.CHAMPION
-    if not path.exists():
-        raise MonitorInputError(f"{path}: not found; the deploy stage writes it (dvc repro deploy)")
     try:
-        pointer = read_json(path)
-    except ValueError as exc:
-        raise MonitorInputError(f"{path}: not valid JSON ({exc})") from None
-    if not pointer:
+        champion = read_champion(paths.CHAMPION)
+    except RecordError as exc:
+        raise MonitorInputError(str(exc)) from None
+    if champion is None:
         return None
-    version = pointer.get("version") if isinstance(pointer, dict) else None
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise MonitorInputError(
-            f"{path}: expected {{}} or a positive integer 'version', got {pointer!r}; "
-            "the deploy stage writes it (dvc repro deploy)"
-        )
-    return Champion(tag=model_tag(registered_model, version), version=version)
+    return ServingChampion(
+        tag=model_tag(registered_model, champion.version), version=champion.version
+    )
 
 
 def _read_label_batches(directory: Path) -> list[tuple[str, pd.DataFrame]]:
@@ -181,7 +166,7 @@ def _read_label_batches(directory: Path) -> list[tuple[str, pd.DataFrame]]:
     return batches
 
 
-def _read_reference(champion: Champion, store: Path, contract: DataContract) -> pd.DataFrame:
+def _read_reference(champion: ServingChampion, store: Path, contract: DataContract) -> pd.DataFrame:
     path = reference_path(champion.tag, store)
     reference = read_table(path)
     needed = [*contract.features, REFERENCE_PROBABILITY]
@@ -201,10 +186,10 @@ def _read_reference(champion: Champion, store: Path, contract: DataContract) -> 
 def _detect_drift(
     reference: pd.DataFrame,
     window: pd.DataFrame,
-    champion: Champion,
+    champion: ServingChampion,
     contract: DataContract,
     params: Params,
-) -> Any:
+) -> DriftResult:
     from monitoring.drift import detect_drift, sample_window  # Evidently: only when judging
 
     config, seed = params.monitor, params.data.seed
@@ -229,72 +214,10 @@ def _detect_drift(
         )
 
 
-def _decision_record(
-    decision: RetrainDecision,
-    champion: Champion | None,
-    window: dict[str, Any],
-    drift: Any,
-    quality: QualityResult | None,
-) -> dict[str, Any]:
-    """decision.json: the verdict, its reasons and the evidence in brief (`watch` reads it)."""
-    drift_record = None
-    if drift is not None:
-        prediction = drift.prediction
-        drift_record = {
-            "dataset_drift": drift.dataset_drift,
-            "drifted_share": round(drift.drifted_share, 6),
-            "drifted_columns": list(drift.drifted_columns),
-            "prediction_drift": prediction.drifted if prediction else None,
-            "prediction_drift_score": round(prediction.score, 6) if prediction else None,
-        }
-    return {
-        "retrain": decision.retrain,
-        "reasons": list(decision.reasons),
-        "champion": {"tag": champion.tag, "version": champion.version} if champion else None,
-        "window": window,
-        "drift": drift_record,
-        "quality": quality.to_dict() if quality else None,
-    }
-
-
-def _metrics(
-    decision: RetrainDecision,
-    window: dict[str, Any],
-    drift: Any,
-    quality: QualityResult | None,
-) -> dict[str, Any]:
-    """metrics.json (DVC metric): deterministic, rounded, no timestamps."""
-    from_window = ("rows", "labelled_rows", "champion_rows")
-    summary = None
-    if drift is not None:
-        from monitoring.drift import drift_summary
-
-        summary = drift_summary(drift)
-    quality_summary = None
-    if quality is not None:
-        quality_summary = {k: v for k, v in quality.to_dict().items() if k != "reason"}
-    return {
-        "retrain": decision.retrain,
-        "window": {key: window[key] for key in from_window},
-        "drift": summary,
-        "quality": quality_summary,
-    }
-
-
-def _plain_page(decision: RetrainDecision) -> str:
-    """The report when there is nothing to compare: a short page that says why."""
-    reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in decision.reasons)
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        "<title>Monitor: no drift report</title></head>\n<body><h1>No drift report</h1>"
-        f"<p>The monitor compared nothing in this window:</p><ul>{reasons}</ul></body></html>\n"
-    )
-
-
 # --- logging and tracking -----------------------------------------------------------------
 
 
-def _log_decision(decision: RetrainDecision, drift: Any, missing: list[str]) -> None:
+def _log_decision(decision: RetrainDecision, drift: DriftResult | None, missing: list[str]) -> None:
     if drift is not None:
         for column in (*drift.columns, *([drift.prediction] if drift.prediction else [])):
             logger.info(
@@ -316,41 +239,17 @@ def _log_decision(decision: RetrainDecision, drift: Any, missing: list[str]) -> 
         logger.info("  %s", reason)
 
 
-def _run_metrics(record: dict[str, Any]) -> dict[str, float]:
-    """The MLflow run's metrics: numbers only, booleans as 0/1, absent checks left out."""
-    window, drift, quality = record["window"], record["drift"], record["quality"]
-    metrics: dict[str, float] = {
-        "retrain": int(record["retrain"]),
-        "window_rows": window["rows"],
-        "labelled_rows": window["labelled_rows"],
-        "champion_rows": window["champion_rows"],
-    }
-    if drift is not None:
-        metrics["dataset_drift"] = int(drift["dataset_drift"])
-        metrics["drifted_share"] = drift["drifted_share"]
-        if drift["prediction_drift"] is not None:
-            metrics["prediction_drift"] = int(drift["prediction_drift"])
-            metrics["prediction_drift_score"] = drift["prediction_drift_score"]
-    if quality is not None:
-        metrics["quality_judged"] = int(quality["judged"])
-        metrics["quality_breached"] = len(quality["breached"])
-        for name in ("rows", "positives", "roc_auc", "average_precision", "precision", "recall"):
-            if quality.get(name) is not None:
-                metrics[f"quality_{name}"] = quality[name]
-    return {key: float(value) for key, value in metrics.items()}
-
-
-def _track(params: Params, champion: Champion | None, record: dict[str, Any]) -> None:
+def _track(params: Params, champion: ServingChampion | None, record: MonitorDecision) -> None:
     """One MLflow run with the metrics, decision.json and drift.html; tag the champion version."""
     name = params.deploy.registered_model
     tracking = start_tracking(params.tracking.experiment)
     tags = {
         "registered_model": name,
         "champion_version": str(champion.version) if champion else "none",
-        "retrain": str(record["retrain"]).lower(),
+        "retrain": str(record.retrain).lower(),
     }
     with tracking.stage_run("monitor", **tags) as run:
-        tracking.mlflow.log_metrics(_run_metrics(record))
+        tracking.mlflow.log_metrics(run_metrics(record))
         tracking.mlflow.log_artifact(str(paths.MONITOR_DECISION))
         tracking.mlflow.log_artifact(str(paths.DRIFT_REPORT))
         run_id = run.info.run_id

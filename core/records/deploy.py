@@ -8,14 +8,18 @@ The monitor stage, `lifecycle watch` and `lifecycle status` read them, each thro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from pydantic import Field
 
 from core.paths import CHAMPION, DEPLOY_DECISION
-from core.records import Record, read_record
+from core.records import Record, RecordMissingError, read_record
 
 WRITER = "the deploy stage (dvc repro deploy)"
+
+R = TypeVar("R", bound=Record)
+
+Metrics = dict[str, float | int | None]  # holdout metrics by name, as evaluation scores them
 
 
 class ChampionRecord(Record):
@@ -35,6 +39,8 @@ class _ChampionFile(Record):
 
 
 class GateCheck(Record):
+    """One rule of the gate: the value it judged (None: not available) and its bound."""
+
     name: str
     value: float | None
     bound: float
@@ -45,7 +51,61 @@ class Challenger(Record):
     family: str
     content_sha256: str
     mlflow_run_id: str | None
-    holdout: dict[str, float | int | None]
+    holdout: Metrics
+
+
+class Comparison(Record):
+    """Challenger vs champion on the holdout: the paired bootstrap CI of the difference."""
+
+    metric: str
+    challenger: float
+    champion: float
+    delta: float  # challenger - champion
+    ci_low: float
+    ci_high: float
+    confidence: float
+    resamples: int
+    seed: int
+
+
+class ComparisonRows(Record):
+    """How many holdout rows the models were compared on, and how many were left out
+    because the champion trained on them (None: its training rows could not be told)."""
+
+    rows: int
+    champion_training_rows_left_out: int | None
+
+
+class RecentWindow(Record):
+    """Challenger vs champion on the holdout rows of the newest feedback batch."""
+
+    batch: str
+    rows: int
+    positives: int
+    metric: str
+    challenger: float | None
+    champion: float | None
+    delta: float | None
+    margin: float
+    min_rows: int
+    min_positives: int
+    judged: bool
+    passed: bool
+
+
+class InfraCheck(Record):
+    """The candidate loaded as the service loads it, with holdout rows replayed through it."""
+
+    tag: str
+    rows: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    budget_ms: float
+    rejected_rows: int
+    mismatched_rows: int
+    passed: bool
+    message: str
 
 
 class DeployDecision(Record):
@@ -60,21 +120,30 @@ class DeployDecision(Record):
     challenger: Challenger
     champion_before: ChampionRecord | None = None
     champion_after: ChampionRecord | None = None
-    champion_holdout: dict[str, Any] | None = None
+    champion_holdout: Metrics | None = None
     checks: tuple[GateCheck, ...] = ()
-    comparison: dict[str, Any] | None = None
-    comparison_rows: dict[str, Any] | None = None
-    recent_window: dict[str, Any] | None = None
-    infra_check: dict[str, Any] | None = None
+    comparison: Comparison | None = None
+    comparison_rows: ComparisonRows | None = None
+    recent_window: RecentWindow | None = None
+    infra_check: InfraCheck | None = None
 
 
 def read_champion(path: Path = CHAMPION) -> ChampionRecord | None:
     """The recorded champion; None before the first promotion. Raises `RecordError`."""
-    found = read_record(path, _ChampionFile, writer=WRITER)
+    found = _read(path, _ChampionFile)
     if found.version is None:
         return None
     return ChampionRecord(**found.model_dump())
 
 
 def read_deploy_decision(path: Path = DEPLOY_DECISION) -> DeployDecision:
-    return read_record(path, DeployDecision, writer=WRITER)
+    return _read(path, DeployDecision)
+
+
+def _read(path: Path, model: type[R]) -> R:
+    try:
+        return read_record(path, model, writer=WRITER)
+    except RecordMissingError:
+        raise RecordMissingError(
+            f"{path}: not found; the deploy stage writes it (dvc repro deploy)"
+        ) from None

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from core.paths import MONITOR_DECISION
 from core.records import Record, read_record
@@ -15,8 +14,15 @@ WRITER = "the monitor stage (dvc repro monitor)"
 
 
 class ServingChampion(Record):
+    """The serving model as deploy left it: registry version and serving-store tag."""
+
     tag: str  # e.g. "milling-failure:v3"
     version: int
+
+    @property
+    def label(self) -> str:
+        """How the prediction log names its version: "v3"."""
+        return f"v{self.version}"
 
 
 class WindowSummary(Record):
@@ -37,6 +43,24 @@ class DriftSummary(Record):
     prediction_drift_score: float | None
 
 
+class QualitySummary(Record):
+    """The champion's quality on the window's labelled rows, against its floors."""
+
+    judged: bool
+    rows: int
+    positives: int
+    roc_auc: float | None = None
+    average_precision: float | None = None
+    brier: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    threshold: float | None  # the logged operating threshold (None when rows differ)
+    floors: dict[str, float]
+    breached: list[str]
+    reason: str
+
+
 class MonitorDecision(Record):
     """Whether to retrain, the reasons in sentences, and the evidence in brief."""
 
@@ -45,7 +69,7 @@ class MonitorDecision(Record):
     champion: ServingChampion | None
     window: WindowSummary
     drift: DriftSummary | None
-    quality: dict[str, Any] | None
+    quality: QualitySummary | None
 
 
 def read_monitor_decision(path: Path = MONITOR_DECISION) -> MonitorDecision:

@@ -1,23 +1,16 @@
-"""The window, the labels joined to it, and the window's verdict, on tiny in-memory frames."""
+"""The window and the labels joined to it, on tiny in-memory frames."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from core.config import MonitorConfig
 from features.contract import DataContract, parse_contract
-from monitoring.drift import ColumnDrift, DriftResult, PredictionDrift
-from monitoring.quality import QualityResult
 from monitoring.window import (
     LabelsError,
-    WindowEvidence,
     check_labels,
     combine_labels,
-    decide_window,
     describe_window,
     join_key,
     label_window,
@@ -220,136 +213,3 @@ def test_empty_labelled_table_has_every_column(log, contract):
         label_window(log, combine_labels([], contract), contract), contract
     )
     assert table.empty and list(table.columns) == contract.column_names and missing == []
-
-
-# --- the verdict --------------------------------------------------------------------------
-
-CONFIG = MonitorConfig(window={"rows": 5000, "min_rows": 500}, labels={"min_rows": 200})
-
-
-def drift(dataset: bool = False, prediction: bool | None = False) -> DriftResult:
-    columns = tuple(
-        ColumnDrift(name, "numerical", "Wasserstein distance (normed)", score, 0.1, score >= 0.1)
-        for name, score in [("Torque [Nm]", 0.3 if dataset else 0.02), ("Tool wear [min]", 0.01)]
-    )
-    scores = None
-    if prediction is not None:
-        score = 0.4 if prediction else 0.03
-        scores = PredictionDrift("Wasserstein distance (normed)", score, 0.1, prediction, 1000, 900)
-    return DriftResult(
-        dataset_drift=dataset,
-        drift_share=0.15,
-        drifted_share=0.5 if dataset else 0.0,
-        drifted_count=1 if dataset else 0,
-        columns=columns,
-        reference_rows=1000,
-        current_rows=900,
-        snapshot=None,  # type: ignore[arg-type]
-        prediction=scores,
-    )
-
-
-def quality(breached: tuple[str, ...] = ()) -> QualityResult:
-    return QualityResult(
-        judged=True,
-        rows=300,
-        positives=12,
-        metrics={"roc_auc": 0.7 if breached else 0.9},
-        threshold=0.4,
-        floors={"roc_auc": 0.85},
-        breached=breached,
-        reason="quality sentence",
-    )
-
-
-def evidence(**changes) -> WindowEvidence:
-    base = WindowEvidence(
-        champion="milling-failure:v1", rows=900, labelled_rows=300, drift=drift(), quality=quality()
-    )
-    return dataclasses.replace(base, **changes)
-
-
-NO_DRIFT = "no dataset drift: 0 of 2 feature columns drifted (0%, below monitor.drift_share 15%)"
-NO_PREDICTION_DRIFT = (
-    "no prediction drift: Wasserstein distance (normed) 0.03 on 900 served failure "
-    "probabilities against 1000 reference ones (threshold 0.1, Evidently's default; "
-    "monitor.prediction_drift_threshold is null)"
-)
-
-
-def test_no_champion_is_no_verdict():
-    decision = decide_window(evidence(champion=None, drift=None, quality=None), CONFIG)
-    assert decision.retrain is False
-    assert decision.reasons == ("no champion yet: nothing to monitor",)
-
-
-def test_too_little_traffic_is_no_verdict():
-    decision = decide_window(evidence(rows=120, drift=drift(dataset=True)), CONFIG)
-    assert decision.retrain is False
-    assert decision.reasons == (
-        "not enough traffic: 120 of 500 rows needed for a verdict (monitor.window.min_rows) "
-        "in the newest prediction log window",
-    )
-
-
-def test_quiet_window_keeps_the_champion():
-    decision = decide_window(evidence(), CONFIG)
-    assert decision.retrain is False
-    assert decision.reasons == (
-        "keep the champion: no drift and no quality breach in this window",
-        NO_DRIFT,
-        NO_PREDICTION_DRIFT,
-        "quality sentence",
-    )
-
-
-def test_feature_drift_calls_for_a_retrain():
-    decision = decide_window(evidence(drift=drift(dataset=True)), CONFIG)
-    assert decision.retrain is True
-    assert decision.reasons[:2] == (
-        "retrain: the features drift",
-        "dataset drift: 1 of 2 feature columns drifted (50%, at or above monitor.drift_share "
-        "15%): Torque [Nm]",
-    )
-
-
-def test_prediction_drift_alone_calls_for_a_retrain():
-    decision = decide_window(evidence(drift=drift(prediction=True)), CONFIG)
-    assert decision.retrain is True
-    assert decision.reasons[0] == "retrain: the predictions drift"
-    assert decision.reasons[2].startswith("prediction drift: Wasserstein distance (normed) 0.4")
-
-
-def test_quality_breach_calls_for_a_retrain():
-    decision = decide_window(evidence(quality=quality(("roc_auc",))), CONFIG)
-    assert decision.retrain is True
-    assert decision.reasons[0] == "retrain: quality is below its floor on roc_auc"
-
-
-def test_every_trigger_is_named():
-    both = evidence(drift=drift(dataset=True, prediction=True), quality=quality(("roc_auc",)))
-    assert decide_window(both, CONFIG).reasons[0] == (
-        "retrain: the features drift and the predictions drift and quality is below its floor "
-        "on roc_auc"
-    )
-
-
-def test_drift_waits_for_labels_when_they_are_required():
-    waiting = evidence(drift=drift(dataset=True), labelled_rows=50, quality=None)
-    decision = decide_window(waiting, CONFIG)
-    assert decision.retrain is False
-    assert decision.reasons[0] == (
-        "drift detected; waiting for labels: 50 of 200 labelled rows (monitor.labels.min_rows; "
-        "monitor.labels.required is true)"
-    )
-    optional = MonitorConfig(
-        window={"rows": 5000, "min_rows": 500}, labels={"min_rows": 200, "required": False}
-    )
-    assert decide_window(waiting, optional).retrain is True
-
-
-def test_without_scores_prediction_drift_is_not_judged():
-    decision = decide_window(evidence(drift=drift(prediction=None)), CONFIG)
-    assert decision.reasons[2] == (
-        "prediction drift not judged: the window has no failure probabilities to compare"
-    )
