@@ -42,7 +42,8 @@ def build_project(folder: Path) -> None:
     import yaml
 
     from core.config import SyntheticSourceConfig, load_params
-    from core.model_files import REFERENCE_FILE, save_model
+    from core.model_files import save_model
+    from core.paths import REFERENCE_FILE
     from features.contract import load_contract
     from features.synthetic import generate_process_data
     from models.evaluation import predict_failure_probability

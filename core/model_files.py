@@ -26,11 +26,6 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.skops"
 META_FILE = "meta.json"
-# The model's reference data: its training split (contract feature columns), the label
-# ("label") and its out-of-fold failure probability ("probability"). The train stage writes
-# it beside the model; the serving store keeps it with the model; the monitor compares
-# production traffic with the champion's copy.
-REFERENCE_FILE = "validation_predictions.parquet"
 
 
 class ModelFileError(RuntimeError):

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.model_files import REFERENCE_FILE
+# The model's reference data: its training split (contract feature columns), the label
+# ("label") and its out-of-fold failure probability ("probability"). The train stage writes
+# it beside the model; the serving store keeps it with the model; the monitor compares
+# production traffic with the champion's copy.
+REFERENCE_FILE = "validation_predictions.parquet"
 
 DVC_FILE = Path("dvc.yaml")  # the stages, in order, and each one's deps
 LEDGER = Path(".lifecycle/ledger.jsonl")  # every attempt of every stage, appended

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -52,6 +52,7 @@ from monitoring.window import (
     select_window,
     served_by,
 )
+from pipelines.edges import registry
 from pipelines.edges.runtime import run_stage, timed
 from pipelines.edges.tracking import start_tracking
 from serving.model_store import model_tag, reference_path
@@ -254,23 +255,13 @@ def _track(params: Params, champion: ServingChampion | None, record: MonitorDeci
         tracking.mlflow.log_artifact(str(paths.DRIFT_REPORT))
         run_id = run.info.run_id
     if champion is not None:
-        _tag_version(tracking.mlflow, name, champion.version, run_id)
+        _tag_version(name, champion.version, run_id)
 
 
-def _tag_version(mlflow: Any, name: str, version: int, run_id: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mlflow.MlflowClient().set_model_version_tag(name, str(version), MONITOR_TAG, run_id)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
+def _tag_version(name: str, version: int, run_id: str) -> None:
+    if not registry.tag_version(name, version, MONITOR_TAG, run_id):
         logger.warning(
-            "%s version %d is not in the model registry; tag %s not set (%s)",
-            name,
-            version,
-            MONITOR_TAG,
-            exc.message,
+            "%s version %d is not in the model registry; tag %s not set", name, version, MONITOR_TAG
         )
         return
     logger.info("tagged %s version %d with %s=%s", name, version, MONITOR_TAG, run_id)

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 from core.clock import utc_now
 from core.hashing import file_sha256
 from core.io import read_json, write_json
-from core.model_files import META_FILE, MODEL_FILE, REFERENCE_FILE, load_model
+from core.model_files import META_FILE, MODEL_FILE, load_model
+from core.paths import REFERENCE_FILE
 from serving.bentoml_patches import create_model, open_model_store, point_bentoml_home
 
 if TYPE_CHECKING:

@@ -125,6 +125,20 @@ def require_model(name: str) -> None:
         calls.read_aliases(calls.open_client(create=False), name)
 
 
+def tag_version(name: str, version: int, key: str, value: str) -> bool:
+    """Set a tag on a registered version; False, and nothing set, when it is not registered."""
+    from mlflow.exceptions import MlflowException
+
+    with calls.registry_call(f"tagging {name!r} v{version}"):
+        try:
+            calls.open_client().set_model_version_tag(name, str(version), key, value)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
+    return True
+
+
 def promote(
     name: str, version: int | str, evidence: Mapping[str, Any], *, history: Path | str
 ) -> AliasMove:

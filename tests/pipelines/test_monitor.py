@@ -18,7 +18,7 @@ import yaml
 
 from core import paths
 from core.config import SyntheticSourceConfig
-from core.model_files import REFERENCE_FILE
+from core.paths import REFERENCE_FILE
 from features.contract import DataContract
 from features.synthetic import generate_process_data
 from pipelines import monitor
