@@ -120,7 +120,7 @@ def test_a_real_ingest_process_is_shown_and_its_inputs_hashed(project: Path) -> 
     assert inputs["features/contracts/milling.yaml"] == file_md5(
         project / "features" / "contracts" / "milling.yaml"
     )
-    assert inputs["features"].endswith(".dir")
+    assert inputs["core/config"].endswith(".dir")  # a folder dep, hashed as DVC hashes it
     assert inputs["data/feedback"] is None  # ${ingest.feedback.directory}: not created here
 
 
@@ -289,12 +289,12 @@ def test_what_serves_and_the_last_watch_iteration(
     watch_log = project / "reports" / "watch" / "iterations.jsonl"
     watch_log.parent.mkdir(parents=True)
     watch_log.write_text(
-        json.dumps({"time": "2026-11-25T07:00:00.000Z", "iteration": 4, "action": "none"})
+        json.dumps({"time": "2026-11-25T07:00:00.000Z", "iteration": "4", "action": "none"})
         + "\n"
         + json.dumps(
             {
                 "time": "2026-11-25T07:05:00.000Z",
-                "iteration": 5,
+                "iteration": "5",
                 "action": "retrain_failed",
                 "error": "dvc repro (retrain) exited with code 1",
             }
