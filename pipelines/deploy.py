@@ -36,13 +36,7 @@ from core.paths import (
     MODEL_DIR,
 )
 from core.records import record_json
-from core.records.deploy import (
-    Challenger,
-    ChampionRecord,
-    DeployDecision,
-    InfraCheck,
-    RecentWindow,
-)
+from core.records.deploy import Challenger, ChampionRecord, DeployDecision, InfraCheck, RecentWindow
 from features.contract import DataContract, load_contract
 from models.evaluation import predict_failure_probability
 from models.promotion import (
@@ -265,23 +259,18 @@ def _check_serving(
     from serving.infra_check import replay_rows, sample_replay_rows
     from serving.model_store import export_model, load_served_model, use_store
 
-    store, infra = params.serving.store, params.deploy.infra_validation
+    name, store = params.deploy.registered_model, params.serving.store
     use_store(store)
     tag = export_model(
-        MODEL_DIR,
-        params.deploy.registered_model,
-        version,
-        meta["mlflow_run_id"],
-        meta["content_sha256"],
-        threshold,
-        store,
+        MODEL_DIR, name, version, meta["mlflow_run_id"], meta["content_sha256"], threshold, store
     )
     served = load_served_model(tag, store)
+    check = params.deploy.infra_validation
     sample, expected = sample_replay_rows(
-        holdout, challenger_proba, infra.replay_rows, params.data.seed
+        holdout, challenger_proba, check.replay_rows, params.data.seed
     )
     report = replay_rows(
-        served, sample, contract, infra.p99_budget_ms, expected, params.serving.numeric_threads
+        served, sample, contract, check.p99_budget_ms, expected, params.serving.numeric_threads
     )
     logger.info("infra check of %s: %s", tag, report.message)
     return served, report
