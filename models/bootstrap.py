@@ -8,33 +8,15 @@ bucketed once per model, so a resample costs one counting pass instead of a sort
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from core.config import RankingMetric
+from core.records.deploy import Comparison
 
 # Resamples are drawn in chunks of about this many row indices (32 MB of int64) per class.
 _CHUNK_ELEMENTS = 1 << 22
-
-
-@dataclass(frozen=True)
-class BootstrapComparison:
-    """Challenger vs champion on one holdout: the observed difference and its bootstrap CI."""
-
-    metric: str
-    challenger: float
-    champion: float
-    delta: float  # challenger - champion
-    ci_low: float
-    ci_high: float
-    confidence: float
-    resamples: int
-    seed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return rounded_fields(self)
 
 
 def paired_bootstrap(
@@ -45,7 +27,7 @@ def paired_bootstrap(
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
-) -> BootstrapComparison:
+) -> Comparison:
     """Percentile CI of `metric(challenger) - metric(champion)` over paired bootstrap resamples.
 
     Each resample draws rows with replacement, stratified by class (as many positives and
@@ -65,7 +47,7 @@ def paired_bootstrap(
     deltas = values[:, 0] - values[:, 1]
     alpha = 1 - confidence
     low, high = np.quantile(deltas, [alpha / 2, 1 - alpha / 2])
-    return BootstrapComparison(
+    return Comparison(
         metric=metric,
         challenger=float(observed[0]),
         champion=float(observed[1]),
@@ -223,8 +205,3 @@ def _resampled_metrics(
             drawn_neg = _count_buckets(bucket.negative[negative_draw], 2 * bucket.size + 1)
             values[start : start + draws, column] = score(drawn_pos, drawn_neg)
     return values
-
-
-def rounded_fields(record: Any) -> dict[str, Any]:
-    """A dataclass's fields as a dict, floats rounded to 6 places (stable JSON)."""
-    return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(record).items()}

@@ -11,23 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from core.config import DeployConfig, RankingMetric, RecentWindowConfig
-from models.bootstrap import BootstrapComparison, check_scores, observed_metrics, rounded_fields
-
-
-@dataclass(frozen=True)
-class GateCheck:
-    """One rule of the gate: the value it judged and the bound it had to reach."""
-
-    name: str
-    passed: bool
-    value: float | None
-    bound: float
+from core.records.deploy import Comparison, GateCheck, RecentWindow
+from models.bootstrap import check_scores, observed_metrics
 
 
 @dataclass(frozen=True)
@@ -39,57 +30,12 @@ class PromotionDecision:
     checks: tuple[GateCheck, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-safe values (NaN becomes None, numbers rounded to 6 places)."""
+        """Plain JSON-safe values (numbers rounded to 6 places, as the records write them)."""
         return {
             "promote": self.promote,
             "reasons": list(self.reasons),
-            "checks": [
-                {**asdict(check), "value": _rounded_or_none(check.value)} for check in self.checks
-            ],
+            "checks": [check.model_dump(mode="json") for check in self.checks],
         }
-
-
-@dataclass(frozen=True)
-class RecentWindowComparison:
-    """Challenger vs champion on the newest feedback batch's rows in the holdout.
-
-    `judged` is False when there were too few rows or positives (or no negatives) to judge;
-    then the metric values are those that could be computed (None without both classes)
-    and `passed` is False.
-    """
-
-    batch: str
-    rows: int
-    positives: int
-    metric: str
-    challenger: float | None
-    champion: float | None
-    delta: float | None  # challenger - champion
-    margin: float
-    min_rows: int
-    min_positives: int
-    judged: bool
-    passed: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return rounded_fields(self)
-
-    def reason(self) -> str:
-        """One sentence for the decision's reasons."""
-        where = f"the newest feedback batch ({self.batch})"
-        if not self.judged:
-            return (
-                f"recent window cannot be judged: {self.rows} rows / {self.positives} positives "
-                f"of {where} in the holdout, need at least {self.min_rows} rows, "
-                f"{self.min_positives} positives and one negative"
-            )
-        verdict = "exceeds" if self.passed else "does not exceed"
-        return (
-            f"recent window, {self.rows} rows / {self.positives} positives of {where} in the "
-            f"holdout: challenger {self.metric} {_fmt(self.challenger)} vs champion "
-            f"{_fmt(self.champion)}, difference {_fmt(self.delta)} {verdict} the margin "
-            f"{_fmt(self.margin)}"
-        )
 
 
 # --- the recent window ----------------------------------------------------------------
@@ -102,7 +48,7 @@ def compare_recent_window(
     champion_proba: np.ndarray,
     metric: RankingMetric,
     config: RecentWindowConfig,
-) -> RecentWindowComparison:
+) -> RecentWindow:
     """Score both models on the recent window's rows and judge challenger - champion > margin.
 
     The rows are the holdout rows of the newest feedback batch `batch`. Fewer than
@@ -125,7 +71,7 @@ def compare_recent_window(
         challenger, champion = float(observed[0]), float(observed[1])
         delta = challenger - champion
     judged = both_classes and rows >= config.min_rows and positives >= config.min_positives
-    return RecentWindowComparison(
+    return RecentWindow(
         batch=batch,
         rows=rows,
         positives=positives,
@@ -141,15 +87,33 @@ def compare_recent_window(
     )
 
 
+def describe_recent_window(window: RecentWindow) -> str:
+    """One sentence for the decision's reasons."""
+    where = f"the newest feedback batch ({window.batch})"
+    if not window.judged:
+        return (
+            f"recent window cannot be judged: {window.rows} rows / {window.positives} positives "
+            f"of {where} in the holdout, need at least {window.min_rows} rows, "
+            f"{window.min_positives} positives and one negative"
+        )
+    verdict = "exceeds" if window.passed else "does not exceed"
+    return (
+        f"recent window, {window.rows} rows / {window.positives} positives of {where} in the "
+        f"holdout: challenger {window.metric} {_fmt(window.challenger)} vs champion "
+        f"{_fmt(window.champion)}, difference {_fmt(window.delta)} {verdict} the margin "
+        f"{_fmt(window.margin)}"
+    )
+
+
 # --- the promotion rule ---------------------------------------------------------------
 
 
 def decide_promotion(
     challenger: Mapping[str, Any],
     champion: Mapping[str, Any] | None,
-    comparison: BootstrapComparison | None,
+    comparison: Comparison | None,
     config: DeployConfig,
-    recent_window: RecentWindowComparison | None = None,
+    recent_window: RecentWindow | None = None,
 ) -> PromotionDecision:
     """Promote when every absolute threshold passes and, with a champion, the challenger is
     not worse on the primary metric beyond the tolerance and, when a recent window applies,
@@ -194,13 +158,13 @@ def decide_promotion(
             )
         checks.append(
             GateCheck(
-                f"recent_window_{recent_window.metric}",
-                recent_window.passed,
-                recent_window.delta,
-                recent_window.margin,
+                name=f"recent_window_{recent_window.metric}",
+                passed=recent_window.passed,
+                value=_finite_or_none(recent_window.delta),
+                bound=recent_window.margin,
             )
         )
-        reasons.append(recent_window.reason())
+        reasons.append(describe_recent_window(recent_window))
 
     return PromotionDecision(
         promote=all(check.passed for check in checks),
@@ -217,17 +181,15 @@ def _threshold_check(metric: str, value: Any, minimum: float) -> tuple[GateCheck
             f"{metric} is not available for the challenger (got {value!r}), "
             f"so the threshold {_fmt(minimum)} is not met"
         )
-        return GateCheck(name, False, number, minimum), reason
+        return GateCheck(name=name, passed=False, value=number, bound=minimum), reason
     passed = number >= minimum
     verdict = "meets" if passed else "is below"
-    return GateCheck(name, passed, number, minimum), (
+    return GateCheck(name=name, passed=passed, value=number, bound=minimum), (
         f"{metric} {_fmt(number)} {verdict} the threshold {_fmt(minimum)}"
     )
 
 
-def _non_inferiority_check(
-    comparison: BootstrapComparison, tolerance: float
-) -> tuple[GateCheck, str]:
+def _non_inferiority_check(comparison: Comparison, tolerance: float) -> tuple[GateCheck, str]:
     bound = 0.0 - tolerance
     passed = comparison.ci_low >= bound
     if passed:
@@ -242,7 +204,12 @@ def _non_inferiority_check(
         f"difference [{_fmt(comparison.ci_low)}, {_fmt(comparison.ci_high)}] {verdict} "
         f"{_fmt(bound)} (tolerance)"
     )
-    check = GateCheck(f"non_inferior_{comparison.metric}", passed, comparison.ci_low, bound)
+    check = GateCheck(
+        name=f"non_inferior_{comparison.metric}",
+        passed=passed,
+        value=_finite_or_none(comparison.ci_low),
+        bound=bound,
+    )
     return check, reason
 
 
@@ -256,11 +223,6 @@ def _fmt(value: float | None) -> str:
 
 def _percent(share: float) -> str:
     return f"{share * 100:g}%"
-
-
-def _rounded_or_none(value: Any) -> float | None:
-    number = _finite_or_none(value)
-    return None if number is None else round(number, 6)
 
 
 def _finite_or_none(value: Any) -> float | None:

@@ -23,15 +23,14 @@ from core.records.deploy import (
     Comparison,
     ComparisonRows,
     DeployDecision,
-    GateCheck,
     InfraCheck,
     Metrics,
     RecentWindow,
 )
 from features.contract import DataContract
-from models.bootstrap import BootstrapComparison, paired_bootstrap
+from models.bootstrap import paired_bootstrap
 from models.evaluation import score_predictions
-from models.gate import RecentWindowComparison, compare_recent_window, decide_promotion
+from models.gate import compare_recent_window, decide_promotion
 
 # What an alias move records as its evidence (the registry keeps it with the version).
 _EVIDENCE = ("reasons", "checks", "comparison", "comparison_rows", "recent_window", "challenger")
@@ -42,9 +41,9 @@ class ChampionEvidence:
     """What the gate weighs when there is a champion to beat."""
 
     holdout: Metrics  # the champion's holdout metrics at its own operating threshold
-    comparison: BootstrapComparison  # on the rows the champion did not train on
+    comparison: Comparison  # on the rows the champion did not train on
     rows: ComparisonRows
-    recent_window: RecentWindowComparison | None  # None: no feedback, the check does not apply
+    recent_window: RecentWindow | None  # None: no feedback, the check does not apply
 
 
 def rows_in_reference(
@@ -69,6 +68,12 @@ def rows_unseen_by_champion(
     return unseen if 0 < labels.sum() < len(labels) else None
 
 
+def rows_to_compare(unseen: np.ndarray | None, rows: int) -> np.ndarray:
+    """The holdout rows the models are compared on: the `unseen` ones, or all `rows` of them
+    when the champion's training rows could not be told apart (`unseen` None)."""
+    return np.ones(rows, dtype=bool) if unseen is None else unseen
+
+
 def judge_recent_window(
     batch: str,
     batch_ids: Collection[Any],
@@ -78,7 +83,7 @@ def judge_recent_window(
     id_column: str,
     contract: DataContract,
     config: DeployConfig,
-) -> RecentWindowComparison:
+) -> RecentWindow:
     """Both models on the holdout rows whose id is in the newest feedback batch `batch`."""
     rows = holdout[id_column].isin(batch_ids).to_numpy()
     return compare_recent_window(
@@ -97,7 +102,7 @@ def compare_with_champion(
     champion_proba: np.ndarray,
     champion_threshold: float,
     unseen: np.ndarray | None,
-    recent_window: RecentWindowComparison | None,
+    recent_window: RecentWindow | None,
     config: DeployConfig,
     seed: int,
 ) -> ChampionEvidence:
@@ -106,7 +111,7 @@ def compare_with_champion(
     `unseen` is None when the champion's training rows could not be told apart: then every
     holdout row is compared, and the rows left out are unknown.
     """
-    compared = np.ones(len(y_true), dtype=bool) if unseen is None else unseen
+    compared = rows_to_compare(unseen, len(y_true))
     left_out = None if unseen is None else int(len(unseen) - unseen.sum())
     comparison = paired_bootstrap(
         y_true[compared],
@@ -156,16 +161,15 @@ def decide_deployment(
         evidence.comparison if evidence else None,
         config,
         evidence.recent_window if evidence else None,
-    ).to_dict()
-    recent = evidence.recent_window if evidence else None
+    )
     return DeployDecision(
-        promote=verdict["promote"],
-        reasons=verdict["reasons"],
-        checks=tuple(GateCheck(**check) for check in verdict["checks"]),
+        promote=verdict.promote,
+        reasons=list(verdict.reasons),
+        checks=verdict.checks,
         champion_holdout=evidence.holdout if evidence else None,
-        comparison=Comparison(**evidence.comparison.to_dict()) if evidence else None,
+        comparison=evidence.comparison if evidence else None,
         comparison_rows=evidence.rows if evidence else None,
-        recent_window=RecentWindow(**recent.to_dict()) if recent else None,
+        recent_window=evidence.recent_window if evidence else None,
         **base,
     )
 

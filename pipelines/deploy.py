@@ -36,10 +36,9 @@ from core.paths import (
     MODEL_DIR,
 )
 from core.records import record_json
-from core.records.deploy import Challenger, ChampionRecord, DeployDecision, InfraCheck
+from core.records.deploy import Challenger, ChampionRecord, DeployDecision, InfraCheck, RecentWindow
 from features.contract import DataContract, load_contract
 from models.evaluation import predict_failure_probability
-from models.gate import RecentWindowComparison
 from models.promotion import (
     ChampionEvidence,
     compare_with_champion,
@@ -48,13 +47,14 @@ from models.promotion import (
     promotion_evidence,
     record_infra_check,
     rows_in_reference,
+    rows_to_compare,
     rows_unseen_by_champion,
 )
 from pipelines.edges import registry
 from pipelines.edges.feedback import list_batches, read_ids, row_id_column
 from pipelines.edges.runtime import run_stage
 from pipelines.edges.tracking import start_tracking
-from serving.model_store import write_champion_pointer
+from serving.model_store import ServedModel, write_champion_pointer
 
 logger = logging.getLogger(__name__)
 
@@ -96,20 +96,8 @@ def main() -> None:
                 "data_md5": meta["data_md5"],
             },
         )
-        sample = holdout.sample(
-            n=min(config.infra_validation.replay_rows, len(holdout)), random_state=params.data.seed
-        )
         served, infra = _check_serving(
-            name,
-            int(version.version),
-            meta,
-            threshold,
-            store,
-            sample,
-            contract,
-            config.infra_validation.p99_budget_ms,
-            challenger_proba[holdout.index.get_indexer(sample.index)],
-            params.serving.numeric_threads,
+            params, int(version.version), meta, threshold, holdout, contract, challenger_proba
         )
         bento = _build_bento(served.tag, store) if infra.passed else None
         decision = record_infra_check(decision, int(version.version), created, infra, bento)
@@ -129,7 +117,7 @@ def main() -> None:
         logger.info("gate: %s", reason)
     decision = decision.model_copy(update={"champion_after": _describe(after)})
 
-    _track(params, decision, evidence)
+    _track(params, decision)
     write_text(record_json(decision), DEPLOY_DECISION)
     champion = decision.champion_after
     write_json(champion.model_dump(mode="json") if champion else {}, CHAMPION)
@@ -148,7 +136,7 @@ def _champion_evidence(
         registry.load_champion_model(champion.name), holdout, contract
     )
     unseen = _unseen_by_champion(champion, params.serving.store, contract, holdout)
-    compared = np.ones(len(holdout), dtype=bool) if unseen is None else unseen
+    compared = rows_to_compare(unseen, len(holdout))
     recent = _recent_window(
         params.ingest.feedback.directory,
         contract,
@@ -213,7 +201,7 @@ def _recent_window(
     challenger_proba: np.ndarray,
     champion_proba: np.ndarray,
     config: DeployConfig,
-) -> RecentWindowComparison | None:
+) -> RecentWindow | None:
     """Both models on the holdout rows of the newest feedback batch; None without feedback."""
     batches = list_batches(feedback)
     if not batches:
@@ -239,13 +227,13 @@ def _recent_window(
     return recent
 
 
-def _track(params: Params, decision: DeployDecision, evidence: ChampionEvidence | None) -> None:
+def _track(params: Params, decision: DeployDecision) -> None:
     """One MLflow run with decision.json, the comparison's deltas and whether it promoted."""
     tracking = start_tracking(params.tracking.experiment)
     with tracking.stage_run("deploy", promoted=str(decision.promote).lower()):
         tracking.mlflow.log_dict(decision.model_dump(mode="json"), "decision.json")
-        if evidence is not None:
-            comparison, recent = evidence.comparison, evidence.recent_window
+        comparison, recent = decision.comparison, decision.recent_window
+        if comparison is not None:
             tracking.mlflow.log_metrics(
                 {
                     f"delta_{comparison.metric}": comparison.delta,
@@ -259,29 +247,33 @@ def _track(params: Params, decision: DeployDecision, evidence: ChampionEvidence 
 
 
 def _check_serving(
-    name: str,
+    params: Params,
     version: int,
     meta: dict[str, Any],
     threshold: float,
-    store: Path,
-    sample: pd.DataFrame,
-    contract: Any,
-    budget_ms: float,
-    expected: Any,
-    numeric_threads: int,
-) -> tuple[Any, InfraCheck]:
+    holdout: pd.DataFrame,
+    contract: DataContract,
+    challenger_proba: np.ndarray,
+) -> tuple[ServedModel, InfraCheck]:
     """Export the candidate to the serving store, load it as the service does, replay rows."""
-    from serving.infra_check import replay_rows
+    from serving.infra_check import replay_rows, sample_replay_rows
     from serving.model_store import export_model, load_served_model, use_store
 
+    name, store = params.deploy.registered_model, params.serving.store
     use_store(store)
     tag = export_model(
         MODEL_DIR, name, version, meta["mlflow_run_id"], meta["content_sha256"], threshold, store
     )
     served = load_served_model(tag, store)
-    report = replay_rows(served, sample, contract, budget_ms, expected, numeric_threads)
+    check = params.deploy.infra_validation
+    sample, expected = sample_replay_rows(
+        holdout, challenger_proba, check.replay_rows, params.data.seed
+    )
+    report = replay_rows(
+        served, sample, contract, check.p99_budget_ms, expected, params.serving.numeric_threads
+    )
     logger.info("infra check of %s: %s", tag, report.message)
-    return served, InfraCheck(**report.to_dict())
+    return served, report
 
 
 def _build_bento(tag: str, store: Path) -> str:

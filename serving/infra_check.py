@@ -10,13 +10,13 @@ latency is within budget.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+from core.records.deploy import InfraCheck
 from features.contract import DataContract
 from serving.model_store import ServedModel
 from serving.schema import build_record_model, records_to_frame, served_columns
@@ -24,23 +24,13 @@ from serving.schema import build_record_model, records_to_frame, served_columns
 PROBABILITY_TOLERANCE = 1e-9
 
 
-@dataclass(frozen=True)
-class InfraReport:
-    """What the replay measured and whether the candidate may serve."""
-
-    tag: str
-    rows: int
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    budget_ms: float
-    rejected_rows: int
-    mismatched_rows: int
-    passed: bool
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def sample_replay_rows(
+    holdout: pd.DataFrame, expected: np.ndarray, rows: int, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """`rows` holdout rows to replay (all of them when there are fewer), drawn with `seed`,
+    and the in-process predictions `expected` (one per holdout row) for them."""
+    sample = holdout.sample(n=min(rows, len(holdout)), random_state=seed)
+    return sample, expected[holdout.index.get_indexer(sample.index)]
 
 
 def replay_rows(
@@ -50,7 +40,7 @@ def replay_rows(
     budget_ms: float,
     expected: np.ndarray,
     numeric_threads: int = 1,
-) -> InfraReport:
+) -> InfraCheck:
     """Send each row through the service's request path; compare answers and time them.
 
     The replay runs with the numeric libraries' thread pools at `numeric_threads`, as
@@ -70,7 +60,7 @@ def _replay(
     contract: DataContract,
     budget_ms: float,
     expected: np.ndarray,
-) -> InfraReport:
+) -> InfraCheck:
     record_model = build_record_model(contract)
     names = [c.name for c in served_columns(contract)]
     latencies, answers, rejected = [], [], 0
@@ -109,7 +99,7 @@ def _replay(
         else f"{len(rows)} single-row requests answered correctly, p50 {p50:.1f} ms, "
         f"p99 {p99:.1f} ms (budget {budget_ms:g} ms)"
     )
-    return InfraReport(
+    return InfraCheck(
         tag=served.tag,
         rows=len(rows),
         p50_ms=round(p50, 3),

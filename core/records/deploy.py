@@ -8,9 +8,9 @@ The monitor stage, `lifecycle watch` and `lifecycle status` read them, each thro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import Field
+from pydantic import Field, PlainSerializer
 
 from core.paths import CHAMPION, DEPLOY_DECISION
 from core.records import Record, RecordMissingError, read_record
@@ -20,6 +20,10 @@ WRITER = "the deploy stage (dvc repro deploy)"
 R = TypeVar("R", bound=Record)
 
 Metrics = dict[str, float | int | None]  # holdout metrics by name, as evaluation scores them
+
+# A measured value: kept exact in memory (the gate judges it), written rounded to 6 places
+# so the same evidence gives the same JSON.
+Rounded = Annotated[float, PlainSerializer(lambda value: round(value, 6), return_type=float)]
 
 
 class ChampionRecord(Record):
@@ -42,7 +46,7 @@ class GateCheck(Record):
     """One rule of the gate: the value it judged (None: not available) and its bound."""
 
     name: str
-    value: float | None
+    value: Rounded | None
     bound: float
     passed: bool
 
@@ -58,12 +62,12 @@ class Comparison(Record):
     """Challenger vs champion on the holdout: the paired bootstrap CI of the difference."""
 
     metric: str
-    challenger: float
-    champion: float
-    delta: float  # challenger - champion
-    ci_low: float
-    ci_high: float
-    confidence: float
+    challenger: Rounded
+    champion: Rounded
+    delta: Rounded  # challenger - champion
+    ci_low: Rounded
+    ci_high: Rounded
+    confidence: Rounded
     resamples: int
     seed: int
 
@@ -77,16 +81,21 @@ class ComparisonRows(Record):
 
 
 class RecentWindow(Record):
-    """Challenger vs champion on the holdout rows of the newest feedback batch."""
+    """Challenger vs champion on the holdout rows of the newest feedback batch.
+
+    `judged` is False when there were too few rows or positives (or no negatives) to judge;
+    then the metric values are those that could be computed (None without both classes)
+    and `passed` is False.
+    """
 
     batch: str
     rows: int
     positives: int
     metric: str
-    challenger: float | None
-    champion: float | None
-    delta: float | None
-    margin: float
+    challenger: Rounded | None
+    champion: Rounded | None
+    delta: Rounded | None  # challenger - champion
+    margin: Rounded
     min_rows: int
     min_positives: int
     judged: bool

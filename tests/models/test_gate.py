@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -10,8 +9,9 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core.config import DeployConfig, RecentWindowConfig
-from models.bootstrap import BootstrapComparison, paired_bootstrap
-from models.gate import RecentWindowComparison, compare_recent_window, decide_promotion
+from core.records.deploy import Comparison, RecentWindow
+from models.bootstrap import paired_bootstrap
+from models.gate import compare_recent_window, decide_promotion, describe_recent_window
 
 # primary metric average_precision; thresholds roc_auc 0.85 and average_precision 0.5;
 # tolerance 0.01
@@ -34,7 +34,7 @@ GOOD = {"roc_auc": 0.93, "average_precision": 0.801, "f1": 0.7}
 
 
 def _comparison(low: float, high: float, challenger: float = 0.801, champion: float = 0.845):
-    return BootstrapComparison(
+    return Comparison(
         metric="average_precision",
         challenger=challenger,
         champion=champion,
@@ -154,7 +154,7 @@ def test_decision_to_dict_is_plain_json() -> None:
         "bound": 0.85,
     }
     assert data["reasons"] == list(decision.reasons)
-    json.dumps(_comparison(-0.071, -0.018).to_dict(), allow_nan=False)
+    json.dumps(_comparison(-0.071, -0.018).model_dump(mode="json"), allow_nan=False)
 
 
 # --- the recent window ----------------------------------------------------------------
@@ -165,7 +165,7 @@ BATCH = "batch-20260301T1200.parquet"
 
 def _window(
     rows: int = 300, rate: float = 0.1, challenger: float = 2.0, champion: float = 0.5
-) -> RecentWindowComparison:
+) -> RecentWindow:
     y = _labels(rows=rows, rate=rate, seed=7)
     return compare_recent_window(
         BATCH,
@@ -234,7 +234,9 @@ def test_the_margin_must_be_exceeded_not_just_reached() -> None:
     refused = compare_recent_window(BATCH, y, challenger, champion, "average_precision", above)
     passed = compare_recent_window(BATCH, y, challenger, champion, "average_precision", below)
     assert not refused.passed and passed.passed
-    assert refused.reason().endswith(f"does not exceed the margin {above.margin:.3f}")
+    assert describe_recent_window(refused).endswith(
+        f"does not exceed the margin {above.margin:.3f}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -269,12 +271,14 @@ def test_a_window_with_one_class_cannot_be_judged_and_has_no_metric() -> None:
         None,
         None,
     )
-    assert window.reason().startswith("recent window cannot be judged: 150 rows / 150 positives")
+    assert describe_recent_window(window).startswith(
+        "recent window cannot be judged: 150 rows / 150 positives"
+    )
     empty = compare_recent_window(
         BATCH, np.array([]), np.array([]), np.array([]), "roc_auc", WINDOW
     )
     assert (empty.rows, empty.positives, empty.judged) == (0, 0, False)
-    data = json.loads(json.dumps(empty.to_dict(), allow_nan=False))
+    data = json.loads(json.dumps(empty.model_dump(mode="json"), allow_nan=False))
     assert data == {
         "batch": BATCH,
         "rows": 0,
@@ -306,7 +310,7 @@ def test_the_recent_window_needs_a_champion_and_the_primary_metric() -> None:
     with pytest.raises(ValueError, match="recent-window comparison was given but there is no"):
         decide_promotion(GOOD, None, None, CONFIG, _window())
     roc = DeployConfig(primary_metric="roc_auc")
-    roc_comparison = dataclasses.replace(_comparison(0.0, 0.1), metric="roc_auc")
+    roc_comparison = _comparison(0.0, 0.1).model_copy(update={"metric": "roc_auc"})
     with pytest.raises(ValueError, match="judged on average_precision but the gate's primary"):
         decide_promotion(GOOD, {"roc_auc": 0.9}, roc_comparison, roc, _window())
 
