@@ -32,7 +32,6 @@ from core.records import RecordError, record_json
 from core.records.deploy import read_champion
 from core.records.monitor import MonitorDecision, ServingChampion
 from features.contract import DataContract, load_contract
-from monitoring.quality import assess_quality
 from monitoring.verdict import (
     RetrainDecision,
     WindowEvidence,
@@ -99,6 +98,8 @@ def monitor() -> None:
     if champion is not None and len(window) >= config.window.min_rows:
         reference = _read_reference(champion, params.serving.store, contract)
         drift = _detect_drift(reference, window, champion, contract, params)
+        from monitoring.quality import assess_quality  # scikit-learn: only when judging
+
         quality = assess_quality(served_by(labelled, champion.label), contract.label, config)
     evidence = WindowEvidence(
         champion=champion.tag if champion else None,

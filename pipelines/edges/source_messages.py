@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 
 import httpx
-import sqlalchemy
-import sqlalchemy.exc
 
 # Query-string keys (in HTTP and SQL URLs) whose values are redacted in metadata and logs.
 SECRET_KEYS = re.compile(r"pass|pwd|secret|token|key|sig|auth|cred|session|connect", re.I)
@@ -47,6 +45,9 @@ def redact_http_url(raw: str) -> str:
 def redact_sql_url(raw: str) -> str:
     """The SQLAlchemy URL with its password shown as *** and secret-looking query values
     redacted."""
+    import sqlalchemy  # 0.2 s: only for an sql source
+    import sqlalchemy.exc
+
     try:
         url = sqlalchemy.make_url(raw)
     except sqlalchemy.exc.ArgumentError:

@@ -40,7 +40,6 @@ from pipelines.edges.source_messages import (
     redact_http_url,
     redact_sql_url,
 )
-from pipelines.edges.sql_source import query_sql
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +70,8 @@ def fetch(config: IngestConfig) -> pd.DataFrame:
     elif config.source == "http":
         frame = download_table(config.http)
     else:
+        from pipelines.edges.sql_source import query_sql  # SQLAlchemy: only this source
+
         frame = query_sql(config.sql)
     if frame.empty:
         raise SourceError(f"source '{config.source}' gave no rows")
