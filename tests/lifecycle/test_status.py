@@ -120,7 +120,7 @@ def test_a_real_ingest_process_is_shown_and_its_inputs_hashed(project: Path) -> 
     assert inputs["features/contracts/milling.yaml"] == file_md5(
         project / "features" / "contracts" / "milling.yaml"
     )
-    assert inputs["core/config"].endswith(".dir")  # a folder dep, hashed as DVC hashes it
+    assert inputs["core"].endswith(".dir")  # a folder dep, hashed as DVC hashes it
     assert inputs["data/feedback"] is None  # ${ingest.feedback.directory}: not created here
 
 
