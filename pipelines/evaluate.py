@@ -99,13 +99,15 @@ def main() -> None:
 
 
 def _figure(plots: dict[str, pd.DataFrame]):
-    """ROC, precision-recall and calibration side by side, for the MLflow UI."""
-    import matplotlib
+    """ROC, precision-recall and calibration side by side, for the MLflow UI.
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    A bare `Figure` (no pyplot): no global figure registry to leak into, no GUI backend to
+    choose, and pyplot's import is not paid.
+    """
+    from matplotlib.figure import Figure
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig = Figure(figsize=(13, 4))
+    axes = fig.subplots(1, 3)
     roc, pr, cal = plots["roc"], plots["precision_recall"], plots["calibration"]
     axes[0].plot(roc["fpr"], roc["tpr"])
     axes[0].set(title="ROC (holdout)", xlabel="false positive rate", ylabel="true positive rate")

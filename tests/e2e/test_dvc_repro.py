@@ -110,6 +110,25 @@ def test_validate_key_reruns_validate_but_identical_output_stops_there(
     assert result.ran == ["validate"]
 
 
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("pipelines/edges/registry.py", ["deploy", "monitor"]),  # both talk to the registry
+        ("models/promotion.py", ["deploy"]),  # already champion: monitor's input stays
+        ("features/drafting.py", []),  # `lifecycle draft-contract` only: no stage imports it
+    ],
+    ids=["registry", "promotion", "drafting"],
+)
+def test_editing_a_module_reruns_only_the_stages_that_import_it(
+    project_copy: ProjectCopy, module: str, expected: list[str]
+) -> None:
+    path = project_copy.path / module
+    path.write_text(path.read_text(encoding="utf-8") + "\n# an edit\n", encoding="utf-8")
+    result = project_copy.repro()
+    assert result.returncode == 0, result.output
+    assert result.ran == expected
+
+
 def test_corrupted_input_stops_at_validate_and_keeps_later_outputs(
     project_copy: ProjectCopy, tmp_path: Path
 ) -> None:
