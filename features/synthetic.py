@@ -3,28 +3,9 @@
 `generate_process_data` is the project's default data source: deterministic for a given
 (rows, seed, scenario), vectorised (a million rows in about a second), and calibrated so a
 sample is statistically close to the real AI4I 2020 file. Named scenarios add drift of a
-known kind and magnitude, for testing monitoring and retraining.
-
-The published rules, and where the generator had to fill gaps (measured on the real file):
-
-- Type L/M/H in shares 60/30/10 %; the Product ID is the type letter and a serial number.
-- Air temperature: a random walk normalised to sd 2 K around 300 K. The walk restarts every
-  `WALK_SEGMENT_ROWS` rows and each segment is normalised on its own: the temperatures keep
-  the real file's flat-topped (not normal) shape, while every window of a few thousand rows
-  has the same distribution, so independent samples do not look drifted.
-- Process temperature: air + 10 K + a random walk with sd 1 K. In the real file that walk is
-  correlated -0.7 with the air temperature (the process sd is 1.5 K, not sqrt(5) K).
-- Torque: normal around 40 Nm, sd 10 Nm, never negative.
-- Rotational speed: "from a power of 2860 W, with normal noise". A constant 2860 W cannot
-  give the real file (at 40 Nm that is 683 rpm; the file has 1539), so the curve is fitted to
-  it: a base speed plus a constant-power share, 1000 rpm + 20,000 rpm·Nm / torque (about
-  2.1 kW), capped at a top speed of 2860 rpm, plus normal noise of 50 rpm. This reproduces
-  the file's right skew, its speed-torque correlation (-0.87) and its PWF counts.
-- Tool wear: each process adds 5/3/2 min (H/M/L); the tool is replaced at a wear drawn
-  between 200 and 240 min, and a share of the replacements are tool wear failures (TWF).
-- HDF: process - air < 8.6 K and speed < 1380 rpm. PWF: power < 3500 W or > 9000 W.
-  OSF: tool wear x torque > 11,000/12,000/13,000 min·Nm (L/M/H). RNF: probability 0.1 %.
-  Machine failure is 1 when any mode occurred.
+known kind and magnitude, for testing monitoring and retraining. Each published rule, and
+where the generator had to fill a gap in it (measured on the real file), is stated beside
+the code that implements it.
 """
 
 from __future__ import annotations
@@ -49,6 +30,7 @@ FAILURE_MODES: Final = ("TWF", "HDF", "PWF", "OSF", "RNF")
 
 # --- the published process, calibrated on the real file -----------------------------------
 
+# Type L/M/H in shares 60/30/10 %; the Product ID is the type letter and a serial number.
 TYPES: Final = ("L", "M", "H")
 TYPE_SHARES: Final = (0.6, 0.3, 0.1)
 WEAR_PER_PROCESS_MIN: Final = (2, 3, 5)  # L, M, H
@@ -71,7 +53,7 @@ TWF_SHARE = 0.39  # 46 of the real file's 119 tool replacements are failures
 HDF_GAP_K, HDF_SPEED_RPM = 8.6, 1380.0
 PWF_POWER_W: Final = (3500.0, 9000.0)
 OSF_LIMITS_MIN_NM: Final = (11_000.0, 12_000.0, 13_000.0)  # L, M, H
-RNF_PROBABILITY = 0.001
+RNF_PROBABILITY = 0.001  # random failures, independent of the inputs
 
 # --- drift scenarios (see generate_process_data) --------------------------------------------
 
@@ -180,7 +162,7 @@ def generate_process_data(config: SyntheticSourceConfig, first_udi: int = 1) -> 
     modes = flag_rule_failures(frame, config.scenario)
     modes["TWF"] = twf.astype(np.int64)
     modes["RNF"] = rnf.astype(np.int64)
-    frame[FAILURE] = modes.max(axis=1)
+    frame[FAILURE] = modes.max(axis=1)  # machine failure: any mode occurred
     for mode in FAILURE_MODES:
         frame[mode] = modes[mode]
     logger.debug(
@@ -196,8 +178,12 @@ def generate_process_data(config: SyntheticSourceConfig, first_udi: int = 1) -> 
 def flag_rule_failures(inputs: pd.DataFrame, scenario: Scenario = "none") -> pd.DataFrame:
     """The rule-based failure modes (HDF, PWF, OSF) of `scenario` on `inputs`, as int64 0/1.
 
+    The published rules: HDF when process - air < 8.6 K and speed < 1380 rpm; PWF when the
+    power (torque x speed) is < 3500 W or > 9000 W; OSF when tool wear x torque exceeds
+    11,000/12,000/13,000 min·Nm (L/M/H).
+
     `inputs` needs the Type, temperature, speed, torque and tool wear columns. TWF and RNF
-    are drawn at random, so they are not rules of the inputs.
+    (probability 0.1 %) are drawn at random, so they are not rules of the inputs.
     """
     regime = _REGIMES[scenario]
     type_codes = pd.Categorical(inputs[TYPE], categories=TYPES).codes
@@ -223,7 +209,15 @@ def flag_rule_failures(inputs: pd.DataFrame, scenario: Scenario = "none") -> pd.
 def _draw_temperatures(
     rng: np.random.Generator, rows: int, regime: _Regime
 ) -> tuple[np.ndarray, np.ndarray]:
-    """True air and process temperatures, the process walk correlated with the air walk."""
+    """True air and process temperatures, the process walk correlated with the air walk.
+
+    Air: a random walk normalised to sd 2 K around 300 K. The walk restarts every
+    `WALK_SEGMENT_ROWS` rows and each segment is normalised on its own: the temperatures keep
+    the real file's flat-topped (not normal) shape, while every window of a few thousand rows
+    has the same distribution, so independent samples do not look drifted.
+    Process: air + 10 K + a random walk with sd 1 K. In the real file that walk is correlated
+    -0.7 with the air temperature (the process sd is 1.5 K, not sqrt(5) K).
+    """
     air_walk, own_walk = _normalised_walks(rng, rows)
     rho = PROCESS_WALK_AIR_CORRELATION
     gap_walk = rho * air_walk + np.sqrt(1 - rho**2) * own_walk
@@ -251,12 +245,19 @@ def _standardise_rows(walks: np.ndarray) -> np.ndarray:
 
 
 def _draw_torque(rng: np.random.Generator, rows: int, regime: _Regime) -> np.ndarray:
-    """Normal torque, clipped at zero: it is never negative."""
+    """Normal torque around 40 Nm with sd 10 Nm, clipped at zero: it is never negative."""
     return np.maximum(rng.normal(regime.torque_mean_nm, TORQUE_SD_NM, rows), 0.0)
 
 
 def _derive_speed(rng: np.random.Generator, torque: np.ndarray) -> np.ndarray:
-    """Base speed plus a constant-power share, capped at the top speed, plus noise."""
+    """Base speed plus a constant-power share, capped at the top speed, plus noise.
+
+    The published rule is "from a power of 2860 W, with normal noise". A constant 2860 W
+    cannot give the real file (at 40 Nm that is 683 rpm; the file has 1539), so the curve is
+    fitted to it: 1000 rpm + 20,000 rpm·Nm / torque (about 2.1 kW), capped at a top speed of
+    2860 rpm, plus normal noise of 50 rpm. This reproduces the file's right skew, its
+    speed-torque correlation (-0.87) and its PWF counts.
+    """
     knee_nm = SPEED_POWER_RPM_NM / (TOP_SPEED_RPM - SPEED_BASE_RPM)  # top speed below this
     ideal = SPEED_BASE_RPM + SPEED_POWER_RPM_NM / np.maximum(torque, knee_nm)
     noise = np.clip(rng.standard_normal(torque.size), -NOISE_TRUNCATION_SD, NOISE_TRUNCATION_SD)
@@ -268,8 +269,10 @@ def _wear_tools(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tool wear at the start of each process, and TWF on the rows where a tool fails.
 
-    Each process adds its type's wear. A tool's last process is the one that takes it to its
-    life, drawn per tool; the next process starts a new tool at 0 min (as in the real file).
+    Each process adds its type's wear (5/3/2 min for H/M/L); the tool is replaced at a wear
+    drawn between 200 and 240 min, and a share of the replacements are tool wear failures
+    (TWF). A tool's last process is the one that takes it to its life, drawn per tool; the
+    next process starts a new tool at 0 min (as in the real file).
     The loop runs once per tool, about every 85 rows, each step a binary search.
     """
     rows = type_codes.size
