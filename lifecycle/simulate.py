@@ -3,16 +3,8 @@
 Draws rows from the synthetic process (`features.synthetic`, with a drift scenario), sends
 their id and feature columns to the service (`POST /predict_batch`, or `/predict` one row at
 a time), counts the answers by model version and, after a delay, writes the true outcome of
-every answered row as a label batch: the contract's key id and every column a request does
-not carry (the label and the failure modes), in `monitor.labels.directory`. The monitor
-stage joins those labels to the prediction log by the id.
-
-Ids start after the largest one found in the label batches, the prediction log and the
-feedback batches, and never below `MIN_FIRST_ID`, so they cannot collide with training rows.
-
-Only requests that cannot have been processed are retried (connection refused, HTTP 429 and
-503), so no row is logged twice. A 4xx other than 429, or a service that cannot be reached,
-stops the run; other failures are counted and the run goes on.
+every answered row as a label batch, which the monitor stage joins to the prediction log by
+the id. Ids start after every known one, so they never collide with earlier or training rows.
 """
 
 from __future__ import annotations
@@ -115,7 +107,10 @@ class Simulation:
 
 
 def label_key(contract: DataContract) -> str:
-    """The id that names a row in requests and labels: the contract's row id."""
+    """The id that names a row in requests and labels: the contract's row id.
+
+    The monitor stage joins the label batches to the prediction log by this id.
+    """
     return contract.require_row_id(" to join labels on")
 
 
@@ -126,14 +121,22 @@ def served_records(frame: pd.DataFrame, contract: DataContract) -> list[dict[str
 
 
 def label_rows(frame: pd.DataFrame, contract: DataContract, ids: list[Any]) -> pd.DataFrame:
-    """The ground truth of the rows with these ids: the key id and every unserved column."""
+    """The ground truth of the rows with these ids: the key id and every unserved column.
+
+    Unserved: every column a request does not carry (the label and the failure modes).
+    """
     key = label_key(contract)
     truth = [key, *(c.name for c in contract.columns if c.role not in SERVED_ROLES)]
     return frame.loc[frame[key].isin(ids), truth].reset_index(drop=True)
 
 
 def first_free_id(largest_known: int | None) -> int:
-    """The first id after every known one, and never below `MIN_FIRST_ID`."""
+    """The first id after every known one, and never below `MIN_FIRST_ID`.
+
+    The known ids are those of the label batches, the prediction log and the feedback
+    batches (`largest_known_id`), so simulated rows cannot collide with earlier ones or with
+    training rows.
+    """
     return max(MIN_FIRST_ID, (largest_known or 0) + 1)
 
 
@@ -176,7 +179,12 @@ def _largest(values: pd.Series) -> list[int]:
 def send_rows(
     client: httpx.Client, records: list[dict[str, Any]], batch_size: int, key: str
 ) -> SendReport:
-    """Post the records in batches (one at a time to /predict when `batch_size` is 1)."""
+    """Post the records in batches (one at a time to /predict when `batch_size` is 1).
+
+    Only requests that cannot have been processed are retried (connection refused, HTTP 429
+    and 503), so no row is logged twice. A 4xx other than 429, or a service that cannot be
+    reached, stops the run (`fatal`); other failures are counted and the run goes on.
+    """
     report = SendReport()
     last_progress = time.perf_counter()
     for start in range(0, len(records), batch_size):
@@ -246,7 +254,10 @@ def _first_line(exc: Exception) -> str:
 
 
 def write_labels(labels: pd.DataFrame, directory: Path, scenario: str) -> Path:
-    """Write a label batch atomically as `batch-<UTC time>-<scenario>.parquet`."""
+    """Write a label batch atomically as `batch-<UTC time>-<scenario>.parquet`.
+
+    `directory` is `monitor.labels.directory`, where the monitor stage reads label batches.
+    """
     path = directory / batch_file_name(utc_now(), scenario)
     return write_parquet(labels, path)
 

@@ -4,13 +4,6 @@ Built from the stage ledger (`core.records.ledger`), `dvc.yaml` (the stages, in 
 serving store's champion pointer, the deploy stage's `reports/deploy/champion.json`
 (`core.records.deploy.read_champion`) and the last line of the watch log. Reading only:
 nothing here changes a file or a process.
-
-A stage's state in a run: `succeeded`, `failed` or `interrupted` (Ctrl-C, or a `started`
-record without a `finished` one: the process was killed), `running` (its process is
-alive), or `not run`: DVC skipped it because nothing it depends on changed (`unchanged`,
-shown with the last run where it succeeded), or an earlier stage failed or was
-interrupted (`not reached`), or an earlier stage or the run's `dvc repro` still runs
-(`pending`).
 """
 
 from __future__ import annotations
@@ -37,7 +30,15 @@ class StatusError(RuntimeError):
 
 @dataclass(frozen=True)
 class StageStatus:
-    """One stage in one lifecycle run."""
+    """One stage in one lifecycle run.
+
+    `state` is `succeeded`, `failed` or `interrupted` (Ctrl-C, or a `started` record without
+    a `finished` one: the process was killed), `running` (its process is alive), or `not run`,
+    and then `note` says why: DVC skipped it because nothing it depends on changed
+    (`unchanged`, shown with the last run where it succeeded), or an earlier stage failed or
+    was interrupted (`not reached`), or an earlier stage or the run's `dvc repro` still runs
+    (`pending`).
+    """
 
     stage: str
     state: str  # succeeded | failed | interrupted | running | not run

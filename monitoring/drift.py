@@ -2,17 +2,9 @@
 
 The column mapping comes from the data contract: its numeric features are compared as numerical
 columns, its other features as categorical; ids, the label and ignored columns are left out, so a
-current window without labels (production traffic) works. Evidently chooses the test per column
-from the column type and the sample size (up to 1,000 rows: K-S or chi-square p-values, drift when
-the p-value is *below* the threshold; above: normed Wasserstein or Jensen-Shannon distances, drift
-when the distance *reaches* the threshold), so every per-column result carries its method and
-threshold, and "drifted" is Evidently's own verdict, not re-derived from the score here.
-
-Thresholds come from `params.yaml`: `monitor.num_threshold` and `monitor.cat_threshold` per
-column kind, `monitor.per_column_threshold` per contract feature (null or absent: Evidently's
-default for the test it picks). Prediction drift compares the served failure probabilities
-with the reference's out-of-fold probabilities, one more Evidently `ValueDrift` in the same
-report (threshold `monitor.prediction_drift_threshold`), so the HTML shows both.
+current window without labels (production traffic) works. Evidently picks each column's test and
+gives the verdict. Prediction drift compares the served failure probabilities with the
+reference's out-of-fold probabilities in the same report, so the HTML shows both.
 """
 
 from __future__ import annotations
@@ -48,7 +40,13 @@ class DriftInputError(ValueError):
 
 @dataclass(frozen=True)
 class ColumnDrift:
-    """The drift verdict for one feature column."""
+    """The drift verdict for one feature column.
+
+    Evidently chooses the test from the column type and the sample size (up to 1,000 rows:
+    K-S or chi-square p-values, drift when the p-value is *below* the threshold; above: normed
+    Wasserstein or Jensen-Shannon distances, drift when the distance *reaches* the threshold).
+    `drifted` is Evidently's own verdict, not re-derived from the score here.
+    """
 
     name: str
     kind: ColumnKind
@@ -115,6 +113,10 @@ def detect_drift(
 ) -> DriftResult:
     """Compare the contract's feature columns of `current` against `reference` with Evidently.
 
+    Thresholds: `config.num_threshold` and `config.cat_threshold` per column kind,
+    `config.per_column_threshold` per contract feature (null or absent: Evidently's default
+    for the test it picks), `config.prediction_drift_threshold` for the scores (one more
+    Evidently `ValueDrift` in the same report).
     With both `reference_scores` and `current_scores` (failure probabilities), their drift is
     judged too. Each is aligned to its frame by index: a row without a score (absent or NaN),
     such as one another model version served, is left out of that comparison only.

@@ -2,20 +2,8 @@
 
 The monitor stage judges one window ("retrain": true or false) and knows no history. The
 watch loop calls `apply_retrain_policy` with that verdict, the records of its earlier
-iterations and the time, and retrains only when every rule of `monitor.policy` allows it:
-
-- **Persistence** (`windows_in_a_row`): the verdicts of that many consecutive *new* windows,
-  this one included, called for a retrain. A window is new when its newest prediction
-  (`window.last_time`) is later than that of every earlier iteration, so an unchanged
-  window, judged again because the loop woke up before new traffic came, never counts twice.
-  A retrain starts the count afresh: the windows it was judged on were served by the old
-  model, and the new one must be judged on its own.
-- **Cooldown** (`cooldown_minutes`): no retrain within that many minutes of the last one.
-- **Rate** (`max_retrains_per_day`): at most that many retrains in the last 24 hours; 0
-  turns automatic retraining off.
-
-Pure: no IO, no clock. The history is the watch log's records (`core.records.watch`); of
-each, only `time`, `window.last_time`, `verdict.retrain` and `action` are read.
+iterations (the watch log, `core.records.watch`) and the time, and retrains only when every
+rule of `monitor.policy` allows it (persistence, cooldown, rate). Pure: no IO, no clock.
 """
 
 from __future__ import annotations
@@ -39,7 +27,23 @@ def apply_retrain_policy(
     now: dt.datetime,
     config: RetrainPolicyConfig,
 ) -> PolicyDecision:
-    """Decide whether the watch loop retrains now; `history` is oldest first."""
+    """Decide whether the watch loop retrains now; `history` is oldest first.
+
+    Every rule of `config` must allow it:
+
+    - **Persistence** (`windows_in_a_row`): the verdicts of that many consecutive *new*
+      windows, this one included, called for a retrain. A window is new when its newest
+      prediction (`window.last_time`) is later than that of every earlier iteration, so an
+      unchanged window, judged again because the loop woke up before new traffic came, never
+      counts twice. A retrain starts the count afresh: the windows it was judged on were
+      served by the old model, and the new one must be judged on its own.
+    - **Cooldown** (`cooldown_minutes`): no retrain within that many minutes of the last one.
+    - **Rate** (`max_retrains_per_day`): at most that many retrains in the last 24 hours; 0
+      turns automatic retraining off.
+
+    Of each history record, only `time`, `window.last_time`, `verdict.retrain` and `action`
+    are read.
+    """
     now = as_utc(now)
     wants_retrain = verdict.retrain
     last_time = parse_time(verdict.window.last_time)
