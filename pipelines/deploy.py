@@ -1,17 +1,13 @@
 """Stage `deploy`: the champion/challenger gate, then the model registry.
 
 The challenger (the model just trained) and the current champion (alias `champion` of
-`deploy.registered_model` in the MLflow Model Registry) are scored on the same holdout,
-less the rows the champion trained on (a champion trained on other data, say before
-feedback joined it, saw part of this holdout; its stored reference data holds them).
-The challenger is promoted only if it clears every absolute threshold in `deploy.thresholds`
-and, when a champion exists, a paired bootstrap shows it is not worse on
-`deploy.primary_metric` by more than `deploy.tolerance`, and, when feedback batches joined
-the data (`ingest.feedback.directory`), it beats the champion by more than
-`deploy.recent_window.margin` on the holdout rows of the newest batch (the recent window:
-production rows neither model trained on). A promoted model becomes a new registry version
-(one per content hash) with alias `champion`; the one it replaces keeps alias `previous`.
-Anything else leaves the champion exactly as it was.
+`deploy.registered_model` in the MLflow Model Registry) are scored on the same holdout, less
+the rows the champion trained on. The challenger is promoted only if it clears every
+threshold in `deploy.thresholds`, is not worse than the champion by more than
+`deploy.tolerance` (paired bootstrap on `deploy.primary_metric`) and, once feedback batches
+joined the data, beats it on the newest batch's holdout rows (the recent window). A promoted
+model becomes a new registry version with alias `champion`; anything else leaves the
+champion exactly as it was.
 """
 
 from __future__ import annotations
@@ -202,7 +198,11 @@ def _recent_window(
     champion_proba: np.ndarray,
     config: DeployConfig,
 ) -> RecentWindow | None:
-    """Both models on the holdout rows of the newest feedback batch; None without feedback."""
+    """Both models on the holdout rows of the newest feedback batch; None without feedback.
+
+    Those are production rows neither model trained on; the challenger must beat the
+    champion there by more than `deploy.recent_window.margin`.
+    """
     batches = list_batches(feedback)
     if not batches:
         logger.info("no feedback batches in %s: the recent-window check does not apply", feedback)

@@ -1,32 +1,10 @@
 """The stage ledger: every attempt of every stage, one JSON line at its start and its end.
 
 `.lifecycle/ledger.jsonl` (relative to the project root, the working directory of a stage)
-is appended to, never rewritten; each line is written in one `write` and fsynced. An
-attempt writes a `started` record, runs, then a `finished` record:
-
-    {"event": "started", "lifecycle_run": "3f9a1c2b7d4e", "stage": "train", "attempt": 1,
-     "max_attempts": 3, "pid": 4242, "pid_start": 1796136087.9, "repro_pid": 4201,
-     "repro_pid_start": 1796136080.25, "started_at": "...Z"}
-    {"event": "finished", ...the same keys..., "finished_at": "...Z", "duration_s": 12.3,
-     "status": "failed", "error": {"class": "TrackingUnavailableError", "message": "..."},
-     "retrying": true, "inputs": {"pipelines/train.py": "<md5>", "features": "<md5>.dir",
-     "data/validated/dataset.parquet": null}, "mlflow_run_id": null}
-
-Each line is a `core.records.ledger` entry (`AttemptStarted`, `AttemptFinished`), the
-models every reader uses too. `status` is `succeeded`, `failed` or `interrupted` (Ctrl-C);
-a `started` record with no `finished` one means the process was killed. `pid_start` (the
-process's start time, seconds since the epoch, from psutil) tells a live process from a
-later one that reuses its pid; `repro_pid` is the `dvc repro` that started the stage (null
-outside one), so `lifecycle status` can tell a repro still on its way to the next stage
-from one that ended.
-
-`inputs` are the stage's deps in `dvc.yaml` (`${...}` resolved from `params.yaml`) hashed
-the way DVC hashes them, so they compare with `dvc.lock`: a file's MD5, a directory's MD5
-over its sorted (path, MD5) list plus `.dir`, null for a missing path (`.dvcignore` is not
-applied). Hashing runs once per stage, not per attempt: about 0.1 s per 64 MB.
-
-The lifecycle run id is the one the stage's MLflow runs are grouped under
-(`lifecycle_run_id`).
+is appended to, never rewritten; each line is written in one `write` and fsynced. Each line
+is a `core.records.ledger` entry (`AttemptStarted`, `AttemptFinished`), the models every
+reader uses too, so `lifecycle status` can tell what ran, failed or was killed. The
+lifecycle run id is the one the stage's MLflow runs are grouped under (`lifecycle_run_id`).
 """
 
 from __future__ import annotations
@@ -200,7 +178,19 @@ class Attempt:
 def start_attempt(
     lifecycle_run: str, stage: str, attempt: int, max_attempts: int, ledger: Path = LEDGER
 ) -> Attempt:
-    """Append the attempt's `started` entry (a failure to write is logged, not raised)."""
+    """Append the attempt's `started` entry (a failure to write is logged, not raised).
+
+    For example:
+
+        {"event": "started", "lifecycle_run": "3f9a1c2b7d4e", "stage": "train", "attempt": 1,
+         "max_attempts": 3, "pid": 4242, "pid_start": 1796136087.9, "repro_pid": 4201,
+         "repro_pid_start": 1796136080.25, "started_at": "...Z"}
+
+    `pid_start` (the process's start time, from psutil) tells a live process from a later one
+    that reuses its pid; `repro_pid` is the `dvc repro` that started the stage (null outside
+    one), so `lifecycle status` can tell a repro still on its way to the next stage from one
+    that ended.
+    """
     global _attempt_mlflow_run_id
     _attempt_mlflow_run_id = None
     pid = os.getpid()
@@ -229,7 +219,18 @@ def finish_attempt(
     retrying: bool = False,
     ledger: Path = LEDGER,
 ) -> AttemptFinished:
-    """Append the attempt's `finished` entry (a failure to write is logged, not raised)."""
+    """Append the attempt's `finished` entry (a failure to write is logged, not raised).
+
+    The `started` keys again, then how it ended, for example:
+
+        {"event": "finished", ..., "finished_at": "...Z", "duration_s": 12.3,
+         "status": "failed", "error": {"class": "TrackingUnavailableError", "message": "..."},
+         "retrying": true, "inputs": {"pipelines/train.py": "<md5>", "features": "<md5>.dir",
+         "data/validated/dataset.parquet": null}, "mlflow_run_id": null}
+
+    `status` is `succeeded`, `failed` or `interrupted` (Ctrl-C); a `started` record with no
+    `finished` one means the process was killed.
+    """
     entry = AttemptFinished(
         **attempt.entry.model_dump(exclude={"event"}),
         finished_at=now_text(),
@@ -268,6 +269,11 @@ def stage_inputs(
     stage: str, dvc_file: Path = DVC_FILE, params_file: Path = DEFAULT_PARAMS
 ) -> dict[str, str | None]:
     """The stage's deps in `dvc.yaml`, `${...}` resolved from `params.yaml`, each hashed.
+
+    Hashed the way DVC hashes them (`core.hashing.path_md5`), so they compare with
+    `dvc.lock`: a file's MD5, a directory's MD5 over its sorted (path, MD5) list plus `.dir`,
+    None for a missing path (`.dvcignore` is not applied). Called once per stage, not per
+    attempt: hashing takes about 0.1 s per 64 MB.
 
     Paths are relative to the folder of `dvc_file`, as DVC reads them. Raises KeyError for
     a stage `dvc.yaml` does not declare, OSError or ValueError for files that cannot be
