@@ -1,17 +1,11 @@
 """The MLflow Model Registry edge: register models by content hash, move aliases, roll back.
 
-Registry stages are deprecated; aliases say what serves. `champion` is the serving version,
-`previous` the one it replaced. A promotion moves `previous` to the old champion and
-`champion` to the new version. A rollback swaps the two aliases, so a second rollback
-rolls forward again to the version the first one left. Every move is recorded
-(`pipelines.edges.alias_history`) in the history file the caller names.
-
-Calls are bounded by `mlflow_connection.bounded_http_retries` (a refused connection fails in
-about 3 s; not meant for use from several threads at once). Unreachable servers, timeouts
-and 5xx answers raise `RegistryUnavailableError`, naming the tracking URI (credentials
-removed). Two writers at once are not safe: MLflow has no transactions over aliases and no
-unique tags, so concurrent promotions can interleave and concurrent registrations of the
-same hash can create two versions (`find_version` then returns the oldest, with a warning).
+Registry stages are deprecated; aliases say what serves: `champion` is the serving version,
+`previous` the one it replaced. Every move is recorded (`pipelines.edges.alias_history`) in
+the history file the caller names. Calls are bounded by
+`mlflow_connection.bounded_http_retries` (a refused connection fails in about 3 s); an
+unreachable server, a timeout or a 5xx answer raises `RegistryUnavailableError`, naming the
+tracking URI (credentials removed). One writer at a time (see `register` and `promote`).
 """
 
 from __future__ import annotations
@@ -78,7 +72,9 @@ def register(
     """Register a logged model under `name`, once per content hash.
 
     Returns the version and whether it was created: the same `sha256` again returns the
-    existing version and creates nothing.
+    existing version and creates nothing. Not safe for two writers at once: MLflow has no
+    unique tags, so concurrent registrations of the same hash can create two versions
+    (`find_version` then returns the oldest, with a warning).
     """
     calls.check_sha256(sha256)
     with calls.registry_call(f"registering {model_uri} as {name!r}"):
@@ -145,6 +141,8 @@ def promote(
     """Make `version` the champion; the old champion becomes `previous`.
 
     Promoting the current champion changes and records nothing (`AliasMove.changed` is False).
+    Not safe for two writers at once: MLflow has no transactions over aliases, so concurrent
+    promotions can interleave.
     """
     with calls.registry_call(f"promoting {name!r} version {version}"):
         client = calls.open_client(create=False)

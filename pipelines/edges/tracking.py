@@ -1,20 +1,10 @@
 """MLflow at the edge: the tracking URI comes from the environment, never from import-time code.
 
-With no `MLFLOW_TRACKING_URI`, runs go to `sqlite:///mlflow.db` in the project root, which
-`make mlflow-ui` opens.
-
-All stages of one `dvc repro` share a lifecycle id: each stage's MLflow run is a child of
-one parent run tagged `lifecycle_run=<id>`, so the UI shows them together. The id is
-`LIFECYCLE_RUN_ID` when set (the `watch` loop sets it), else it is derived from the
-`dvc repro` process that started the stage (its pid and start time), else a fresh one
-(`pipelines.edges.ledger.lifecycle_run_id`: the stage ledger records the same id, and the id of
-the stage's MLflow run).
-
-A tracking server that cannot be reached (connection refused, timeouts, 5xx, MLflow's own
-HTTP retries exhausted) raises `TrackingUnavailableError`, whose message starts with
-"MLflow tracking server unreachable at <uri>"; stages retry it (`retry` in params.yaml).
-So that one attempt fails in seconds rather than minutes, `start_tracking` caps MLflow's
-HTTP retries and timeout for the rest of the stage's process (`mlflow_connection`).
+Each stage's MLflow run is a child of one parent run per lifecycle run (`dvc repro`), whose
+id the stage ledger records too. A tracking server that cannot be reached (connection
+refused, timeouts, 5xx, MLflow's own HTTP retries exhausted) raises
+`TrackingUnavailableError`, which stages retry; `start_tracking` bounds MLflow's HTTP
+retries so that one attempt fails in seconds.
 """
 
 from __future__ import annotations
@@ -41,7 +31,11 @@ LIFECYCLE_TAG = "lifecycle_run"
 
 
 class TrackingUnavailableError(RuntimeError):
-    """The MLflow tracking server could not be reached, timed out or failed: worth a retry."""
+    """The MLflow tracking server could not be reached, timed out or failed: worth a retry.
+
+    Its message starts with "MLflow tracking server unreachable at <uri>"; stages retry it
+    (`retry` in params.yaml).
+    """
 
 
 @dataclass(frozen=True)
@@ -55,7 +49,9 @@ class Tracking:
     def stage_run(self, stage: str, **tags: str) -> Iterator[Any]:
         """The stage's run, a child of its lifecycle's parent run (a context manager).
 
-        The run's id goes to the stage ledger. An unreachable server, when the run starts,
+        All stages of one `dvc repro` share a lifecycle id (`lifecycle_run_id`), so their
+        runs are children of one parent run tagged `lifecycle_run=<id>` and the UI shows
+        them together. The run's id goes to the stage ledger. An unreachable server, when the run starts,
         inside the block or when it ends, raises `TrackingUnavailableError`.
         """
         lifecycle = lifecycle_run_id()
@@ -95,7 +91,12 @@ class Tracking:
 
 
 def start_tracking(experiment: str) -> Tracking:
-    """Point MLflow at the configured store and experiment, with bounded HTTP retries."""
+    """Point MLflow at the configured store and experiment, with bounded HTTP retries.
+
+    With no `MLFLOW_TRACKING_URI`, runs go to `sqlite:///mlflow.db` in the project root. So
+    that one attempt fails in seconds rather than minutes, MLflow's HTTP retries and timeout
+    stay capped for the rest of the stage's process (`mlflow_connection`).
+    """
     import mlflow  # heavy: imported only by stages that track
 
     uri = tracking_uri()
