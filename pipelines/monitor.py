@@ -2,18 +2,11 @@
 
     python -m pipelines.monitor
 
-Reads `params.yaml` (`monitor`, `data.contract`, `data.seed`, `deploy.registered_model`,
-`serving.store`, `serving.prediction_log.directory`, `tracking`), the champion pointer
-`reports/deploy/champion.json`, the prediction log and the labelled batches. The current
-window is the newest `monitor.window.rows` logged rows; the reference is the champion's own
-training split with its out-of-fold scores, kept with the model in the serving store.
-
-Writes `reports/monitor/drift.html` (the Evidently report, or a short page saying why there
-is none), `reports/monitor/metrics.json` (DVC metric), `reports/monitor/decision.json`
-(retrain or not, and why; `lifecycle watch` reads it) and
-`data/monitor/window_labelled.parquet` (the window's labelled rows as a contract table), then
-logs an MLflow run and tags the champion's registry version with it. Paths are relative to the
-working directory, the project root under `dvc repro`.
+The current window is the newest `monitor.window.rows` logged rows; the reference is the
+champion's own training split with its out-of-fold scores, kept with the model in the
+serving store. Writes the drift report, the metrics and the retrain decision that
+`lifecycle watch` reads, then logs an MLflow run and tags the champion's registry version
+with it.
 """
 
 from __future__ import annotations
@@ -71,7 +64,17 @@ class MonitorInputError(FileNotFoundError):
 
 
 def monitor() -> None:
-    """Read the window, the labels and the reference; judge; write the outputs; track."""
+    """Read the window, the labels and the reference; judge; write the outputs; track.
+
+    Reads `params.yaml` (`monitor`, `data.contract`, `data.seed`, `deploy.registered_model`,
+    `serving.store`, `serving.prediction_log.directory`, `tracking`), the champion pointer
+    `reports/deploy/champion.json`, the prediction log and the labelled batches. Writes
+    `reports/monitor/drift.html` (the Evidently report, or a short page saying why there is
+    none), `reports/monitor/metrics.json` (DVC metric), `reports/monitor/decision.json`
+    (retrain or not, and why) and `data/monitor/window_labelled.parquet` (the window's
+    labelled rows as a contract table). Paths are relative to the working directory, the
+    project root under `dvc repro`.
+    """
     params = load_params(DEFAULT_PARAMS)
     config = params.monitor
     contract = load_contract(params.data.contract)

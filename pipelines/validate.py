@@ -2,17 +2,10 @@
 
     python -m pipelines.validate
 
-Reads `data/raw/dataset.parquet`, runs the Great Expectations suite derived from the contract
-(`data.contract`) and the `validate` block of `params.yaml`, and writes:
-
-- `reports/validate/summary.json`: the DVC metric (deterministic), always;
-- `reports/validate/data_docs/index.html`: GE's data docs, always;
-- on success only, `data/validated/dataset.parquet` (the rows that passed) and
-  `data/validated/quarantine.parquet` (rows set aside by `validate.quarantine`; no rows when
-  none were).
-
-On failure it exits non-zero with one line per failed rule, and leaves no validated dataset
-behind (a stale one from an earlier run is removed).
+Runs the Great Expectations suite derived from the contract (`data.contract`) and the
+`validate` block of `params.yaml` on `data/raw/dataset.parquet`. On success the rows that
+passed go on to `data/validated/`; on failure it exits non-zero with one line per failed
+rule, and no validated dataset is left behind.
 """
 
 from __future__ import annotations
@@ -60,6 +53,17 @@ def discard_outputs() -> None:
 
 
 def validate() -> None:
+    """Validate the raw dataset and write the stage's outputs.
+
+    - `reports/validate/summary.json`: the DVC metric (deterministic), always;
+    - `reports/validate/data_docs/index.html`: GE's data docs, always;
+    - on success only, `data/validated/dataset.parquet` (the rows that passed) and
+      `data/validated/quarantine.parquet` (rows set aside by `validate.quarantine`; no rows
+      when none were).
+
+    On failure, raises with one line per failed rule and leaves no validated dataset behind
+    (a stale one from an earlier run is removed).
+    """
     params = load_params()
     contract = load_contract(params.data.contract)
     try:

@@ -51,8 +51,8 @@ class Tracking:
 
         All stages of one `dvc repro` share a lifecycle id (`lifecycle_run_id`), so their
         runs are children of one parent run tagged `lifecycle_run=<id>` and the UI shows
-        them together. The run's id goes to the stage ledger. An unreachable server, when the run starts,
-        inside the block or when it ends, raises `TrackingUnavailableError`.
+        them together. The run's id goes to the stage ledger. An unreachable server, when
+        the run starts, inside the block or when it ends, raises `TrackingUnavailableError`.
         """
         lifecycle = lifecycle_run_id()
         with unavailable_as_error(f"starting the {stage} run"):
