@@ -3,18 +3,8 @@
 Everything here reaches under BentoML's public API (`bentoml._internal`, underscore
 arguments) and was checked on BentoML 1.4.40 (`PATCHED_VERSION`); after an upgrade, read
 this file first and run tests/serving/test_bentoml_patches.py and test_model_store.py.
-
-- `cancel_request_timeout_timers`: BentoML 1.4.40's `TimeoutMiddleware`
-  (bentoml/_internal/server/http/traffic.py) schedules `loop.call_later(traffic.timeout,
-  ...)` for every request and never cancels it. The timer handle holds the request's
-  future and, through it, the request's objects, so each request stays in memory for
-  `traffic.timeout` (60 s by default): `benchmarks/results/serving.md` measured p99 373 ms
-  at 8 connections with the leak, 17 ms without it. The replacement is the library's own
-  `__call__` with one change, the timer is cancelled when the request is over; it is
-  applied only on the exact version it was written against (skipped with a warning on any
-  other).
-- `open_model_store`, `create_model`, `point_bentoml_home`: BentoML's model store at an
-  explicit path, which its public API reaches only through its global BentoML home.
+The fix, `cancel_request_timeout_timers`, stops a per-request memory leak; `open_model_store`,
+`create_model` and `point_bentoml_home` reach BentoML's model store at an explicit path.
 """
 
 from __future__ import annotations
@@ -37,7 +27,17 @@ _applied = False
 
 
 def cancel_request_timeout_timers() -> bool:
-    """Patch TimeoutMiddleware to cancel its per-request timer. True when applied."""
+    """Patch TimeoutMiddleware to cancel its per-request timer. True when applied.
+
+    BentoML 1.4.40's `TimeoutMiddleware` (bentoml/_internal/server/http/traffic.py) schedules
+    `loop.call_later(traffic.timeout, ...)` for every request and never cancels it. The timer
+    handle holds the request's future and, through it, the request's objects, so each request
+    stays in memory for `traffic.timeout` (60 s by default): `benchmarks/results/serving.md`
+    measured p99 373 ms at 8 connections with the leak, 17 ms without it. The replacement is
+    the library's own `__call__` with one change, the timer is cancelled when the request is
+    over; it is applied only on the exact version it was written against (skipped with a
+    warning on any other).
+    """
     global _applied
     if _applied:
         return True
@@ -84,6 +84,7 @@ def cancel_request_timeout_timers() -> bool:
 
 
 # --- BentoML's model store at an explicit path ------------------------------------------
+# (its public API reaches the store only through its global BentoML home)
 
 
 def open_model_store(folder: Path) -> ModelStore:

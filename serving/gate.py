@@ -3,14 +3,7 @@
 An ASGI middleware that answers before BentoML reads the body: 401 without the right
 `X-API-Key`, 415 for a body that is not JSON, 413 over the size limit, and 400 naming
 each bad field for a body the request model refuses. Every answer carries `X-Request-ID`.
-
-With several workers it also recycles connections: every `close_every`-th answer of a
-worker carries `Connection: close`, so the client reconnects and the kernel places the
-new connection again. BentoML's workers share one listening socket, and a burst of
-keep-alive connections tends to land on one worker (BentoML issue #5426) and stay there;
-measured here, two workers then served like one in 2 of 20 runs, and in none with
-recycling (benchmarks/results/worker_balance.md). Closing now and then lets an idle
-worker take connections over, as nginx's `keepalive_requests` does.
+With several workers it also recycles connections now and then, so they share the load.
 """
 
 from __future__ import annotations
@@ -39,6 +32,14 @@ class RequestGate:
     Runs before BentoML reads the body, so an oversized, unauthenticated or invalid
     request costs no parsing by BentoML, logs no traceback, and gets a JSON body that names
     the problem. Other paths (health, metrics, docs) pass through untouched.
+
+    With `close_every`, every `close_every`-th answer of a worker carries `Connection:
+    close`, so the client reconnects and the kernel places the new connection again.
+    BentoML's workers share one listening socket, and a burst of keep-alive connections
+    tends to land on one worker (BentoML issue #5426) and stay there; measured here, two
+    workers then served like one in 2 of 20 runs, and in none with recycling
+    (benchmarks/results/worker_balance.md). Closing now and then lets an idle worker take
+    connections over, as nginx's `keepalive_requests` does.
     """
 
     def __init__(

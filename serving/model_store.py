@@ -2,17 +2,9 @@
 
 The store is the project's own BentoML home (`serving.store`, `.bentoml` by default), never
 `~/bentoml`. Every function here takes the store path explicitly and opens that store
-itself, so nothing depends on which BentoML home the process happens to have.
-
-A model in the store is our model directory copied verbatim (`model.skops` + `meta.json`,
-see `core.model_files`) under tag `<registered model>:v<registry version>`, with the
-registry version, MLflow run id, content hash and operating threshold as labels and
-metadata. Nothing is pickled: loading goes through `core.model_files.load_model`, which
-trusts only the exact types `meta.json` lists. The service and deploy's pre-promotion check
-load models with the same function, `load_served_model`.
-
-`champion.json` in the store names the tag the service should serve. It is written
-atomically; the service polls it and swaps models when it changes.
+itself, so nothing depends on which BentoML home the process happens to have. A stored
+model is our model directory under tag `<registered model>:v<registry version>`, loaded
+without pickle; `champion.json` in the store names the tag the service should serve.
 """
 
 from __future__ import annotations
@@ -109,6 +101,9 @@ def export_model(
 ) -> str:
     """Copy a saved model into the store as `name:v<version>` and return the tag.
 
+    The model directory (`model.skops` + `meta.json`, see `core.model_files`) is copied
+    verbatim, with the registry version, MLflow run id, content hash and operating threshold
+    as labels and metadata.
     Idempotent: a tag that already holds this content hash is returned as it is; a tag that
     holds a different model is an error (tags are never overwritten).
     """
@@ -160,7 +155,12 @@ def export_model(
 
 
 def load_served_model(tag: str, store: Path) -> ServedModel:
-    """Load `tag` from the store the way the service serves it (trusted types enforced)."""
+    """Load `tag` from the store the way the service serves it (trusted types enforced).
+
+    Nothing is pickled: loading goes through `core.model_files.load_model`, which trusts only
+    the exact types `meta.json` lists. The service and deploy's pre-promotion check both load
+    models with this function.
+    """
     store = Path(store)
     models = _open_store(store, create=False)
     stored = _existing(models, tag, store)
@@ -206,7 +206,10 @@ def reference_path(tag: str, store: Path) -> Path:
 
 
 def write_champion_pointer(store: Path, served: ServedModel | dict[str, Any]) -> dict[str, Any]:
-    """Name the model the service should serve; atomic, so readers see old or new, not half."""
+    """Name the model the service should serve; atomic, so readers see old or new, not half.
+
+    The service polls this pointer and swaps models when it changes.
+    """
     if isinstance(served, ServedModel):
         pointer = {
             "tag": served.tag,
