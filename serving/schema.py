@@ -3,15 +3,6 @@
 No column is named here. `build_record_model` makes one field per `id` and `feature` column
 of the contract, with its type, range, categories, pattern and description, so the OpenAPI
 document and the 4xx messages follow the contract when it changes.
-
-- Field names are snake_case (`air_temperature_k`); a request may also use the contract's
-  names ("Air temperature [K]"). Validation errors always name the contract column.
-- Numbers are strict about kind and lax about form: any JSON number is a float (5 -> 5.0),
-  and a whole-valued number is an integer (5.0 -> 5; the contract's `integer` means whole
-  numbers, so 5.5 is refused). Booleans and numeric strings are refused: `true` or "300" in
-  a sensor reading is a client bug, not a value. NaN and infinity are refused.
-- Unknown fields are refused (with the closest known name), so a misspelt optional field
-  cannot silently become a missing value.
 """
 
 from __future__ import annotations
@@ -87,6 +78,15 @@ def build_record_model(contract: DataContract) -> type[BaseModel]:
     """One input record: a field per id and feature column of the contract.
 
     Features are required unless nullable; ids are optional (they only reach the log).
+
+    - Field names are snake_case (`air_temperature_k`); a request may also use the contract's
+      names ("Air temperature [K]"). Validation errors always name the contract column.
+    - Numbers are strict about kind and lax about form: any JSON number is a float (5 -> 5.0),
+      and a whole-valued number is an integer (5.0 -> 5; the contract's `integer` means whole
+      numbers, so 5.5 is refused). Booleans and numeric strings are refused: `true` or "300"
+      in a sensor reading is a client bug, not a value. NaN and infinity are refused.
+    - Unknown fields are refused (with the closest known name), so a misspelt optional field
+      cannot silently become a missing value.
     """
     columns = served_columns(contract)
     snakes: dict[str, str] = {}
