@@ -3,35 +3,11 @@
 Endpoints: `POST /predict` (one record), `POST /predict_batch` (`{"records": [...]}`),
 `POST /admin/reload`, and BentoML's `/livez`, `/readyz`, `/metrics`, `/docs.json`.
 
-Configuration. The request schema is derived from the data contract, and BentoML needs it
-as a class when this module is imported, so the module reads `params.yaml` once, at import
-(`$LIFECYCLE_PARAMS`, else `params.yaml` in the working directory). That read is the only
-import-time effect: no model, store, thread or environment change happens before BentoML
-builds the service. The decorator takes `serving.workers`, `serving.threads`,
-`serving.host` and `serving.port` from it, so even a bare `bentoml serve` binds to loopback
-by default. BentoML's own overrides (`BENTOML_CONFIG_OVERRIDES`, JSON keyed by the service
-name `FailurePredictor`, e.g. `{"services": {"FailurePredictor": {"traffic": {"timeout":
-10}}}}`) win over the decorator, and `bentoml serve --host/--port` over both.
-`lifecycle serve` passes host and port as flags and sets the environment the numeric
-libraries read when they load (`OMP_NUM_THREADS` and friends), which no code in this module
-could set early enough; without it the service logs a warning at start-up.
-
-Behaviour:
-
-- The model is loaded in `__init__` from the store's champion pointer, through
-  `serving.model_store.load_served_model` (exact trusted types; the project's store only).
-  Without a pointer the service starts but is not ready (`/readyz` 503) until one appears.
-- A background thread re-reads the pointer every `serving.reload_poll_s`; a new tag is
-  loaded completely, then one reference is swapped. A request scores with the model it
-  picked up, so nothing in flight fails or mixes versions.
-- Single records go through an adaptive batcher when `serving.batching.enabled`: rows
-  that arrive while the model is busy are scored together in its next call.
-- A gate in front of the prediction and admin routes answers, before BentoML parses
-  anything: 401 without the right `X-API-Key` (when `$<serving.api_key_env>` is set), 415
-  for a body that is not JSON, 413 over `serving.max_body_bytes`, and 400 naming each bad
-  field for a body the request model refuses. Every answer carries `X-Request-ID`.
-- Every prediction is queued to the prediction log; logging never blocks or fails a
-  request, and the log is flushed when the service shuts down.
+The request schema is derived from the data contract, and BentoML needs it as a class when
+this module is imported, so the module reads `params.yaml` once, at import (`load_settings`).
+That read is the only import-time effect: no model, store, thread or environment change
+happens before BentoML builds the service. Every prediction is queued to the prediction log,
+which never blocks or fails a request and is flushed when the service shuts down.
 """
 
 from __future__ import annotations
@@ -97,7 +73,11 @@ class ServiceSettings:
 
 
 def load_settings(params_path: Path | str | None = None) -> ServiceSettings:
-    """Read `params.yaml`; relative paths in it are relative to its folder."""
+    """Read `params.yaml`; relative paths in it are relative to its folder.
+
+    The file is `params_path`, else `$LIFECYCLE_PARAMS`, else `params.yaml` in the working
+    directory.
+    """
     path = Path(params_path or os.environ.get(PARAMS_ENV) or "params.yaml").resolve()
     params = load_params(path)
     root = path.parent
@@ -203,6 +183,11 @@ def _metrics() -> _Metrics:
 # --- the service ----------------------------------------------------------------------
 
 
+# The decorator takes `serving.workers`, `serving.threads`, `serving.host` and `serving.port`,
+# so even a bare `bentoml serve` binds to loopback by default. BentoML's own overrides
+# (`BENTOML_CONFIG_OVERRIDES`, JSON keyed by the service name `FailurePredictor`, e.g.
+# `{"services": {"FailurePredictor": {"traffic": {"timeout": 10}}}}`) win over the decorator,
+# and `bentoml serve --host/--port` over both.
 @bentoml.service(
     workers=_SETTINGS.serving.workers,
     threads=_SETTINGS.serving.threads,
@@ -217,6 +202,13 @@ class FailurePredictor:
     """
 
     def __init__(self) -> None:
+        """Load the champion, start the prediction log and the champion watcher.
+
+        The model comes from the store's champion pointer, through
+        `serving.model_store.load_served_model` (exact trusted types; the project's store
+        only). Without a pointer the service starts but is not ready (`/readyz` 503) until
+        one appears.
+        """
         _configure_logging()
         cancel_request_timeout_timers()  # see serving/bentoml_patches.py
         settings = _SETTINGS
@@ -244,6 +236,8 @@ class FailurePredictor:
         self._prediction_log.start()
         self._log_seen = {"dropped": 0, "write_errors": 0}
         self._limiter: anyio.CapacityLimiter | None = None
+        # single records that arrive while the model is busy are scored together in its
+        # next call (`serving.batching`)
         self._batcher = (
             RowBatcher(
                 self._score,
@@ -415,6 +409,11 @@ class FailurePredictor:
             )
 
     def _watch_champion(self) -> None:
+        """Re-read the pointer every `serving.reload_poll_s` and reload when it changed.
+
+        A new tag is loaded completely, then one reference is swapped (`_reload`). A request
+        scores with the model it picked up, so nothing in flight fails or mixes versions.
+        """
         poll_s = self._settings.serving.reload_poll_s
         while not self._stopping.wait(poll_s):
             try:
@@ -435,6 +434,7 @@ class FailurePredictor:
                 self._log_seen[name] = total
 
 
+# API key, body size, JSON and schema are checked before BentoML parses anything.
 FailurePredictor.add_asgi_middleware(
     RequestGate,
     protected=("/predict", "/predict_batch", "/admin/reload"),
@@ -463,7 +463,11 @@ def _not_ready() -> JSONResponse:
 
 
 def _warn_about_thread_settings(expected: int) -> None:
-    """Oversubscribed OpenMP/BLAS pools cost 30x throughput here; say so at start-up."""
+    """Oversubscribed OpenMP/BLAS pools cost 30x throughput here; say so at start-up.
+
+    `lifecycle serve` sets the environment the numeric libraries read when they load
+    (`OMP_NUM_THREADS` and friends), which no code in this module could set early enough.
+    """
     from threadpoolctl import threadpool_info
 
     for pool in threadpool_info():
