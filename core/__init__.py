@@ -1,8 +1,9 @@
-"""The ground: typed config, the file layout and IO helpers. It imports nothing of ours.
+"""The ground: typed config (`core.config`), the file layout, IO, hashes, column names, one
+clock, model files and typed records between processes (`core.records`).
 
-Every other package of the project stands on this one, so importing it is where the usage
-tracking of every library we use is switched off (unless the user set the variable
-already): it has to happen before those libraries are imported.
+It imports nothing of ours, and every other package stands on it, so importing it is where
+the usage tracking of every library we use is switched off (unless the user set the
+variable already): it has to happen before those libraries are imported.
 """
 
 import os

@@ -1,8 +1,9 @@
 """Typed, frozen configuration parsed once from `params.yaml`, one module per concern.
 
-Every block of `params.yaml` has a model here; an unknown or mistyped key fails at once
-with the key's dotted path (and a close match, when there is one). Import from
-`core.config`: every public name is re-exported here.
+Every config type of the project lives here, in the ground: it imports nothing of ours
+outside `core`, and every layer imports its config from here. An unknown or mistyped key
+fails at once with the key's dotted path (and a close match, when there is one). Import
+from `core.config`: every public name is re-exported here.
 """
 
 from core.config.base import (

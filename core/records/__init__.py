@@ -1,9 +1,10 @@
 """Typed records between processes: a JSON file one process writes and another reads.
 
 Each record is a frozen pydantic model that the writer and every reader import, so a field
-renamed on one side fails on the other at once. `read_record` is the one way to read one:
-a missing, unreadable or mismatched file raises `RecordError` with a one-line message that
-names the file and the stage or command that writes it.
+renamed on one side fails on the other at once. Part of the ground: records import nothing
+of ours outside `core`. `read_record` is the one way to read one: a missing, unreadable or
+mismatched file raises `RecordError` with a one-line message that names the file and the
+stage or command that writes it.
 """
 
 from __future__ import annotations

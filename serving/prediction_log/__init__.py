@@ -1,7 +1,8 @@
 """The prediction log: every served prediction, durable and non-blocking, read back by window.
 
 `writer` holds the service's `PredictionLogger` (JSON lines in hourly partitions, written
-from one background thread); `reader` reads a window of rows back (the monitor stage).
+from one background thread); `reader` reads a window of rows back (the monitor stage). Part
+of `serving`: it imports `serving.schema`, `features` and `core`, nothing above.
 """
 
 from serving.prediction_log.reader import read_prediction_log
