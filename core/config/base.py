@@ -17,3 +17,10 @@ class Frozen(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def require_shares(values: dict[str, float], key: str) -> None:
+    """Raise naming `key` when any of `values` (metric floors, rates) lies outside [0, 1]."""
+    outside = sorted(name for name, value in values.items() if not 0 <= value <= 1)
+    if outside:
+        raise ValueError(f"{key} {outside} must lie between 0 and 1")

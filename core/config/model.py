@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from core.config.base import Frozen
+from core.config.base import Frozen, require_shares
 
 # --- train ----------------------------------------------------------------------------
 
@@ -131,7 +131,5 @@ class DeployConfig(Frozen):
 
     @model_validator(mode="after")
     def _thresholds_are_shares(self) -> DeployConfig:
-        outside = sorted(k for k, v in self.thresholds.items() if not 0 <= v <= 1)
-        if outside:
-            raise ValueError(f"deploy.thresholds {outside} must lie between 0 and 1")
+        require_shares(self.thresholds, "deploy.thresholds")
         return self

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from core.config.base import Frozen
+from core.config.base import Frozen, require_shares
 from core.config.model import GateMetric
 
 
@@ -32,9 +32,7 @@ class QualityConfig(Frozen):
 
     @model_validator(mode="after")
     def _thresholds_are_shares(self) -> QualityConfig:
-        outside = sorted(k for k, v in self.thresholds.items() if not 0 <= v <= 1)
-        if outside:
-            raise ValueError(f"monitor.quality.thresholds {outside} must lie between 0 and 1")
+        require_shares(self.thresholds, "monitor.quality.thresholds")
         return self
 
 

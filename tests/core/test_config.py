@@ -96,6 +96,20 @@ def test_inverted_ranges_fail(raw: dict) -> None:
         parse_params(bad)
 
 
+@pytest.mark.parametrize(
+    ("block", "key"),
+    [(("deploy",), "deploy.thresholds"), (("monitor", "quality"), "monitor.quality.thresholds")],
+)
+def test_metric_floors_outside_0_1_are_named(raw: dict, block: tuple[str, ...], key: str) -> None:
+    bad = copy.deepcopy(raw)
+    target = bad
+    for part in block:
+        target = target.setdefault(part, {})
+    target["thresholds"] = {"roc_auc": 1.5, "average_precision": 0.5}
+    with pytest.raises(ConfigError, match=rf"{key} \['roc_auc'\] must lie between 0 and 1"):
+        parse_params(bad)
+
+
 def test_not_a_mapping() -> None:
     with pytest.raises(ConfigError, match="expected a mapping"):
         parse_params(["a", "list"])
