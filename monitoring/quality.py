@@ -9,8 +9,6 @@ Precision, recall and F1 use each row's logged threshold, the operating point it
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,39 +16,14 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 
 from core.columns import PROBABILITY, THRESHOLD
 from core.config import MonitorConfig
+from core.records.monitor import QualitySummary
 from models.evaluation import score_ranking
 
+# Metrics are rounded to 6 places when measured: the floors judge the values the records show.
 _DECIMALS = 6
 
 
-@dataclass(frozen=True)
-class QualityResult:
-    """Quality on the labelled rows; `metrics` holds None where a metric is undefined."""
-
-    judged: bool
-    rows: int
-    positives: int
-    metrics: dict[str, float | None]  # roc_auc, average_precision, brier, precision, recall, f1
-    threshold: float | None  # the logged operating threshold (None when rows differ)
-    floors: dict[str, float]  # monitor.quality.thresholds
-    breached: tuple[str, ...]
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready and deterministic: rounded floats, no NaN."""
-        return {
-            "judged": self.judged,
-            "rows": self.rows,
-            "positives": self.positives,
-            **self.metrics,
-            "threshold": self.threshold,
-            "floors": dict(sorted(self.floors.items())),
-            "breached": list(self.breached),
-            "reason": self.reason,
-        }
-
-
-def assess_quality(labelled: pd.DataFrame, label: str, config: MonitorConfig) -> QualityResult:
+def assess_quality(labelled: pd.DataFrame, label: str, config: MonitorConfig) -> QualitySummary:
     """Score the champion's labelled rows and name every metric below its floor.
 
     `labelled` needs the label, `failure_probability` and `threshold` columns (the log's).
@@ -60,20 +33,21 @@ def assess_quality(labelled: pd.DataFrame, label: str, config: MonitorConfig) ->
     proba = labelled[PROBABILITY].to_numpy(dtype=float)
     rows, positives = len(y_true), int(y_true.sum())
     metrics, threshold = _score(y_true, proba, labelled[THRESHOLD].to_numpy(dtype=float))
+    measured = {"rows": rows, "positives": positives, **metrics, "threshold": threshold}
     needed = config.labels.min_rows
     if rows < needed:
         reason = (
             f"quality not judged: {rows} labelled row(s) served by the champion, fewer than "
             f"monitor.labels.min_rows ({needed})"
         )
-        return QualityResult(False, rows, positives, metrics, threshold, floors, (), reason)
+        return QualitySummary(judged=False, **measured, floors=floors, breached=(), reason=reason)
     if positives in (0, rows):
         only = "failures" if positives else "non-failures"
         reason = (
             f"quality not judged: the {rows} labelled rows served by the champion hold only "
             f"{only}, so ranking metrics are undefined"
         )
-        return QualityResult(False, rows, positives, metrics, threshold, floors, (), reason)
+        return QualitySummary(judged=False, **measured, floors=floors, breached=(), reason=reason)
     breached = tuple(
         name for name, floor in sorted(floors.items()) if (metrics.get(name) or 0.0) < floor
     )
@@ -89,7 +63,7 @@ def assess_quality(labelled: pd.DataFrame, label: str, config: MonitorConfig) ->
         )
     else:
         reason = f"quality holds {on}: {compared} (monitor.quality.thresholds)"
-    return QualityResult(True, rows, positives, metrics, threshold, floors, breached, reason)
+    return QualitySummary(judged=True, **measured, floors=floors, breached=breached, reason=reason)
 
 
 def _score(

@@ -27,7 +27,6 @@ from monitoring.window import describe_window
 
 if TYPE_CHECKING:
     from monitoring.drift import DriftResult
-    from monitoring.quality import QualityResult
 
 _DECIMALS = 6
 _QUALITY_METRICS = ("rows", "positives", "roc_auc", "average_precision", "precision", "recall")
@@ -49,7 +48,7 @@ class WindowEvidence:
     rows: int  # rows in the window
     labelled_rows: int  # window rows with a label (after de-duplication by id)
     drift: DriftResult | None = None
-    quality: QualityResult | None = None
+    quality: QualitySummary | None = None
 
 
 def decide_window(evidence: WindowEvidence, config: MonitorConfig) -> RetrainDecision:
@@ -116,7 +115,7 @@ def build_monitor_decision(
     champion: ServingChampion | None,
     window: WindowSummary,
     drift: DriftResult | None,
-    quality: QualityResult | None,
+    quality: QualitySummary | None,
 ) -> MonitorDecision:
     """decision.json: the verdict, its reasons and the evidence in brief."""
     drift_summary = None
@@ -135,7 +134,7 @@ def build_monitor_decision(
         champion=champion,
         window=window,
         drift=drift_summary,
-        quality=QualitySummary(**quality.to_dict()) if quality else None,
+        quality=quality,
     )
 
 
@@ -143,7 +142,7 @@ def build_monitor_metrics(
     decision: RetrainDecision,
     window: WindowSummary,
     drift: DriftResult | None,
-    quality: QualityResult | None,
+    quality: QualitySummary | None,
 ) -> dict[str, Any]:
     """metrics.json (DVC metric): deterministic, rounded, no timestamps."""
     summary = None
@@ -151,14 +150,11 @@ def build_monitor_metrics(
         from monitoring.drift import drift_summary
 
         summary = drift_summary(drift)
-    quality_summary = None
-    if quality is not None:
-        quality_summary = {k: v for k, v in quality.to_dict().items() if k != "reason"}
     return {
         "retrain": decision.retrain,
         "window": window.model_dump(include={"rows", "labelled_rows", "champion_rows"}),
         "drift": summary,
-        "quality": quality_summary,
+        "quality": quality.model_dump(mode="json", exclude={"reason"}) if quality else None,
     }
 
 

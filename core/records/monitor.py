@@ -44,7 +44,11 @@ class DriftSummary(Record):
 
 
 class QualitySummary(Record):
-    """The champion's quality on the window's labelled rows, against its floors."""
+    """The champion's quality on the window's labelled rows, against its floors.
+
+    `monitoring.quality.assess_quality` builds it with each metric rounded to 6 places when
+    measured (None where undefined), so the floors judge the values the files show.
+    """
 
     judged: bool
     rows: int
@@ -56,8 +60,8 @@ class QualitySummary(Record):
     recall: float | None = None
     f1: float | None = None
     threshold: float | None  # the logged operating threshold (None when rows differ)
-    floors: dict[str, float]
-    breached: list[str]
+    floors: dict[str, float]  # monitor.quality.thresholds
+    breached: tuple[str, ...]  # the metrics below their floor, by name
     reason: str
 
 

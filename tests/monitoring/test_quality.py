@@ -34,8 +34,8 @@ def test_good_champion_holds_its_floors():
     result = assess_quality(separable(), LABEL, CONFIG)
     assert result.judged and result.breached == ()
     assert (result.rows, result.positives, result.threshold) == (40, 4, 0.5)
-    assert result.metrics["roc_auc"] == 1.0 and result.metrics["average_precision"] == 1.0
-    assert result.metrics["precision"] == 1.0 and result.metrics["recall"] == 1.0
+    assert result.roc_auc == 1.0 and result.average_precision == 1.0
+    assert result.precision == 1.0 and result.recall == 1.0
     assert result.reason == (
         "quality holds on 40 labelled rows served by the champion (4 failures): "
         "average_precision 1.000 >= 0.500; roc_auc 1.000 >= 0.850 (monitor.quality.thresholds)"
@@ -49,7 +49,7 @@ def test_a_metric_below_its_floor_is_a_breach():
     result = assess_quality(frame, LABEL, CONFIG)
     assert result.judged
     assert result.breached == ("average_precision", "roc_auc")
-    auc, ap = result.metrics["roc_auc"], result.metrics["average_precision"]
+    auc, ap = result.roc_auc, result.average_precision
     assert result.reason == (
         "quality below its floor on 40 labelled rows served by the champion (5 failures): "
         f"average_precision {ap:.3f} < 0.500; roc_auc {auc:.3f} < 0.850 "
@@ -62,13 +62,13 @@ def test_floors_name_threshold_metrics_too():
     frame = separable()
     frame["threshold"] = 0.95  # every row served above the scores: nothing flagged
     result = assess_quality(frame, LABEL, config)
-    assert result.metrics["recall"] == 0.0 and result.breached == ("recall",)
+    assert result.recall == 0.0 and result.breached == ("recall",)
 
 
 def test_each_row_is_judged_at_its_own_logged_threshold():
     frame = labelled([1, 1, 0, 0] * 10, [0.6, 0.4, 0.3, 0.1] * 10, [0.5, 0.3, 0.5, 0.5] * 10)
     result = assess_quality(frame, LABEL, CONFIG)
-    assert result.metrics["recall"] == 1.0  # 0.4 >= its own 0.3
+    assert result.recall == 1.0  # 0.4 >= its own 0.3
     assert result.threshold is None  # no single operating threshold to report
 
 
@@ -85,7 +85,7 @@ def test_too_few_labelled_rows_are_not_judged():
 def test_one_class_is_not_judged(positives: int, only: str):
     result = assess_quality(separable(rows=30, positives=positives), LABEL, CONFIG)
     assert not result.judged
-    assert result.metrics["roc_auc"] is None
+    assert result.roc_auc is None
     assert result.reason == (
         f"quality not judged: the 30 labelled rows served by the champion hold only {only}, "
         "so ranking metrics are undefined"
@@ -94,7 +94,7 @@ def test_one_class_is_not_judged(positives: int, only: str):
 
 def test_no_rows_and_the_summary_is_json_ready():
     result = assess_quality(separable().iloc[:0], LABEL, CONFIG)
-    summary = result.to_dict()
+    summary = result.model_dump(mode="json")
     assert json.loads(json.dumps(summary, allow_nan=False)) == summary
     assert summary["rows"] == 0 and summary["roc_auc"] is None and summary["judged"] is False
     assert summary["floors"] == {"average_precision": 0.5, "roc_auc": 0.85}

@@ -10,9 +10,8 @@ from pathlib import Path
 
 from core.config import MonitorConfig
 from core.records import record_json
-from core.records.monitor import MonitorDecision, ServingChampion
+from core.records.monitor import MonitorDecision, QualitySummary, ServingChampion
 from monitoring.drift import ColumnDrift, DriftResult, PredictionDrift
-from monitoring.quality import QualityResult
 from monitoring.verdict import (
     RetrainDecision,
     WindowEvidence,
@@ -51,12 +50,12 @@ def drift(dataset: bool = False, prediction: bool | None = False) -> DriftResult
     )
 
 
-def quality(breached: tuple[str, ...] = ()) -> QualityResult:
-    return QualityResult(
+def quality(breached: tuple[str, ...] = ()) -> QualitySummary:
+    return QualitySummary(
         judged=True,
         rows=300,
         positives=12,
-        metrics={"roc_auc": 0.7 if breached else 0.9},
+        roc_auc=0.7 if breached else 0.9,
         threshold=0.4,
         floors={"roc_auc": 0.85},
         breached=breached,
