@@ -2,7 +2,7 @@
 
 Built from the stage ledger (`core.records.ledger`), `dvc.yaml` (the stages, in order), the
 serving store's champion pointer, the deploy stage's `reports/deploy/champion.json`
-(`core.records.deploy.read_champion`) and the last line of the watch log. Reading only:
+(`core.records.deploy.read_champion`) and the last readable watch iteration. Reading only:
 nothing here changes a file or a process.
 """
 
