@@ -31,6 +31,7 @@ from core.config.model import (
     EvaluateConfig,
     GateMetric,
     HistGradientBoostingConfig,
+    ImportanceConfig,
     InfraValidationConfig,
     LogisticRegressionConfig,
     ModelName,
@@ -43,6 +44,7 @@ from core.config.model import (
     TrainConfig,
 )
 from core.config.monitor import (
+    DataQualityConfig,
     LabelsConfig,
     MonitorConfig,
     QualityConfig,
@@ -79,6 +81,7 @@ __all__ = [
     "ClassWeight",
     "ConfigError",
     "DataConfig",
+    "DataQualityConfig",
     "DeployConfig",
     "EvaluateConfig",
     "FeedbackConfig",
@@ -87,6 +90,7 @@ __all__ = [
     "GateMetric",
     "HistGradientBoostingConfig",
     "HttpSourceConfig",
+    "ImportanceConfig",
     "InfraValidationConfig",
     "IngestConfig",
     "LabelsConfig",

@@ -66,6 +66,17 @@ class SearchConfig(Frozen):
         return self
 
 
+class ImportanceConfig(Frozen):
+    """Permutation importance of the fitted model on the holdout, stored with the model.
+
+    The monitor weights each feature's drift by its share: drift on a feature the model
+    hardly uses costs little.
+    """
+
+    enabled: bool = True  # false: every feature gets an equal share, and the record says so
+    repeats: int = Field(10, ge=1, le=1000)  # shuffles per feature; the mean and sd come from them
+
+
 class TrainConfig(Frozen):
     holdout_size: float = Field(0.2, gt=0, lt=1)
     cv_folds: int = Field(5, ge=2, le=20)  # out-of-fold predictions: CV metrics, threshold
@@ -74,6 +85,7 @@ class TrainConfig(Frozen):
     random_forest: RandomForestConfig = RandomForestConfig()
     logistic_regression: LogisticRegressionConfig = LogisticRegressionConfig()
     search: SearchConfig = SearchConfig()
+    importance: ImportanceConfig = ImportanceConfig()
 
 
 # --- evaluate, deploy ------------------------------------------------------------------

@@ -36,6 +36,27 @@ class QualityConfig(Frozen):
         return self
 
 
+class DataQualityConfig(Frozen):
+    """Checks of the window's feature values against the contract and the training profile.
+
+    A failed check is a data problem (a broken sensor, a pipeline bug), not drift: it alerts
+    whatever the model's quality says.
+    """
+
+    # a column fails when its null share exceeds its share in training by more than this
+    null_allowance: float = Field(0.05, ge=0, le=1)
+    # a column fails when more than this share of its values break the contract's range,
+    # categories or dtype (the service refuses them, so any share above 0 means another path)
+    max_outside_share: float = Field(0.01, ge=0, lt=1)
+    # a numeric column is stuck when one value repeats for more rows than this many times the
+    # longest run of one value in training ...
+    stuck_factor: float = Field(3.0, ge=1)
+    # ... and for at least this many rows (so a continuous sensor repeating twice is no alarm)
+    stuck_min_rows: int = Field(50, ge=2)
+    # true: a category never seen in training fails; false: it is reported, and passes
+    new_category_fails: bool = True
+
+
 class RetrainPolicyConfig(Frozen):
     """What `watch` needs beyond one window's verdict: persistence and rate limits."""
 
@@ -62,6 +83,7 @@ class MonitorConfig(Frozen):
     window: WindowConfig = WindowConfig()
     labels: LabelsConfig = LabelsConfig()
     quality: QualityConfig = QualityConfig()
+    data_quality: DataQualityConfig = DataQualityConfig()
     policy: RetrainPolicyConfig = RetrainPolicyConfig()
     watch: WatchConfig = WatchConfig()
 
