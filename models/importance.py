@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -129,7 +130,7 @@ def _inputs(holdout: pd.DataFrame, contract: DataContract) -> tuple[pd.DataFrame
     return feature_frame(holdout, contract), labels
 
 
-def _scorer(scoring: str):  # noqa: ANN202 -- scikit-learn's scorer has no public type
+def _scorer(scoring: str) -> Callable[..., float]:
     try:
         return get_scorer(scoring)
     except ValueError:

@@ -67,7 +67,7 @@ def _profile_column(values: pd.Series, column: Column) -> ColumnProfile:
             name=column.name,
             numeric=True,
             null_share=round(null_share, 6),
-            distinct=int(len(np.unique(numbers))),
+            distinct=len(np.unique(numbers)),
             longest_run=_longest_run(numbers)[0],
             minimum=float(numbers.min()) if len(numbers) else None,
             maximum=float(numbers.max()) if len(numbers) else None,
