@@ -273,11 +273,11 @@ def _check_stuck(
     else:
         first, last = positions[start] + 1, positions[start + run - 1] + 1
         if last == len(values):
-            where = f"for the last {run:,} rows"
+            where = f"for the last {run:,} rows ("
         else:
-            where = f"for {run:,} rows (rows {first:,} to {last:,} of {len(values):,})"
+            where = f"for {run:,} rows (rows {first:,} to {last:,} of {len(values):,}; "
         message = (
-            f"{column.name} is stuck at {reading} {where} (longest run in training: "
+            f"{column.name} is stuck at {reading} {where}longest run in training: "
             f"{trained.longest_run:,})"
         )
     return DataQualityCheck(
