@@ -4,6 +4,8 @@ Judged only on rows the champion served (their logged probability and threshold 
 own), and only with at least `monitor.labels.min_rows` such rows holding both classes: on
 fewer, or on one class, a ranking metric says nothing and the quality is "not judged".
 Precision, recall and F1 use each row's logged threshold, the operating point it was served at.
+A window's metrics are noisy, so a floor is breached only when the metric's whole bootstrap
+interval (class-stratified, `monitor.quality.confidence`) lies below it.
 """
 
 from __future__ import annotations
@@ -17,16 +19,20 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 from core.columns import PROBABILITY, THRESHOLD
 from core.config import MonitorConfig
 from core.records.monitor import QualitySummary
+from models.bootstrap import bootstrap_metric
 from models.evaluation import score_ranking
 
 # Metrics are rounded to 6 places when measured: the floors judge the values the records show.
 _DECIMALS = 6
 
 
-def assess_quality(labelled: pd.DataFrame, label: str, config: MonitorConfig) -> QualitySummary:
+def assess_quality(
+    labelled: pd.DataFrame, label: str, config: MonitorConfig, seed: int = 0
+) -> QualitySummary:
     """Score the champion's labelled rows and name every metric below its floor.
 
     `labelled` needs the label, `failure_probability` and `threshold` columns (the log's).
+    The bootstrap intervals depend only on the rows and `seed`.
     """
     floors = dict(config.quality.thresholds)
     y_true = labelled[label].to_numpy(dtype=np.int64)
@@ -48,11 +54,17 @@ def assess_quality(labelled: pd.DataFrame, label: str, config: MonitorConfig) ->
             f"{only}, so ranking metrics are undefined"
         )
         return QualitySummary(judged=False, **measured, floors=floors, breached=(), reason=reason)
+    intervals = _intervals(
+        y_true, proba, labelled[THRESHOLD].to_numpy(dtype=float), floors, config, seed
+    )
     breached = tuple(
-        name for name, floor in sorted(floors.items()) if (metrics.get(name) or 0.0) < floor
+        name
+        for name, floor in sorted(floors.items())
+        if (intervals[name][1] if name in intervals else (metrics.get(name) or 0.0)) < floor
     )
     compared = "; ".join(
-        f"{name} {metrics.get(name) or 0.0:.3f} {'<' if name in breached else '>='} {floor:.3f}"
+        f"{name} {metrics.get(name) or 0.0:.3f}{_shown(intervals.get(name), config)} "
+        f"{'<' if name in breached else '>='} {floor:.3f}"
         for name, floor in sorted(floors.items())
     )
     on = f"on {rows} labelled rows served by the champion ({positives} failures)"
@@ -63,7 +75,60 @@ def assess_quality(labelled: pd.DataFrame, label: str, config: MonitorConfig) ->
         )
     else:
         reason = f"quality holds {on}: {compared} (monitor.quality.thresholds)"
-    return QualitySummary(judged=True, **measured, floors=floors, breached=breached, reason=reason)
+    return QualitySummary(
+        judged=True,
+        **measured,
+        floors=floors,
+        intervals=intervals,
+        confidence=config.quality.confidence,
+        breached=breached,
+        reason=reason,
+    )
+
+
+def _intervals(
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    thresholds: np.ndarray,
+    floors: dict[str, float],
+    config: MonitorConfig,
+    seed: int,
+) -> dict[str, tuple[float, float]]:
+    """Each floored metric's bootstrap interval: rows drawn with replacement within each class.
+
+    Ranking metrics go through `models.bootstrap`; for the threshold metrics such a draw
+    flags a Binomial count of each class (its flagged share), so they are drawn directly.
+    """
+    confidence = config.quality.confidence
+    if confidence is None:
+        return {}
+    resamples, alpha = config.quality.resamples, 1 - confidence
+    rng = np.random.default_rng(seed)
+    flagged = proba >= thresholds
+    positives, negatives = int(y_true.sum()), int(len(y_true) - y_true.sum())
+    tp = rng.binomial(positives, flagged[y_true == 1].mean(), resamples)
+    fp = rng.binomial(negatives, flagged[y_true == 0].mean(), resamples)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = tp / positives
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    drawn = {"precision": precision, "recall": recall, "f1": f1}
+    intervals = {}
+    for name in sorted(floors):
+        values = (
+            bootstrap_metric(y_true, proba, name, resamples, seed)  # type: ignore[arg-type]
+            if name in ("roc_auc", "average_precision")
+            else drawn[name]
+        )
+        low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+        intervals[name] = (_round(low) or 0.0, _round(high) or 0.0)
+    return intervals
+
+
+def _shown(interval: tuple[float, float] | None, config: MonitorConfig) -> str:
+    if interval is None or config.quality.confidence is None:
+        return ""
+    return f" ({config.quality.confidence:.0%} interval {interval[0]:.3f}-{interval[1]:.3f})"
 
 
 def _score(

@@ -103,7 +103,9 @@ def monitor() -> None:
         drift = _detect_drift(reference, window, champion, contract, params)
         from monitoring.quality import assess_quality  # scikit-learn: only when judging
 
-        quality = assess_quality(served_by(labelled, champion.label), contract.label, config)
+        quality = assess_quality(
+            served_by(labelled, champion.label), contract.label, config, params.data.seed
+        )
     evidence = WindowEvidence(
         champion=champion.tag if champion else None,
         rows=len(window),

@@ -29,6 +29,10 @@ class QualityConfig(Frozen):
     """Where labels exist: the champion's quality on the window falling below a floor."""
 
     thresholds: dict[GateMetric, float] = {"roc_auc": 0.85, "average_precision": 0.5}  # noqa: RUF012
+    # A window's metric is noisy (1,000 rows hold about 30 failures): a floor is breached only
+    # when the whole bootstrap interval at this confidence lies below it. null: the point value.
+    confidence: float | None = Field(0.95, gt=0, lt=1)
+    resamples: int = Field(500, ge=100, le=100_000)
 
     @model_validator(mode="after")
     def _thresholds_are_shares(self) -> QualityConfig:

@@ -61,7 +61,9 @@ class QualitySummary(Record):
     f1: float | None = None
     threshold: float | None  # the logged operating threshold (None when rows differ)
     floors: dict[str, float]  # monitor.quality.thresholds
-    breached: tuple[str, ...]  # the metrics below their floor, by name
+    intervals: dict[str, tuple[float, float]] = {}  # noqa: RUF012  # bootstrap, per floored metric
+    confidence: float | None = None  # of the intervals (None: the point values judge)
+    breached: tuple[str, ...]  # the metrics whose whole interval lies below their floor
     reason: str
 
 

@@ -38,7 +38,8 @@ def test_good_champion_holds_its_floors():
     assert result.precision == 1.0 and result.recall == 1.0
     assert result.reason == (
         "quality holds on 40 labelled rows served by the champion (4 failures): "
-        "average_precision 1.000 >= 0.500; roc_auc 1.000 >= 0.850 (monitor.quality.thresholds)"
+        "average_precision 1.000 (95% interval 1.000-1.000) >= 0.500; "
+        "roc_auc 1.000 (95% interval 1.000-1.000) >= 0.850 (monitor.quality.thresholds)"
     )
 
 
@@ -50,11 +51,53 @@ def test_a_metric_below_its_floor_is_a_breach():
     assert result.judged
     assert result.breached == ("average_precision", "roc_auc")
     auc, ap = result.roc_auc, result.average_precision
+    (ap_low, ap_high), (auc_low, auc_high) = (
+        result.intervals["average_precision"],
+        result.intervals["roc_auc"],
+    )
+    assert ap_high < 0.5 and auc_high < 0.85
     assert result.reason == (
         "quality below its floor on 40 labelled rows served by the champion (5 failures): "
-        f"average_precision {ap:.3f} < 0.500; roc_auc {auc:.3f} < 0.850 "
+        f"average_precision {ap:.3f} (95% interval {ap_low:.3f}-{ap_high:.3f}) < 0.500; "
+        f"roc_auc {auc:.3f} (95% interval {auc_low:.3f}-{auc_high:.3f}) < 0.850 "
         "(monitor.quality.thresholds); breached: average_precision, roc_auc"
     )
+
+
+def noisy_window(rows: int = 1000, seed: int = 3) -> pd.DataFrame:
+    """A champion whose true average precision is near the floor, on a 1,000-row window."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(rows) < 0.03).astype(int)
+    proba = np.clip(0.25 * y + rng.normal(0.2, 0.12, rows), 0, 1)
+    return labelled(y.tolist(), proba.tolist())
+
+
+def test_a_point_value_below_the_floor_within_its_noise_is_no_breach():
+    frame = noisy_window()
+    floor = {"average_precision": 0.0}
+    measured = assess_quality(frame, LABEL, MonitorConfig(quality={"thresholds": floor}))
+    ap = measured.average_precision
+    low, high = measured.intervals["average_precision"]
+    assert low < ap < high and high - low > 0.1  # about 30 failures: a wide interval
+    floor = {"average_precision": round((ap + high) / 2, 3)}  # above the value, inside the noise
+    result = assess_quality(frame, LABEL, MonitorConfig(quality={"thresholds": floor}))
+    assert result.breached == () and result.judged
+    assert "(95% interval" in result.reason and result.reason.startswith("quality holds")
+    point = MonitorConfig(quality={"thresholds": floor, "confidence": None})
+    assert assess_quality(frame, LABEL, point).breached == ("average_precision",)
+
+
+def test_the_intervals_depend_only_on_the_rows_and_the_seed():
+    frame = noisy_window()
+    first = assess_quality(frame, LABEL, CONFIG, seed=7)
+    assert assess_quality(frame, LABEL, CONFIG, seed=7) == first
+    assert assess_quality(frame, LABEL, CONFIG, seed=8).intervals != first.intervals
+
+
+def test_bad_interval_settings_are_refused_in_one_line():
+    with pytest.raises(ValueError, match="confidence") as info:
+        MonitorConfig(quality={"confidence": 1.5})
+    assert "less than 1" in str(info.value)
 
 
 def test_floors_name_threshold_metrics_too():
