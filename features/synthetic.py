@@ -2,10 +2,12 @@
 
 `generate_process_data` is the project's default data source: deterministic for a given
 (rows, seed, scenario), vectorised (a million rows in about a second), and calibrated so a
-sample is statistically close to the real AI4I 2020 file. Named scenarios add drift of a
-known kind and magnitude, for testing monitoring and retraining. Each published rule, and
-where the generator had to fill a gap in it (measured on the real file), is stated beside
-the code that implements it.
+sample is statistically close to the real AI4I 2020 file, including its time structure:
+the temperatures wander slowly over the whole series, so consecutive rows (production
+traffic) cover only part of their range, as in the plant. Named scenarios add drift of a
+known kind and magnitude, as a step or a gradual onset, for testing monitoring and
+retraining. Each published rule, and where the generator had to fill a gap in it (measured
+on the real file), is stated beside the code that implements it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 
 from core.config import Scenario, SyntheticSourceConfig
 
@@ -39,14 +42,18 @@ SERIAL_BASES: Final = (47_180, 14_860, 29_414)  # as in the real file: UDI 1 is 
 AIR_MEAN_K, AIR_SD_K = 300.0, 2.0
 PROCESS_GAP_K, PROCESS_WALK_SD_K = 10.0, 1.0
 PROCESS_WALK_AIR_CORRELATION = -0.7
-WALK_SEGMENT_ROWS = 50  # a 2,000-row window holds 40 whole segments: no false drift alarms
+# Time constants (rows), fitted on the real file (see _draw_temperatures): the air walk,
+# the smoothing through which the process walk follows it, and the process walk's own part.
+AIR_WALK_ROWS = 2500
+COUPLING_SMOOTHING_ROWS = 960
+PROCESS_WALK_ROWS = 500
 
 TORQUE_MEAN_NM, TORQUE_SD_NM = 40.0, 10.0
 SPEED_BASE_RPM = 1000.0  # least squares: residual means within ±4 rpm in every torque decile
 SPEED_POWER_RPM_NM = 20_000.0
 TOP_SPEED_RPM = 2860.0
 SPEED_NOISE_RPM = 50.0
-NOISE_TRUNCATION_SD = 4.0  # so speed provably stays within the contract's 0..6000 rpm
+NOISE_TRUNCATION_SD = 4.0  # so speed and temperatures provably stay within the contract
 
 TOOL_LIFE_MIN: Final = (200, 240)
 TWF_SHARE = 0.39  # 46 of the real file's 119 tool replacements are failures
@@ -70,7 +77,11 @@ FAILURE_OSF_FACTOR = 0.8
 
 @dataclass(frozen=True)
 class _Regime:
-    """Every parameter a scenario may change; the defaults are the published process."""
+    """Every parameter a scenario may change; the defaults are the published process.
+
+    `_regime_per_row` turns each field into an array with one value per row (a leading axis
+    of `rows`), which is how the generator and the rules read them.
+    """
 
     type_shares: tuple[float, ...] = TYPE_SHARES
     sensor_offset_k: float = 0.0
@@ -127,24 +138,46 @@ def generate_process_data(config: SyntheticSourceConfig, first_udi: int = 1) -> 
       to `FAILURE_HDF_SPEED_RPM`, overstrain limits are scaled by `FAILURE_OSF_FACTOR`.
       Torque, speed and process temperature drift, and a model of ``none`` misses failures.
 
-    On windows of 2,000 rows, the columns named drift by Evidently's defaults (normed
-    Wasserstein or Jensen-Shannon >= 0.1) and no other column does.
+    Onset: with `config.ramp_rows` = 0 the scenario holds from the first row (a step). With
+    R > 0 every numeric parameter of the scenario (shares, offsets, means, tool lives,
+    failure limits) moves linearly from its published value at the first row to the
+    scenario's at row R, and stays there: a sensor that degrades, a mix that shifts, limits
+    that erode. Interpolating the parameters, rather than mixing rows of the two regimes,
+    keeps each row physical (no bimodal temperatures, no broken wear sequence) and works
+    for any scenario alike. `flag_rule_failures(frame, scenario, ramp_rows)` reads the same
+    rules back. A ramp longer than `rows` is cut off where the rows end.
 
-    One seed draws the same random numbers in every scenario, so two scenarios with the same
-    seed differ only by what the scenario changes.
+    Time: the temperatures are mean-reverting walks over the whole series (time constants
+    `AIR_WALK_ROWS` and `PROCESS_WALK_ROWS`), optionally with a daily cycle of
+    `config.daily_cycle_k` kelvin over `config.rows_per_day` rows, timed by the UDI; speed,
+    torque and Type are independent from row to row and wear is the tools' saw-tooth, as
+    in the real file. Each call starts the walks at a random point of their long-run
+    distribution.
+
+    Drift, by Evidently's defaults (normed Wasserstein or Jensen-Shannon >= 0.1): on 2,000
+    rows sampled at random from a long series (many `AIR_WALK_ROWS`), against a reference
+    sampled at random from the same seed's ``none`` series, the columns named above drift
+    and no other column does. Windows of consecutive rows are different, as in the real
+    file: 1,000 to 5,000 consecutive rows of ``none`` hold only part of the temperature
+    walk's range, so air and process temperature look drifted against a reference drawn
+    from a long period; that is the plant's natural variation, which a monitor must
+    calibrate for, not a change of the process.
+
+    One seed draws the same random numbers in every scenario (and with any ramp), so two
+    scenarios with the same seed differ only by what the scenario changes.
     """
-    regime = _REGIMES[config.scenario]
     rows = config.rows
+    regime = _regime_per_row(config.scenario, rows, config.ramp_rows)
     rng = np.random.default_rng(config.seed)
 
-    type_codes = rng.choice(len(TYPES), size=rows, p=regime.type_shares)
-    air, process = _draw_temperatures(rng, rows, regime)
-    torque = _draw_torque(rng, rows, regime)
+    type_codes = _draw_types(rng, regime.type_shares)
+    udi = np.arange(first_udi, first_udi + rows, dtype=np.int64)
+    air, process = _draw_temperatures(rng, regime, _daily_cycle(config, udi))
+    torque = _draw_torque(rng, regime)
     speed = _derive_speed(rng, torque)
     wear, twf = _wear_tools(rng, type_codes, regime)
     rnf = rng.random(rows) < RNF_PROBABILITY
 
-    udi = np.arange(first_udi, first_udi + rows, dtype=np.int64)
     frame = pd.DataFrame(
         {
             UDI: udi,
@@ -159,94 +192,178 @@ def generate_process_data(config: SyntheticSourceConfig, first_udi: int = 1) -> 
     )
     # The rules read the rounded values, so they hold exactly on the rows as published.
     # A sensor offset moves both temperatures alike: the gap HDF reads is the true one.
-    modes = flag_rule_failures(frame, config.scenario)
+    modes = _flag_rules(frame, regime)
     modes["TWF"] = twf.astype(np.int64)
     modes["RNF"] = rnf.astype(np.int64)
     frame[FAILURE] = modes.max(axis=1)  # machine failure: any mode occurred
     for mode in FAILURE_MODES:
         frame[mode] = modes[mode]
     logger.debug(
-        "generated %d rows (seed %d, scenario %s), failure rate %.4f",
+        "generated %d rows (seed %d, scenario %s, ramp %d rows), failure rate %.4f",
         rows,
         config.seed,
         config.scenario,
+        config.ramp_rows,
         frame[FAILURE].mean(),
     )
     return frame
 
 
-def flag_rule_failures(inputs: pd.DataFrame, scenario: Scenario = "none") -> pd.DataFrame:
+def flag_rule_failures(
+    inputs: pd.DataFrame, scenario: Scenario = "none", ramp_rows: int = 0
+) -> pd.DataFrame:
     """The rule-based failure modes (HDF, PWF, OSF) of `scenario` on `inputs`, as int64 0/1.
 
     The published rules: HDF when process - air < 8.6 K and speed < 1380 rpm; PWF when the
     power (torque x speed) is < 3500 W or > 9000 W; OSF when tool wear x torque exceeds
-    11,000/12,000/13,000 min·Nm (L/M/H).
+    11,000/12,000/13,000 min·Nm (L/M/H). With `ramp_rows` > 0 the scenario's limits are
+    reached over that many rows from the first row of `inputs`, as in
+    `generate_process_data`.
 
     `inputs` needs the Type, temperature, speed, torque and tool wear columns. TWF and RNF
     (probability 0.1 %) are drawn at random, so they are not rules of the inputs.
     """
-    regime = _REGIMES[scenario]
     type_codes = pd.Categorical(inputs[TYPE], categories=TYPES).codes
     if (type_codes < 0).any():
         unknown = sorted(set(inputs[TYPE][type_codes < 0].astype(str)))
         raise ValueError(f"unknown product types {unknown}; expected one of {TYPES}")
+    return _flag_rules(inputs, _regime_per_row(scenario, len(inputs), ramp_rows))
+
+
+def _flag_rules(inputs: pd.DataFrame, regime: _Regime) -> pd.DataFrame:
+    type_codes = pd.Categorical(inputs[TYPE], categories=TYPES).codes
     gap = inputs[PROCESS].to_numpy(float) - inputs[AIR].to_numpy(float)
     speed = inputs[SPEED].to_numpy(float)
     torque = inputs[TORQUE].to_numpy(float)
     power_w = torque * speed * (2 * np.pi / 60)
     strain = inputs[WEAR].to_numpy(float) * torque
+    power_limits = np.asarray(regime.pwf_power_w)
+    osf_limit = np.take_along_axis(np.asarray(regime.osf_limits_min_nm), type_codes[:, None], 1)
     return pd.DataFrame(
         {
             "HDF": (gap < regime.hdf_gap_k) & (speed < regime.hdf_speed_rpm),
-            "PWF": (power_w < regime.pwf_power_w[0]) | (power_w > regime.pwf_power_w[1]),
-            "OSF": strain > np.asarray(regime.osf_limits_min_nm)[type_codes],
+            "PWF": (power_w < power_limits[:, 0]) | (power_w > power_limits[:, 1]),
+            "OSF": strain > osf_limit[:, 0],
         },
         index=inputs.index,
         dtype=np.int64,
     )
 
 
-def _draw_temperatures(
-    rng: np.random.Generator, rows: int, regime: _Regime
-) -> tuple[np.ndarray, np.ndarray]:
-    """True air and process temperatures, the process walk correlated with the air walk.
+def _regime_per_row(scenario: Scenario, rows: int, ramp_rows: int) -> _Regime:
+    """The regime in force at each row: the published one moving to `scenario`'s.
 
-    Air: a random walk normalised to sd 2 K around 300 K. The walk restarts every
-    `WALK_SEGMENT_ROWS` rows and each segment is normalised on its own: the temperatures keep
-    the real file's flat-topped (not normal) shape, while every window of a few thousand rows
-    has the same distribution, so independent samples do not look drifted.
-    Process: air + 10 K + a random walk with sd 1 K. In the real file that walk is correlated
-    -0.7 with the air temperature (the process sd is 1.5 K, not sqrt(5) K).
+    Row i holds the share w = min(i / ramp_rows, 1) of the change (w = 1 on every row when
+    `ramp_rows` is 0): each field is (1 - w) x published + w x scenario, exact at both ends.
+    Fields the scenario leaves alone are broadcast views, so they cost no memory.
     """
-    air_walk, own_walk = _normalised_walks(rng, rows)
-    rho = PROCESS_WALK_AIR_CORRELATION
-    gap_walk = rho * air_walk + np.sqrt(1 - rho**2) * own_walk
-    air = AIR_MEAN_K + AIR_SD_K * air_walk
+    target = _REGIMES[scenario]
+    weight = np.minimum(np.arange(rows) / ramp_rows, 1.0) if ramp_rows else np.ones(rows)
+    fields: dict[str, np.ndarray] = {}
+    for field in dataclasses.fields(_Regime):
+        start = np.asarray(getattr(_PUBLISHED, field.name), dtype=float)
+        end = np.asarray(getattr(target, field.name), dtype=float)
+        if np.array_equal(start, end):
+            fields[field.name] = np.broadcast_to(start, (rows, *start.shape))
+        else:
+            share = weight.reshape(rows, *([1] * start.ndim))
+            fields[field.name] = (1 - share) * start + share * end
+    return _Regime(**fields)
+
+
+def _draw_types(rng: np.random.Generator, shares: np.ndarray) -> np.ndarray:
+    """Type codes drawn with each row's shares (as `rng.choice` would with fixed shares)."""
+    uniform = rng.random(len(shares))
+    bounds = np.cumsum(shares, axis=1)[:, :-1]
+    return (uniform[:, None] >= bounds).sum(axis=1)
+
+
+def _daily_cycle(config: SyntheticSourceConfig, udi: np.ndarray) -> np.ndarray | float:
+    """The daily swing of the air temperature, in kelvin; UDI 1 is at midnight's mean."""
+    if not config.daily_cycle_k:
+        return 0.0
+    return config.daily_cycle_k * np.sin(2 * np.pi * (udi - 1) / config.rows_per_day)
+
+
+def _draw_temperatures(
+    rng: np.random.Generator, regime: _Regime, cycle: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
+    """True air and process temperatures: slow walks over the whole series, coupled.
+
+    The published process: air is a random walk normalised to sd 2 K around 300 K; process
+    is air + 10 K + a random walk with sd 1 K. A random walk grows without bound with the
+    number of rows, so here each walk is mean-reverting (a stationary AR(1), i.e. an
+    Ornstein-Uhlenbeck process) with the published long-run sd. The air's time constant,
+    2,500 rows, is the least-squares fit to the real file's mean squared increments
+    E[(x[t+k] - x[t])^2] at lags k = 10..1,000 rows, with the sd fixed at 2 K.
+    In the real file the process walk is correlated -0.7 with the air temperature (the
+    process sd is 1.5 K, not sqrt(5) K), but only slowly: their increments are uncorrelated
+    up to lags of 300 rows and strongly anti-correlated beyond 1,000. So the process walk
+    follows the air walk smoothed over `COUPLING_SMOOTHING_ROWS`, scaled to give -0.7, plus
+    an own walk of `PROCESS_WALK_ROWS`; those two were chosen on the real file's windowed
+    spread of the process temperature and the gap. A real 10,000-row stretch then looks like
+    a typical 10,000-row stretch of these walks: autocorrelation, windowed spread, and the
+    flat-topped histogram the real path happens to have (tests/features/test_synthetic.py).
+    """
+    air_walk, follower, own_walk = _mean_reverting_walks(rng, len(regime.process_gap_k))
+    rho = PROCESS_WALK_AIR_CORRELATION / _smoothing_correlation()
+    gap_walk = rho * follower + np.sqrt(1 - rho**2) * own_walk
+    air = AIR_MEAN_K + AIR_SD_K * air_walk + cycle
     return air, air + regime.process_gap_k + PROCESS_WALK_SD_K * gap_walk
 
 
-def _normalised_walks(rng: np.random.Generator, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two random walks restarting every `WALK_SEGMENT_ROWS` rows, normalised per segment.
+def _mean_reverting_walks(
+    rng: np.random.Generator, rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The air walk, the air walk smoothed, and the process walk's own part; sd 1, mean 0.
 
-    In each segment both walks have mean 0 and sd 1 and are uncorrelated, so every segment
-    has exactly the intended sds and correlation. A normalised segment of n rows stays within
-    sqrt(n - 1) sd of its mean, so temperatures are bounded.
+    Each walk is x[t] = phi x[t-1] + sqrt(1 - phi^2) e[t] with phi = exp(-1 / time
+    constant), the smoothing s[t] = psi s[t-1] + (1 - psi) x[t]; all start from their joint
+    long-run distribution, so any stretch of any length is stationary. The walks are
+    clipped at `NOISE_TRUNCATION_SD` (6 rows in 100,000), so temperatures are bounded.
     """
-    segments = -(-rows // WALK_SEGMENT_ROWS)
-    first, second = np.cumsum(rng.standard_normal((2, segments, WALK_SEGMENT_ROWS)), axis=2)
-    first = _standardise_rows(first)
-    second = _standardise_rows(second - np.mean(first * second, axis=1, keepdims=True) * first)
-    return first.ravel()[:rows], second.ravel()[:rows]
+    noise = rng.standard_normal((2, rows))
+    start_of_smoothing = rng.standard_normal()
+    air, own = (
+        _run_ar1(row, np.exp(-1.0 / rows_), row[0])
+        for row, rows_ in zip(noise, (AIR_WALK_ROWS, PROCESS_WALK_ROWS), strict=True)
+    )
+    psi = np.exp(-1.0 / COUPLING_SMOOTHING_ROWS)
+    covariance, variance = _smoothing_moments()
+    first = covariance * air[0] + np.sqrt(variance - covariance**2) * start_of_smoothing
+    smoothed = lfilter([1 - psi], [1.0, -psi], air, zi=[psi * first - (1 - psi) * air[0]])[0]
+    smoothed[0] = first
+    limit = NOISE_TRUNCATION_SD
+    return (
+        np.clip(air, -limit, limit),
+        np.clip(smoothed / np.sqrt(variance), -limit, limit),
+        np.clip(own, -limit, limit),
+    )
 
 
-def _standardise_rows(walks: np.ndarray) -> np.ndarray:
-    centred = walks - walks.mean(axis=1, keepdims=True)
-    return centred / centred.std(axis=1, keepdims=True)
+def _run_ar1(noise: np.ndarray, phi: float, first: float) -> np.ndarray:
+    steps = noise * np.sqrt(1 - phi**2)
+    steps[:1] = first  # the first row is a draw of the long-run distribution
+    return lfilter([1.0], [1.0, -phi], steps)
 
 
-def _draw_torque(rng: np.random.Generator, rows: int, regime: _Regime) -> np.ndarray:
+def _smoothing_moments() -> tuple[float, float]:
+    """Cov(air walk, smoothed) and Var(smoothed) in the long run (air walk variance 1)."""
+    phi, psi = np.exp(-1.0 / AIR_WALK_ROWS), np.exp(-1.0 / COUPLING_SMOOTHING_ROWS)
+    covariance = (1 - psi) / (1 - phi * psi)
+    variance = (1 - psi) ** 2 * (1 + phi * psi) / ((1 - psi**2) * (1 - phi * psi))
+    return float(covariance), float(variance)
+
+
+def _smoothing_correlation() -> float:
+    covariance, variance = _smoothing_moments()
+    return covariance / np.sqrt(variance)
+
+
+def _draw_torque(rng: np.random.Generator, regime: _Regime) -> np.ndarray:
     """Normal torque around 40 Nm with sd 10 Nm, clipped at zero: it is never negative."""
-    return np.maximum(rng.normal(regime.torque_mean_nm, TORQUE_SD_NM, rows), 0.0)
+    mean = regime.torque_mean_nm
+    return np.maximum(mean + TORQUE_SD_NM * rng.standard_normal(len(mean)), 0.0)
 
 
 def _derive_speed(rng: np.random.Generator, torque: np.ndarray) -> np.ndarray:
@@ -272,20 +389,24 @@ def _wear_tools(
     Each process adds its type's wear (5/3/2 min for H/M/L); the tool is replaced at a wear
     drawn between 200 and 240 min, and a share of the replacements are tool wear failures
     (TWF). A tool's last process is the one that takes it to its life, drawn per tool; the
-    next process starts a new tool at 0 min (as in the real file).
+    next process starts a new tool at 0 min (as in the real file). A tool's life range and
+    TWF share are the regime's at the row where the tool starts.
     The loop runs once per tool, about every 85 rows, each step a binary search.
     """
     rows = type_codes.size
     added = np.asarray(WEAR_PER_PROCESS_MIN, dtype=np.int64)[type_codes]
     worn_after = np.cumsum(added)
     max_tools = rows // (TOOL_LIFE_MIN[0] // max(WEAR_PER_PROCESS_MIN)) + 2
-    low, high = regime.tool_life_min
-    lives = low + np.floor(rng.random(max_tools) * (high - low + 1)).astype(np.int64)
-    fails = rng.random(max_tools) < regime.twf_share
+    life_draws = rng.random(max_tools)
+    fail_draws = rng.random(max_tools)
 
     starts, failed_rows = [0], []
-    for life, failed in zip(lives, fails, strict=True):
-        already = worn_after[starts[-1] - 1] if starts[-1] else 0
+    for life_draw, fail_draw in zip(life_draws, fail_draws, strict=True):
+        start = starts[-1]
+        low, high = regime.tool_life_min[start]
+        life = int(np.floor(low + life_draw * (high - low + 1)))
+        failed = fail_draw < regime.twf_share[start]
+        already = worn_after[start - 1] if start else 0
         last = int(np.searchsorted(worn_after, already + life))
         if last >= rows:
             break

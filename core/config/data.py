@@ -26,9 +26,19 @@ Scenario = Literal[
 
 
 class SyntheticSourceConfig(Frozen):
+    """The synthetic milling process (features/synthetic.py): size, seed, drift and its onset."""
+
     rows: int = Field(20_000, gt=0, le=50_000_000)
     seed: int = 2020
     scenario: Scenario = "none"
+    # Rows over which the scenario's change grows from none (first row) to full; 0: a step.
+    ramp_rows: int = Field(0, ge=0, le=50_000_000)
+    # Amplitude in kelvin of a daily cycle of the air temperature (the process follows it);
+    # 0: none, as in the real AI4I file, whose spectrum shows no daily peak.
+    daily_cycle_k: float = Field(0.0, ge=0.0, le=10.0)
+    # Rows per day of that cycle: a process adds 2.6 min of tool wear on average, so a
+    # machine running around the clock makes about 550 a day.
+    rows_per_day: int = Field(550, ge=2, le=50_000_000)
 
 
 class FileSourceConfig(Frozen):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from core.config import Scenario, SyntheticSourceConfig
+from core.config import ConfigError, Scenario, SyntheticSourceConfig, parse_params
 from features import synthetic
 from features.contract import DataContract
 from features.synthetic import (
@@ -37,16 +38,26 @@ RULE_MODES = ["HDF", "PWF", "OSF"]
 
 
 def make(
-    rows: int = 20_000, seed: int = 2020, scenario: str = "none", **kwargs: int
+    rows: int = 20_000,
+    seed: int = 2020,
+    scenario: str = "none",
+    first_udi: int = 1,
+    **settings: float,
 ) -> pd.DataFrame:
-    config = SyntheticSourceConfig(rows=rows, seed=seed, scenario=scenario)
-    return generate_process_data(config, **kwargs)
+    config = SyntheticSourceConfig(rows=rows, seed=seed, scenario=scenario, **settings)
+    return generate_process_data(config, first_udi=first_udi)
 
 
 @pytest.fixture(scope="module")
 def samples() -> dict[str, pd.DataFrame]:
     """20,000 rows of every scenario, all drawn from the same seed."""
     return {scenario: make(scenario=scenario) for scenario in SCENARIOS}
+
+
+@pytest.fixture(scope="module")
+def long_run() -> pd.DataFrame:
+    """A million rows of ``none``: 400 time constants of the temperature walk."""
+    return make(1_000_000)
 
 
 # --- shape and determinism -------------------------------------------------------------------
@@ -78,7 +89,7 @@ def test_ids_are_consecutive_and_products_carry_their_type(contract: DataContrac
     assert frame[PRODUCT_ID].is_unique
 
 
-@pytest.mark.parametrize("rows", [1, 49, 51, 200])
+@pytest.mark.parametrize("rows", [1, 2, 200, 2501])
 def test_tiny_samples_are_complete(rows: int) -> None:
     frame = make(rows)
     assert len(frame) == rows
@@ -162,17 +173,17 @@ def test_tools_wear_by_type_and_are_replaced_within_their_life(
 
 # --- close to the real file ------------------------------------------------------------------
 
-# Speed, torque and tool wear: the two-sample K-S critical value at alpha = 0.001 for 10,000
-# against 50,000 rows is 1.95 * sqrt((n + m) / (n * m)) = 0.021, a strict test. The real file's
-# temperatures are one slow random walk (its own two halves differ by K-S 0.15 for air and 0.33
-# for process), so sampling theory would allow much more; 0.04 still rejects a plain normal
-# with the right mean and sd for air (0.056): it asks for the real, flat-topped shape.
-KS_BOUNDS = {AIR: 0.04, PROCESS: 0.04, SPEED: 0.021, TORQUE: 0.021, WEAR: 0.021}
+# Speed, torque and tool wear are independent from row to row (wear within a tool's ~85
+# rows): the two-sample K-S critical value at alpha = 0.001 for 10,000 against 1,000,000
+# rows is 1.95 * sqrt((n + m) / (n * m)) = 0.020, a strict test.
+KS_BOUNDS = {SPEED: 0.021, TORQUE: 0.021, WEAR: 0.021}
 
 
-def test_sample_is_statistically_close_to_the_real_file(real_ai4i_path: Path) -> None:
+def test_sample_is_statistically_close_to_the_real_file(
+    real_ai4i_path: Path, long_run: pd.DataFrame
+) -> None:
     real = pd.read_csv(real_ai4i_path)
-    sample = make(50_000)
+    sample = long_run
     for name, bound in KS_BOUNDS.items():
         statistic = stats.ks_2samp(sample[name], real[name]).statistic
         assert statistic < bound, (
@@ -188,16 +199,166 @@ def test_sample_is_statistically_close_to_the_real_file(real_ai4i_path: Path) ->
     assert abs(rate - 0.0339) < 0.01, f"failure rate {rate:.4f}, real 0.0339"
     for mode in FAILURE_MODES:
         # Within three Poisson sds of the real file's count (e.g. RNF: 19 +- 13 per 10,000).
+        # HDF needs the gap below 8.6 K, a tail the slow gap walk visits in bursts: a million
+        # rows' HDF count per 10,000 varies by 15 from seed to seed (8 seeds measured), so
+        # three of those.
         real_count = int(real[mode].sum())
         synthetic_count = sample[mode].mean() * len(real)
-        tolerance = 3 * math.sqrt(real_count)
+        tolerance = 45 if mode == "HDF" else 3 * math.sqrt(real_count)
         assert abs(synthetic_count - real_count) < tolerance, (
             f"{mode}: {synthetic_count:.0f} per {len(real)} rows, real {real_count}"
         )
 
-    for first, second in [(SPEED, TORQUE), (AIR, PROCESS)]:
-        ours, theirs = sample[first].corr(sample[second]), real[first].corr(real[second])
-        assert abs(ours - theirs) < 0.03, f"corr({first}, {second}) {ours:.3f}, real {theirs:.3f}"
+    ours, theirs = sample[SPEED].corr(sample[TORQUE]), real[SPEED].corr(real[TORQUE])
+    assert abs(ours - theirs) < 0.03, f"corr(speed, torque) {ours:.3f}, real {theirs:.3f}"
+
+
+# The temperatures are slow walks (time constant 2,500 rows), so a sample's mean and sd
+# wander: over a million rows the mean's sd is 2 K * sqrt(2 * 2,500 / 1e6) = 0.14 K and
+# the sd's about 4 %. Their long-run values are the real file's: mean 300 K and 310 K, sd
+# 2 K and 1.48 K, corr(air, process) 0.876, corr(air, process - air) -0.70. Their shape
+# (the real path's flat top) is checked as part of the time structure below.
+TEMPERATURE_MOMENTS = {AIR: (300.0, 2.0), PROCESS: (310.0, 1.484)}
+
+
+def test_temperatures_keep_the_real_files_long_run_moments(long_run: pd.DataFrame) -> None:
+    for name, (mean, sd) in TEMPERATURE_MOMENTS.items():
+        series = long_run[name]
+        assert abs(series.mean() - mean) < 0.45, f"{name}: mean {series.mean():.3f}"
+        assert abs(series.std() / sd - 1) < 0.13, f"{name}: sd {series.std():.3f}, real {sd}"
+    gap = long_run[PROCESS] - long_run[AIR]
+    assert abs(long_run[AIR].corr(long_run[PROCESS]) - 0.876) < 0.04
+    assert abs(long_run[AIR].corr(gap) - synthetic.PROCESS_WALK_AIR_CORRELATION) < 0.1
+    for name in (AIR, PROCESS):  # bounded: clipped walks, far inside the contract
+        assert long_run[name].between(280, 330).all(), f"{name} left 280..330 K"
+
+
+# --- time structure: consecutive rows as in the real file --------------------------------
+
+LAGS = (1, 10, 100, 1000, 3000)
+WINDOWS = (1000, 5000)
+STRETCH_ROWS = 10_000  # the real file's length: every statistic is taken on that many rows
+
+# Measured on ../shared/datasets/ai4i2020.csv (10,000 rows in UDI order) with
+# measure_time_structure below; gap = process - air. means_sd<w>: sd of the means of the
+# consecutive windows of w rows; within_sd<w>: mean sd within them (kelvin).
+REAL_TIME_STRUCTURE = {
+    "air": {
+        "acf1": 0.999, "acf10": 0.995, "acf100": 0.960, "acf1000": 0.525, "acf3000": -0.341,
+        "means_sd1000": 1.943, "within_sd1000": 0.737, "means_sd5000": 0.222,
+        "within_sd5000": 1.987, "kurtosis": -0.836,
+    },
+    "process": {
+        "acf1": 0.998, "acf10": 0.987, "acf100": 0.892, "acf1000": 0.324, "acf3000": -0.195,
+        "means_sd1000": 1.285, "within_sd1000": 0.817, "means_sd5000": 0.746,
+        "within_sd5000": 1.387, "kurtosis": -0.500,
+    },
+    "gap": {
+        "acf1": 0.997, "acf10": 0.990, "acf100": 0.924, "acf1000": 0.479, "acf3000": -0.342,
+        "means_sd1000": 0.935, "within_sd1000": 0.432, "means_sd5000": 0.524,
+        "within_sd5000": 0.923, "kurtosis": -0.986,
+    },
+}  # fmt: skip
+# Independent rows (torque, speed) and the tools' saw-tooth (wear), same file.
+REAL_SHORT_ACF = {
+    TORQUE: (0.005, 0.000, -0.011),
+    SPEED: (0.008, 0.001, -0.010),
+    WEAR: (0.930, 0.378, 0.103),
+}
+# The real file is ONE 10,000-row path, so each of its statistics is one draw: it must lie
+# within 3 sd of the mean of the generator's 10,000-row stretches (100 of them), e.g. for
+# air acf1 0.999 +- 0.003, acf100 0.90 +- 0.16, acf1000 0.27 +- 0.7, within_sd1000
+# 0.65 +- 0.25 K. For the short lags of independent rows and of wear, within 0.03 / 0.07.
+TOLERANCE_SD = 3.0
+
+
+def measure_time_structure(values: np.ndarray) -> dict[str, float]:
+    """Autocorrelation at `LAGS` and the spread of consecutive `WINDOWS` of one stretch."""
+    centred = values - values.mean()
+    measured = {
+        f"acf{lag}": float(centred[:-lag] @ centred[lag:] / (centred @ centred)) for lag in LAGS
+    }
+    for rows in WINDOWS:
+        windows = values.reshape(-1, rows)
+        measured[f"means_sd{rows}"] = float(windows.mean(axis=1).std(ddof=1))
+        measured[f"within_sd{rows}"] = float(windows.std(axis=1, ddof=1).mean())
+    measured["kurtosis"] = float(stats.kurtosis(values))
+    return measured
+
+
+def temperature_series(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    air, process = frame[AIR].to_numpy(float), frame[PROCESS].to_numpy(float)
+    return {"air": air, "process": process, "gap": process - air}
+
+
+def short_acf(values: np.ndarray) -> tuple[float, ...]:
+    centred = values - values.mean()
+    return tuple(float(centred[:-lag] @ centred[lag:] / (centred @ centred)) for lag in LAGS[:3])
+
+
+def assert_time_structure_like(
+    real: dict[str, dict[str, float]],
+    real_short: dict[str, tuple[float, ...]],
+    sample: pd.DataFrame,
+) -> None:
+    problems = []
+    for name, values in temperature_series(sample).items():
+        stretches = pd.DataFrame(
+            [measure_time_structure(part) for part in values.reshape(-1, STRETCH_ROWS)]
+        )
+        for statistic, value in real[name].items():
+            mean, sd = stretches[statistic].mean(), stretches[statistic].std()
+            if abs(value - mean) > TOLERANCE_SD * sd:
+                problems.append(f"{name} {statistic}: real {value}, ours {mean:.3f} +- {sd:.3f}")
+    for name, real_values in real_short.items():
+        ours = short_acf(sample[name].to_numpy(float))
+        tolerance = 0.07 if name == WEAR else 0.03
+        for lag, theirs, mine in zip(LAGS, real_values, ours, strict=False):
+            if abs(theirs - mine) > tolerance:
+                problems.append(f"{name} acf{lag}: real {theirs}, ours {mine:.3f}")
+    assert not problems, "; ".join(problems)
+
+
+def test_time_structure_matches_the_real_files_measured_numbers(long_run: pd.DataFrame) -> None:
+    assert_time_structure_like(REAL_TIME_STRUCTURE, REAL_SHORT_ACF, long_run)
+
+
+def test_time_structure_matches_the_real_file(real_ai4i_path: Path, long_run: pd.DataFrame) -> None:
+    real = pd.read_csv(real_ai4i_path).sort_values(UDI)
+    measured = {name: measure_time_structure(v) for name, v in temperature_series(real).items()}
+    short = {name: short_acf(real[name].to_numpy(float)) for name in REAL_SHORT_ACF}
+    for name, statistics in REAL_TIME_STRUCTURE.items():  # the constants above are current
+        for statistic, value in statistics.items():
+            assert measured[name][statistic] == pytest.approx(value, abs=0.0006), statistic
+    assert_time_structure_like(measured, short, long_run)
+
+
+def test_consecutive_windows_drift_in_temperature_random_windows_do_not(
+    long_run: pd.DataFrame,
+) -> None:
+    """As in the real plant: a stretch of consecutive rows holds part of the walk's range."""
+    rng = np.random.default_rng(0)
+    reference = long_run.sample(5000, random_state=1)
+    consecutive, scattered = 0, 0
+    for start in rng.integers(0, len(long_run) - 1000, size=10):
+        window = long_run.iloc[start : start + 1000]
+        consecutive += drift_scores(reference, window)[AIR] >= 0.1
+        scattered += drift_scores(reference, long_run.sample(1000, random_state=start))[AIR] >= 0.1
+    assert consecutive >= 8, f"{consecutive} of 10 consecutive windows drifted in air"
+    assert scattered == 0, f"{scattered} of 10 randomly sampled windows drifted in air"
+
+
+def test_a_daily_cycle_swings_the_air_by_its_amplitude() -> None:
+    flat = make(5500, seed=4)
+    daily = make(5500, seed=4, daily_cycle_k=1.5, rows_per_day=550)
+    swing = (daily[AIR] - flat[AIR]).to_numpy()
+    expected = 1.5 * np.sin(2 * np.pi * np.arange(5500) / 550)
+    assert np.abs(swing - expected).max() <= 0.1 + 1e-9  # both rounded to 0.1 K
+    assert np.allclose(daily[PROCESS] - daily[AIR], flat[PROCESS] - flat[AIR], atol=0.2 + 1e-9)
+    later = make(550, seed=4, first_udi=276, daily_cycle_k=1.5, rows_per_day=550)
+    assert (later[AIR] - make(550, seed=4, first_udi=276)[AIR]).iloc[0] == pytest.approx(
+        1.5 * np.sin(np.pi), abs=0.1 + 1e-9
+    ), "the cycle is timed by the UDI"
 
 
 # --- scenarios -------------------------------------------------------------------------------
@@ -272,14 +433,85 @@ EXPECTED_DRIFT = {
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_each_scenario_drifts_what_it_says_in_2000_rows(scenario: str) -> None:
+def test_each_scenario_drifts_what_it_says_in_2000_random_rows(scenario: str) -> None:
+    """Rows sampled at random over a long series; the same seed's walk in both."""
     for seed in range(3):
-        reference = make(5000, seed=seed)
-        current = make(2000, seed=100 + seed, scenario=scenario)
+        base = make(200_000, seed=seed)
+        drifted = base if scenario == "none" else make(200_000, seed=seed, scenario=scenario)
+        rows = np.random.default_rng(seed).permutation(len(base))
+        reference, current = base.iloc[rows[:5000]], drifted.iloc[rows[5000:7000]]
         scores = drift_scores(reference, current)
-        drifted = {name for name, score in scores.items() if score >= 0.1}
+        found = {name for name, score in scores.items() if score >= 0.1}
         shown = {name: round(score, 3) for name, score in scores.items()}
-        assert drifted == EXPECTED_DRIFT[scenario], f"{scenario}, seed {seed}: {shown}"
+        assert found == EXPECTED_DRIFT[scenario], f"{scenario}, seed {seed}: {shown}"
+
+
+# --- gradual onsets ----------------------------------------------------------------------
+
+RAMP_ROWS = 40_000
+
+
+def scenario_effect(frame: pd.DataFrame, scenario: str) -> float:
+    """The one number each scenario moves: its drift's size on `frame`."""
+    if scenario == "sensor_offset":
+        return float(frame[AIR].mean())
+    if scenario == "product_mix":
+        return float((frame[TYPE] == "H").mean())
+    if scenario == "tool_change_policy":
+        return float(frame[WEAR].mean())
+    return float(-frame[TORQUE].mean())  # failure_mechanism: lighter cuts
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "none"])
+def test_a_ramp_starts_as_none_ends_as_the_scenario_and_grows_between(scenario: str) -> None:
+    rows = RAMP_ROWS + 20_000
+    ramped = make(rows, seed=8, scenario=scenario, ramp_rows=RAMP_ROWS)
+    base, full = make(rows, seed=8), make(rows, seed=8, scenario=scenario)
+    per_row = [TYPE, AIR, PROCESS, TORQUE, SPEED]  # the columns drawn row by row
+    pd.testing.assert_frame_equal(ramped[per_row].iloc[:1], base[per_row].iloc[:1])
+    tail = slice(RAMP_ROWS, rows)
+    pd.testing.assert_frame_equal(ramped[per_row].iloc[tail], full[per_row].iloc[tail])
+    pd.testing.assert_frame_equal(
+        ramped[RULE_MODES], flag_rule_failures(ramped, scenario, RAMP_ROWS)
+    )
+
+    blocks = np.array_split(np.arange(rows), 6)  # four blocks on the ramp, two after it
+    effects = [
+        scenario_effect(ramped.iloc[b], scenario) - scenario_effect(base.iloc[b], scenario)
+        for b in blocks
+    ]
+    full_effect = scenario_effect(full, scenario) - scenario_effect(base, scenario)
+    shown = [round(e / full_effect, 2) for e in effects]
+    assert effects[0] < 0.35 * full_effect, f"{scenario}: block shares {shown}"
+    assert all(b > a for a, b in itertools.pairwise(effects[:5])), shown
+    assert effects[4] == pytest.approx(full_effect, rel=0.3), shown
+
+
+def test_a_zero_ramp_is_the_step() -> None:
+    step = make(3000, seed=2, scenario="failure_mechanism")
+    pd.testing.assert_frame_equal(
+        step, make(3000, seed=2, scenario="failure_mechanism", ramp_rows=0)
+    )
+    longer = make(3000, seed=2, scenario="sensor_offset", ramp_rows=1_000_000)
+    shift = longer[AIR] - make(3000, seed=2)[AIR]
+    assert shift.iloc[-1] <= 0.1, "a ramp longer than the rows is cut off where they end"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("ramp_rows", -1, "ingest.synthetic.ramp_rows: Input should be greater than or equal to 0"),
+        ("daily_cycle_k", -0.5, "ingest.synthetic.daily_cycle_k: Input should be greater than"),
+        ("daily_cycle_k", 50, "ingest.synthetic.daily_cycle_k: Input should be less than"),
+        ("rows_per_day", 1, "ingest.synthetic.rows_per_day: Input should be greater than"),
+    ],
+)
+def test_bad_onset_and_cycle_settings_name_the_key(key: str, value: float, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_params({"ingest": {"synthetic": {key: value}}})
+    problem = str(info.value).splitlines()[1]
+    assert message in problem, problem
+    assert f"(got {value!r})" in problem
 
 
 # --- flag_rule_failures on hand-made rows ----------------------------------------------------
