@@ -43,6 +43,7 @@ from core.config.model import (
     TrainConfig,
 )
 from core.config.monitor import (
+    EstimationConfig,
     LabelsConfig,
     MonitorConfig,
     QualityConfig,
@@ -80,6 +81,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DeployConfig",
+    "EstimationConfig",
     "EvaluateConfig",
     "FeedbackConfig",
     "FileSourceConfig",

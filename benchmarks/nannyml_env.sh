@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Build .venv-nannyml: a separate virtual environment holding NannyML, for checking our own
+# CBPE (monitoring/estimation.py) against NannyML's. NannyML stays out of the project's venv:
+# it brings xgboost, lightgbm, cloud clients and a 200 MB NCCL wheel into every install.
+#
+# usage: bash benchmarks/nannyml_env.sh [python]   (python: the interpreter to base it on)
+# then:  .venv-nannyml/bin/python benchmarks/cbpe_nannyml.py
+# It prints the build time and the environment's size.
+set -euo pipefail
+
+NANNYML_VERSION="0.13.1"
+STATSMODELS_VERSION="0.14.5"
+PYTHON="${1:-python3}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${ROOT}/.venv-nannyml"
+
+start=$(date +%s)
+if [[ ! -x "${VENV}/bin/python" ]]; then
+    "${PYTHON}" -m venv "${VENV}"
+fi
+"${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+# nannyml 0.13.1 imports statsmodels (nannyml/plots/components/joy_plot.py) without declaring it
+"${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "nannyml==${NANNYML_VERSION}" "statsmodels==${STATSMODELS_VERSION}"
+"${VENV}/bin/python" -c "import nannyml; print('nannyml', nannyml.__version__)"
+end=$(date +%s)
+echo "built ${VENV} in $((end - start)) s; size $(du -sh "${VENV}" | cut -f1)"
