@@ -19,9 +19,16 @@ if [[ ! -x "${VENV}/bin/python" ]]; then
     "${PYTHON}" -m venv "${VENV}"
 fi
 "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-# nannyml 0.13.1 imports statsmodels (nannyml/plots/components/joy_plot.py) without declaring it
+# Extra pins, beyond nannyml's own requirements:
+# - statsmodels: nannyml 0.13.1 imports it (nannyml/plots/components/joy_plot.py) without
+#   declaring it;
+# - pandas < 3: left free, pip takes pandas 3, whose pandas.util deprecate_kwarg breaks
+#   statsmodels' import; pinned to the project's version, with numpy, scipy and
+#   scikit-learn, so both sides fit the same isotonic regression with the same libraries.
+PINS=$(grep -E '^(numpy|pandas|scipy|scikit-learn)==' "${ROOT}/requirements.lock")
+# shellcheck disable=SC2086
 "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "nannyml==${NANNYML_VERSION}" "statsmodels==${STATSMODELS_VERSION}"
+    "nannyml==${NANNYML_VERSION}" "statsmodels==${STATSMODELS_VERSION}" ${PINS}
 "${VENV}/bin/python" -c "import nannyml; print('nannyml', nannyml.__version__)"
 end=$(date +%s)
 echo "built ${VENV} in $((end - start)) s; size $(du -sh "${VENV}" | cut -f1)"
