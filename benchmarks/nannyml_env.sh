@@ -14,6 +14,8 @@ PYTHON="${1:-python3}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${ROOT}/.venv-nannyml"
 
+export NML_DISABLE_USAGE_LOGGING=1  # no usage statistics sent out (cbpe_nannyml.py sets it too)
+
 start=$(date +%s)
 if [[ ! -x "${VENV}/bin/python" ]]; then
     "${PYTHON}" -m venv "${VENV}"
