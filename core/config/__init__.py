@@ -45,6 +45,7 @@ from core.config.model import (
 )
 from core.config.monitor import (
     DataQualityConfig,
+    EstimationConfig,
     LabelsConfig,
     MonitorConfig,
     QualityConfig,
@@ -83,6 +84,7 @@ __all__ = [
     "DataConfig",
     "DataQualityConfig",
     "DeployConfig",
+    "EstimationConfig",
     "EvaluateConfig",
     "FeedbackConfig",
     "FileSourceConfig",

@@ -1,4 +1,5 @@
-"""Config of the monitor stage and `lifecycle watch`: window, labels, quality, retrain policy."""
+"""Config of the monitor stage and `lifecycle watch`: window, labels, quality, estimation,
+retrain policy."""
 
 from __future__ import annotations
 
@@ -61,6 +62,22 @@ class DataQualityConfig(Frozen):
     new_category_fails: bool = True
 
 
+class EstimationConfig(Frozen):
+    """Performance estimation before labels (CBPE), and the calibration check it rests on.
+
+    The check runs at training time on the out-of-fold probabilities of the training split;
+    the seed of the cross-fitting and of the noise intervals is `data.seed`.
+    """
+
+    enabled: bool = True  # estimate each window's quality from the champion's probabilities
+    calibration_bins: int = Field(10, ge=2, le=100)  # quantile bins of the calibration error
+    # calibrated enough to trust as is: ECE at most this share of the positive rate
+    max_calibration_error: float = Field(0.1, gt=0, le=1)
+    calibration_folds: int = Field(5, ge=2, le=20)  # cross-fitting of the calibrated error
+    resamples: int = Field(1000, ge=100, le=100_000)  # label draws for the noise interval
+    confidence: float = Field(0.95, gt=0.5, lt=1)  # of the noise interval
+
+
 class RetrainPolicyConfig(Frozen):
     """What `watch` needs beyond one window's verdict: persistence and rate limits."""
 
@@ -88,6 +105,7 @@ class MonitorConfig(Frozen):
     labels: LabelsConfig = LabelsConfig()
     quality: QualityConfig = QualityConfig()
     data_quality: DataQualityConfig = DataQualityConfig()
+    estimation: EstimationConfig = EstimationConfig()
     policy: RetrainPolicyConfig = RetrainPolicyConfig()
     watch: WatchConfig = WatchConfig()
 

@@ -191,3 +191,10 @@ def test_retry_names_real_error_classes_and_the_real_stages() -> None:
         assert issubclass(cls, Exception), name
     dvc_stages = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
     assert list(STAGES) == dvc_stages
+
+
+def test_estimation_settings_are_checked_with_their_key(raw: dict) -> None:
+    bad = copy.deepcopy(raw)
+    bad.setdefault("monitor", {}).setdefault("estimation", {})["confidence"] = 1.0
+    with pytest.raises(ConfigError, match=r"monitor\.estimation\.confidence"):
+        parse_params(bad)
