@@ -49,6 +49,7 @@ from core.config.monitor import (
     RetrainPolicyConfig,
     WatchConfig,
     WindowConfig,
+    WorkspaceConfig,
 )
 from core.config.params import (
     DEFAULT_PARAMS,
@@ -118,6 +119,7 @@ __all__ = [
     "ValidateConfig",
     "WatchConfig",
     "WindowConfig",
+    "WorkspaceConfig",
     "load_params",
     "parse_params",
 ]
