@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from evidently.core.report import Snapshot
     from evidently.sdk.models import DashboardPanelPlot, ProjectModel
+    from evidently.ui.service.type_aliases import ProjectID
     from evidently.ui.storage.local.base import LocalState
 
 logger = logging.getLogger(__name__)
 
 
-class WorkspaceError(OSError):
+class WorkspaceError(RuntimeError):
     """The workspace folder cannot be used; the message names it and what to do."""
 
 
@@ -68,12 +69,18 @@ def record_window(
     from evidently.ui.storage.local.base import LocalState
 
     state = LocalState(str(folder))
-    found, created = _find_or_create_project(state, project, description)
-    added = _add_missing_panels(state, found, panels)
     snapshot_id = str(new_id())  # a UUID7, as Evidently names snapshots: time-ordered
     model = snapshot.to_snapshot_model()
-    path = folder / str(found.id) / "snapshots" / f"{snapshot_id}.json"
-    _publish(path, json.dumps(model.dict(), cls=_numpy_encoder()))
+    try:
+        found, created = _find_or_create_project(state, project, description)
+        added = _add_missing_panels(state, found, panels)
+        path = folder / str(found.id) / "snapshots" / f"{snapshot_id}.json"
+        _publish(path, json.dumps(model.dict(), cls=_numpy_encoder()))
+    except OSError as exc:
+        raise WorkspaceError(
+            f"monitor.workspace.directory {folder}: writing the window failed "
+            f"({exc.strerror or exc}): free space or give this user write access there"
+        ) from None
     logger.info(
         "workspace %s: window of %s added to project %s (%s)%s",
         folder,
@@ -121,11 +128,7 @@ def _find_or_create_project(
     from evidently.sdk.models import ProjectModel
 
     found = sorted(
-        (
-            project
-            for project in map(state.read_project, state.list_projects())
-            if project.name == name
-        ),
+        (project for project in map(_reader(state), state.list_projects()) if project.name == name),
         key=lambda project: str(project.id),  # UUID7s: creation order
     )
     if len(found) > 1:
@@ -138,6 +141,22 @@ def _find_or_create_project(
     if found:
         return found[0], False
     return state.write_project(ProjectModel(name=name, description=description)), True
+
+
+def _reader(state: LocalState) -> Callable[[ProjectID], ProjectModel]:
+    """`state.read_project`, with a damaged project file refused in one line."""
+
+    def read(project_id: ProjectID) -> ProjectModel:
+        try:
+            return state.read_project(project_id)
+        except ValueError as exc:  # JSON and pydantic errors alike
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise WorkspaceError(
+                f"{Path(state.path) / str(project_id) / 'metadata.json'} is not a readable "
+                f"Evidently project ({first}): repair or remove that project folder"
+            ) from None
+
+    return read
 
 
 def _add_missing_panels(
