@@ -7,10 +7,10 @@ are added once, panels added later by this code reach existing projects, and pan
 added in the UI stay.
 
 The files are written through the workspace's own file layer (`LocalState`, what
-`Workspace` stores with), not by opening a `Workspace`: that parses every snapshot already
-stored, so recording took 0.3 s in an empty workspace and 6.5 s with 100 windows. A
-snapshot appears whole (written aside, then linked into place): a half-written one would
-stop `evidently ui` from starting.
+`Workspace` stores with), not by opening a `Workspace`: opening one parses every snapshot
+already stored (here 0.1 s with 50 compact windows, 1.1 s with 50 full reports, growing with
+each window), while recording this way stays near 10 ms. A snapshot appears whole (written
+aside, then linked into place): a half-written one would stop `evidently ui` from starting.
 """
 
 from __future__ import annotations
