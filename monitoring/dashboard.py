@@ -221,9 +221,9 @@ def _finite_values(values: Mapping[str, float | None]) -> dict[str, float]:
 
 
 def _naive_utc(moment: dt.datetime) -> dt.datetime:
-    if not isinstance(moment, dt.datetime):
+    if not isinstance(moment, dt.datetime) or pd.isna(moment):  # pandas' NaT is a datetime
         raise WindowSnapshotError(f"the window's timestamp is {moment!r}, not a datetime")
-    return as_utc(moment).replace(tzinfo=None)
+    return as_utc(pd.Timestamp(moment).to_pydatetime()).replace(tzinfo=None)
 
 
 def _strings(metadata: Mapping[str, str]) -> dict[str, str]:

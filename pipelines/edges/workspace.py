@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from evidently.ui.storage.local.base import LocalState
 
 logger = logging.getLogger(__name__)
+
+_WINDOW_IDS = uuid.UUID("6f1d2c4e-8a57-4b0e-9c1a-3e5f7d9b2a64")  # namespace of snapshot ids
 
 
 class WorkspaceError(RuntimeError):
@@ -47,6 +50,7 @@ class RecordedWindow:
     snapshot_path: Path  # the snapshot's JSON file in the workspace
     created_project: bool
     panels_added: int
+    replaced: bool  # the window's time had a snapshot already: this one took its place
 
 
 def record_window(
@@ -65,16 +69,18 @@ def record_window(
     monitor.workspace.directory.
     """
     folder = _usable_folder(Path(workspace_dir))
-    from evidently.legacy.core import new_id  # Evidently: only when a window is recorded
-    from evidently.ui.storage.local.base import LocalState
+    from evidently.ui.storage.local.base import LocalState  # Evidently: only when recording
 
     state = LocalState(str(folder))
-    snapshot_id = str(new_id())  # a UUID7, as Evidently names snapshots: time-ordered
     model = snapshot.to_snapshot_model()
+    # one snapshot per window time: a window judged again (a re-run, labels arrived since)
+    # replaces its point instead of adding a second one at the same time
+    snapshot_id = str(uuid.uuid5(_WINDOW_IDS, model.timestamp.isoformat()))
     try:
         found, created = _find_or_create_project(state, project, description)
         added = _add_missing_panels(state, found, panels)
         path = folder / str(found.id) / "snapshots" / f"{snapshot_id}.json"
+        replaced = path.exists()
         _publish(path, json.dumps(model.dict(), cls=_numpy_encoder()))
     except OSError as exc:
         raise WorkspaceError(
@@ -82,9 +88,10 @@ def record_window(
             f"({exc.strerror or exc}): free space or give this user write access there"
         ) from None
     logger.info(
-        "workspace %s: window of %s added to project %s (%s)%s",
+        "workspace %s: window of %s %s project %s (%s)%s",
         folder,
         model.timestamp.isoformat(),
+        "replaced in" if replaced else "added to",
         project,
         "created" if created else "found",
         f", {added} panel(s) added" if added else "",
@@ -95,6 +102,7 @@ def record_window(
         snapshot_path=path,
         created_project=created,
         panels_added=added,
+        replaced=replaced,
     )
 
 
@@ -187,10 +195,11 @@ def _add_missing_panels(
 
 
 def _publish(path: Path, text: str) -> None:
-    """Write `text` aside, then make it appear at `path` whole.
+    """Write `text` aside, then make it appear at `path` whole, replacing what was there.
 
     A hard link, not a rename: the `evidently ui` server loads a snapshot when its file is
-    created or modified, and ignores one renamed into place. Where hard links are not
+    created or modified, and ignores one renamed into place (a replaced file is unlinked
+    first, which the server sees as a deletion, then linked anew). Where hard links are not
     supported, a rename (the server then shows it after a restart).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,6 +212,7 @@ def _publish(path: Path, text: str) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; honour the umask
         try:
+            path.unlink(missing_ok=True)
             os.link(tmp, path)
         except OSError:
             os.replace(tmp, path)

@@ -109,7 +109,7 @@ def test_bad_values_are_refused_by_name(drift, values, message) -> None:
         build_window_snapshot(drift.snapshot, values, WINDOW_TIME)
 
 
-def test_naive_timestamp_is_taken_as_utc_and_a_date_is_refused(drift) -> None:
+def test_naive_timestamp_is_taken_as_utc_and_a_date_or_nat_is_refused(drift) -> None:
     naive = dt.datetime(2026, 11, 5, 9, 30)
     snapshot = build_window_snapshot(drift.snapshot, {}, naive)
     assert snapshot.to_snapshot_model().timestamp == naive
@@ -118,6 +118,15 @@ def test_naive_timestamp_is_taken_as_utc_and_a_date_is_refused(drift) -> None:
         match=r"^the window's timestamp is datetime\.date\(2026, 11, 5\), not a datetime$",
     ):
         build_window_snapshot(drift.snapshot, {}, dt.date(2026, 11, 5))  # type: ignore[arg-type]
+    with pytest.raises(WindowSnapshotError, match=r"^the window's timestamp is NaT, not a"):
+        build_window_snapshot(drift.snapshot, {}, pd.NaT)
+
+
+def test_a_pandas_timestamp_from_the_prediction_log_is_stored_as_naive_utc(drift) -> None:
+    last_logged = pd.Timestamp("2026-11-05T10:30:00+01:00")  # the log's `time` column type
+    snapshot = build_window_snapshot(drift.snapshot, {}, last_logged)
+    stored = snapshot.to_snapshot_model().timestamp
+    assert stored == dt.datetime(2026, 11, 5, 9, 30) and type(stored) is dt.datetime
 
 
 def test_window_values_name_estimated_realized_and_floor() -> None:

@@ -103,6 +103,24 @@ def test_three_windows_make_one_project_with_three_snapshots_and_panels_once(
     assert len(workspace.list_runs(project.id)) == 3
 
 
+def test_a_window_judged_again_replaces_its_point(tmp_path: Path, drift: DriftResult) -> None:
+    from evidently.ui.workspace import Workspace
+
+    folder = tmp_path / "workspace"
+    moment, values = WINDOWS[0]
+    (first,) = _record(folder, drift, [(moment, values)])
+    (again,) = _record(folder, drift, [(moment, {**values, "estimated_roc_auc": 0.95})])
+    assert (first.replaced, again.replaced) == (False, True)
+    assert again.snapshot_id == first.snapshot_id
+    workspace = Workspace(str(folder))
+    project = workspace.list_projects()[0]
+    (only,) = workspace.list_runs(project.id)
+    assert _estimated(workspace.get_run(project.id, only)) == 0.95
+    assert sorted(p.name for p in (folder / first.project_id / "snapshots").iterdir()) == [
+        f"{first.snapshot_id}.json"  # no temporary file left behind
+    ]
+
+
 def test_a_panel_the_user_removed_or_added_is_respected_by_title(
     tmp_path: Path, drift: DriftResult
 ) -> None:
@@ -277,7 +295,14 @@ def test_evidently_ui_serves_the_windows_over_time_and_picks_up_a_new_one(
         time.sleep(0.25)
     roc_auc = _series(url, project_id, panels["ROC AUC"])
     assert roc_auc["estimated_roc_auc"] == [0.93, 0.90, 0.84]
+    # the newest window judged again once its labels arrived: its point changes in place
+    moment, values = WINDOWS[2]
+    _record(folder, drift, [(moment, {**values, "realized_roc_auc": 0.79})])
+    while _series(url, project_id, panels["ROC AUC"])["realized_roc_auc"][-1] != 0.79:
+        assert time.monotonic() < deadline + 30, "the running server kept the replaced window"
+        time.sleep(0.25)
     snapshots = _get(f"{url}/api/projects/{project_id}/snapshots")
+    assert len(snapshots) == 3
     newest = max(snapshots, key=lambda s: s["timestamp"])
     assert newest["timestamp"] == "2026-11-05T10:00:00"
     page = _get(f"{url}/api/projects/{project_id}/{newest['id']}/data")  # the window's page
