@@ -6,7 +6,7 @@ probabilities' drift) merged with our numbers, the champion's estimated quality 
 its realized quality once labels arrived and the floors. Stock dashboard panels plot only
 metric results, so each of our numbers is Evidently's `MeanValue` of a one-row column named
 after it: the `evidently ui` server reads the snapshot without any code of ours, and the
-window's page shows the numbers beside the drift report. A number that is None (no labels
+window's page shows the numbers beside the drift tests. A number that is None (no labels
 yet, an undefined metric) is left out, so the panel shows a gap, never a made-up value.
 """
 
