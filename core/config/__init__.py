@@ -52,6 +52,7 @@ from core.config.monitor import (
     RetrainPolicyConfig,
     WatchConfig,
     WindowConfig,
+    WorkspaceConfig,
 )
 from core.config.params import (
     DEFAULT_PARAMS,
@@ -124,6 +125,7 @@ __all__ = [
     "ValidateConfig",
     "WatchConfig",
     "WindowConfig",
+    "WorkspaceConfig",
     "load_params",
     "parse_params",
 ]

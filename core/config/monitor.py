@@ -94,6 +94,18 @@ class WatchConfig(Frozen):
     lock: Path = Path(".lifecycle/watch.lock")  # one watch at a time
 
 
+class WorkspaceConfig(Frozen):
+    """The local Evidently workspace: each judged window's snapshot, for `evidently ui`."""
+
+    enabled: bool = True  # false: keep only the latest window's drift.html
+    # One project per registered model in this folder; it accumulates across runs, so it is
+    # not a DVC out (DVC would delete it before each run). `evidently ui --workspace` it.
+    directory: Path = Path("reports/monitor/workspace")
+    # true: each window's snapshot keeps the whole drift report (~0.24 MB a window, not
+    # ~16 kB); its drift.html is in the monitor's MLflow run either way
+    reports: bool = False
+
+
 class MonitorConfig(Frozen):
     drift_share: float = Field(0.15, gt=0, le=1)  # dataset drift: this share of columns drift
     num_threshold: float | None = Field(None, gt=0)  # null: Evidently's default per test
@@ -108,6 +120,7 @@ class MonitorConfig(Frozen):
     estimation: EstimationConfig = EstimationConfig()
     policy: RetrainPolicyConfig = RetrainPolicyConfig()
     watch: WatchConfig = WatchConfig()
+    workspace: WorkspaceConfig = WorkspaceConfig()
 
     @model_validator(mode="after")
     def _window_can_be_reached(self) -> MonitorConfig:
