@@ -4,12 +4,16 @@ The column mapping comes from the data contract: its numeric features are compar
 columns, its other features as categorical; ids, the label and ignored columns are left out, so a
 current window without labels (production traffic) works. Evidently picks each column's test and
 gives the verdict. Prediction drift compares the served failure probabilities with the
-reference's out-of-fold probabilities in the same report, so the HTML shows both.
+reference's out-of-fold probabilities in the same report, so the HTML shows both. With a
+`DriftCalibration` (measured on the champion's training period, `monitoring.calibration`),
+each calibrated column gets its fixed method and calibrated threshold instead of Evidently's
+size-dependent defaults; Evidently still computes the scores and gives the verdicts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -22,7 +26,11 @@ from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset
 
 from core.config import MonitorConfig
+from core.records.drift_calibration import ColumnCalibration, DriftCalibration
 from features.contract import DataContract
+from monitoring.calibration import STATTESTS
+
+logger = logging.getLogger(__name__)
 
 ColumnKind = Literal["numerical", "categorical"]
 
@@ -45,7 +53,8 @@ class ColumnDrift:
     Evidently chooses the test from the column type and the sample size (up to 1,000 rows:
     K-S or chi-square p-values, drift when the p-value is *below* the threshold; above: normed
     Wasserstein or Jensen-Shannon distances, drift when the distance *reaches* the threshold).
-    `drifted` is Evidently's own verdict, not re-derived from the score here.
+    `drifted` is Evidently's own verdict, not re-derived from the score here. A calibrated
+    column has a fixed distance and its threshold from the champion's training period.
     """
 
     name: str
@@ -54,6 +63,7 @@ class ColumnDrift:
     score: float  # a distance or a p-value, depending on `method`
     threshold: float
     drifted: bool
+    calibrated: bool = False  # threshold from the DriftCalibration, not Evidently's default
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class DriftResult:
     current_rows: int
     snapshot: Snapshot = field(repr=False, compare=False)
     prediction: PredictionDrift | None = None  # None: no scores were compared
+    calibration: DriftCalibration | None = None  # the one applied, if any
 
     @property
     def drifted_columns(self) -> tuple[str, ...]:
@@ -85,6 +96,7 @@ class PredictionDrift:
     drifted: bool
     reference_rows: int
     current_rows: int
+    calibrated: bool = False  # threshold from the DriftCalibration
 
 
 def sample_window(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
@@ -110,6 +122,7 @@ def detect_drift(
     *,
     reference_scores: pd.Series | None = None,
     current_scores: pd.Series | None = None,
+    calibration: DriftCalibration | None = None,
 ) -> DriftResult:
     """Compare the contract's feature columns of `current` against `reference` with Evidently.
 
@@ -120,6 +133,10 @@ def detect_drift(
     With both `reference_scores` and `current_scores` (failure probabilities), their drift is
     judged too. Each is aligned to its frame by index: a row without a score (absent or NaN),
     such as one another model version served, is left out of that comparison only.
+    With `calibration` (calibrated), each feature it covers gets its method and the threshold
+    for the window's row count, replacing `num_threshold`/`cat_threshold`; an explicit
+    `per_column_threshold` (with Evidently's default method) or `prediction_drift_threshold`
+    keeps precedence over the calibrated one.
     """
     features = contract.features
     _check_window(reference, "reference", features)
@@ -130,13 +147,22 @@ def detect_drift(
         for name in features
     }
     reference_data, current_data = reference[features], current[features]
+    calibrated = _calibrated_columns(calibration, features, config)
+    thresholds = {
+        **{
+            name: column.threshold_at(int(current_data[name].notna().sum()))
+            for name, column in calibrated.items()
+        },
+        **config.per_column_threshold,
+    }
     metrics: list[Any] = [
         DataDriftPreset(
             columns=features,
             drift_share=config.drift_share,
             num_threshold=config.num_threshold,
             cat_threshold=config.cat_threshold,
-            per_column_threshold=dict(config.per_column_threshold) or None,
+            per_column_method={name: c.method for name, c in calibrated.items()} or None,
+            per_column_threshold=thresholds or None,
         )
     ]
     ref_scores = _scores(reference_scores, reference)
@@ -156,9 +182,8 @@ def detect_drift(
         reference_data = reference_data.assign(**{PREDICTION_COLUMN: ref_scores})
         current_data = current_data.assign(**{PREDICTION_COLUMN: cur_scores})
         numerical.append(PREDICTION_COLUMN)
-        metrics.append(
-            ValueDrift(column=PREDICTION_COLUMN, threshold=config.prediction_drift_threshold)
-        )
+        scored_rows = int(current_data[PREDICTION_COLUMN].notna().sum())
+        metrics.append(_prediction_metric(calibration, config, scored_rows))
     definition = DataDefinition(
         numerical_columns=numerical, categorical_columns=contract.categorical_features
     )
@@ -167,12 +192,16 @@ def detect_drift(
         Dataset.from_pandas(current_data, data_definition=definition),
         Dataset.from_pandas(reference_data, data_definition=definition),
     )
+    if calibration is not None and not calibration.calibrated:
+        calibration = None
     result = _read_snapshot(
         snapshot,
         kinds,
         drift_share=config.drift_share,
+        calibration=calibration,
         reference_rows=len(reference),
         current_rows=len(current),
+        calibrated=set(calibrated),
     )
     if not scored:
         return result
@@ -180,6 +209,7 @@ def detect_drift(
         snapshot,
         reference_rows=int(reference_data[PREDICTION_COLUMN].notna().sum()),
         current_rows=int(current_data[PREDICTION_COLUMN].notna().sum()),
+        calibrated=metrics[-1].method is not None,
     )
     return dataclasses.replace(result, prediction=prediction)
 
@@ -206,6 +236,7 @@ def drift_summary(result: DriftResult) -> dict[str, Any]:
             for c in result.columns
         },
         "prediction": _prediction_summary(result.prediction),
+        "calibration": _calibration_summary(result),
     }
 
 
@@ -227,11 +258,12 @@ def describe_prediction_drift(result: DriftResult, config: MonitorConfig) -> str
     prediction = result.prediction
     if prediction is None:
         return "prediction drift not judged: the window has no failure probabilities to compare"
-    source = (
-        "monitor.prediction_drift_threshold"
-        if config.prediction_drift_threshold is not None
-        else "Evidently's default; monitor.prediction_drift_threshold is null"
-    )
+    if prediction.calibrated:
+        source = "calibrated on the champion's training period"
+    elif config.prediction_drift_threshold is not None:
+        source = "monitor.prediction_drift_threshold"
+    else:
+        source = "Evidently's default; monitor.prediction_drift_threshold is null"
     verdict = "prediction drift" if prediction.drifted else "no prediction drift"
     return (
         f"{verdict}: {prediction.method} {prediction.score:.4g} on {prediction.current_rows} "
@@ -259,6 +291,61 @@ def _check_thresholds(config: MonitorConfig, features: list[str]) -> None:
         )
 
 
+def _calibrated_columns(
+    calibration: DriftCalibration | None, features: list[str], config: MonitorConfig
+) -> dict[str, ColumnCalibration]:
+    """The features whose calibrated method and threshold apply (explicit thresholds win)."""
+    if calibration is None:
+        return {}
+    if not calibration.calibrated:
+        logger.warning("drift thresholds are Evidently's defaults: %s", calibration.reason)
+        return {}
+    uncovered = [name for name in features if name not in calibration.columns]
+    if uncovered:
+        logger.warning(
+            "the drift calibration does not cover feature(s) %s: Evidently's defaults apply "
+            "to them; retrain to calibrate them",
+            uncovered,
+        )
+    return {
+        name: calibration.columns[name]
+        for name in features
+        if name in calibration.columns and name not in config.per_column_threshold
+    }
+
+
+def _prediction_metric(
+    calibration: DriftCalibration | None, config: MonitorConfig, current_rows: int
+) -> ValueDrift:
+    """The scores' drift metric: explicit threshold, else calibrated, else Evidently's."""
+    prediction = calibration.prediction if calibration and calibration.calibrated else None
+    if config.prediction_drift_threshold is not None or prediction is None:
+        return ValueDrift(column=PREDICTION_COLUMN, threshold=config.prediction_drift_threshold)
+    return ValueDrift(
+        column=PREDICTION_COLUMN,
+        method=prediction.method,
+        threshold=prediction.threshold_at(current_rows),
+    )
+
+
+def _method_name(method: str) -> str:
+    """Evidently's display name for a method given by its registered name."""
+    stattest = next((test for test in STATTESTS.values() if test.name == method), None)
+    return stattest.display_name if stattest is not None else method
+
+
+def _calibration_summary(result: DriftResult) -> dict[str, Any] | None:
+    calibration = result.calibration
+    if calibration is None:
+        return None
+    return {
+        "false_alarm_rate": calibration.false_alarm_rate,
+        "block_rows": list(calibration.block_rows),
+        "columns": [c.name for c in result.columns if c.calibrated],
+        "prediction": bool(result.prediction and result.prediction.calibrated),
+    }
+
+
 def _scores(scores: pd.Series | None, frame: pd.DataFrame) -> pd.Series | None:
     """Scores aligned to `frame` by index, as floats (NaN where a row has none)."""
     if scores is None:
@@ -267,7 +354,7 @@ def _scores(scores: pd.Series | None, frame: pd.DataFrame) -> pd.Series | None:
 
 
 def _prediction_drift(
-    snapshot: Snapshot, *, reference_rows: int, current_rows: int
+    snapshot: Snapshot, *, reference_rows: int, current_rows: int, calibrated: bool
 ) -> PredictionDrift:
     """The score column's `ValueDrift` outside the preset: its metric value and its test."""
     exported = snapshot.dict()
@@ -292,12 +379,13 @@ def _prediction_drift(
     if metric is None or test is None:
         raise RuntimeError("Evidently's snapshot lacks the prediction drift result")
     return PredictionDrift(
-        method=str(metric["config"]["method"]),
+        method=_method_name(str(metric["config"]["method"])),
         score=float(metric["value"]),
         threshold=float(metric["config"]["threshold"]),
         drifted=test["status"] == _FAIL,
         reference_rows=reference_rows,
         current_rows=current_rows,
+        calibrated=calibrated,
     )
 
 
@@ -319,8 +407,10 @@ def _read_snapshot(
     kinds: dict[str, ColumnKind],
     *,
     drift_share: float,
+    calibration: DriftCalibration | None,
     reference_rows: int,
     current_rows: int,
+    calibrated: set[str],
 ) -> DriftResult:
     """Pull the verdicts out of `Snapshot.dict()` (metrics: values; tests: pass or fail)."""
     exported = snapshot.dict()
@@ -347,10 +437,11 @@ def _read_snapshot(
         ColumnDrift(
             name=name,
             kind=kind,
-            method=str(values[name]["method"]),
+            method=_method_name(str(values[name]["method"])),
             score=float(values[name]["score"]),
             threshold=float(values[name]["threshold"]),
             drifted=failed[name],
+            calibrated=name in calibrated,
         )
         for name, kind in kinds.items()
     )
@@ -363,6 +454,7 @@ def _read_snapshot(
         reference_rows=reference_rows,
         current_rows=current_rows,
         snapshot=snapshot,
+        calibration=calibration,
     )
 
 

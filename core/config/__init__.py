@@ -43,6 +43,7 @@ from core.config.model import (
     TrainConfig,
 )
 from core.config.monitor import (
+    CalibrationConfig,
     LabelsConfig,
     MonitorConfig,
     QualityConfig,
@@ -76,6 +77,7 @@ __all__ = [
     "STAGES",
     "BatchingConfig",
     "BootstrapConfig",
+    "CalibrationConfig",
     "ClassWeight",
     "ConfigError",
     "DataConfig",
