@@ -19,13 +19,13 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
 from evidently.legacy.calculations.stattests import (
     jensenshannon_stat_test,
     wasserstein_stat_test,
 )
 from evidently.legacy.calculations.stattests.registry import StatTest
 from evidently.legacy.core import ColumnType
+from scipy import special, stats
 
 from core.columns import REFERENCE_PROBABILITY
 from core.config import MonitorConfig
@@ -81,6 +81,8 @@ def calibrate_drift(
     column_alpha = settings.false_alarm_rate / tests
     rows = len(reference)
     sizes, reason = _choose_sizes(rows, config)
+    if not settings.enabled:
+        sizes, reason = [], "monitor.calibration.enabled is false: Evidently's defaults apply"
     if not sizes:
         logger.warning("drift calibration skipped: %s", reason)
         return DriftCalibration(
@@ -118,6 +120,45 @@ def calibrate_drift(
         columns=calibrated,
         prediction=prediction,
     )
+
+
+def applicable_columns(
+    calibration: DriftCalibration | None, features: list[str], config: MonitorConfig
+) -> dict[str, ColumnCalibration]:
+    """The features whose calibrated method and threshold apply at monitor time: none when
+    the record is absent, uncalibrated or `monitor.calibration.enabled` is false; a feature
+    with an explicit `monitor.per_column_threshold` keeps that (and Evidently's method)."""
+    if calibration is None:
+        return {}
+    if not config.calibration.enabled:
+        logger.info("drift calibration ignored: monitor.calibration.enabled is false")
+        return {}
+    if not calibration.calibrated:
+        logger.warning("drift thresholds are Evidently's defaults: %s", calibration.reason)
+        return {}
+    uncovered = [name for name in features if name not in calibration.columns]
+    if uncovered:
+        logger.warning(
+            "the drift calibration does not cover feature(s) %s: Evidently's defaults apply "
+            "to them; retrain to calibrate them",
+            uncovered,
+        )
+    return {
+        name: calibration.columns[name]
+        for name in features
+        if name in calibration.columns and name not in config.per_column_threshold
+    }
+
+
+def applicable_prediction(
+    calibration: DriftCalibration | None, config: MonitorConfig
+) -> ColumnCalibration | None:
+    """The scores' calibration, unless absent, off, or `prediction_drift_threshold` is set."""
+    if calibration is None or not calibration.calibrated or not config.calibration.enabled:
+        return None
+    if config.prediction_drift_threshold is not None:
+        return None
+    return calibration.prediction
 
 
 def score_block(
@@ -166,10 +207,7 @@ def _choose_sizes(rows: int, config: MonitorConfig) -> tuple[list[int], str]:
     """The block sizes the training period can hold, and a sentence saying so."""
     settings, window = config.calibration, config.window
     wanted = sorted(
-        {
-            round(size)
-            for size in np.geomspace(window.min_rows, window.rows, settings.block_sizes)
-        }
+        {round(size) for size in np.geomspace(window.min_rows, window.rows, settings.block_sizes)}
     )
     sizes = [size for size in wanted if rows // size >= settings.min_blocks]
     need = f"{settings.min_blocks} disjoint blocks (monitor.calibration.min_blocks)"
@@ -205,9 +243,7 @@ def _calibrate_column(
     logs = {size: np.log(np.maximum(found, _LOG_FLOOR)) for size, found in scores.items()}
     independent = {size: max(rows // size, 2) for size in sizes}  # disjoint blocks
     freedom = sum(independent[size] - 1 for size in sizes)
-    variance = (
-        sum((independent[size] - 1) * _variance(logs[size]) for size in sizes) / freedom
-    )
+    variance = sum((independent[size] - 1) * _variance(logs[size]) for size in sizes) / freedom
     quantile = float(stats.t.ppf(1.0 - alpha, freedom))
     summaries = []
     for size in sizes:

@@ -13,7 +13,6 @@ size-dependent defaults; Evidently still computes the scores and gives the verdi
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,11 +25,9 @@ from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset
 
 from core.config import MonitorConfig
-from core.records.drift_calibration import ColumnCalibration, DriftCalibration
+from core.records.drift_calibration import DriftCalibration
 from features.contract import DataContract
-from monitoring.calibration import STATTESTS
-
-logger = logging.getLogger(__name__)
+from monitoring.calibration import STATTESTS, applicable_columns, applicable_prediction
 
 ColumnKind = Literal["numerical", "categorical"]
 
@@ -147,7 +144,7 @@ def detect_drift(
         for name in features
     }
     reference_data, current_data = reference[features], current[features]
-    calibrated = _calibrated_columns(calibration, features, config)
+    calibrated = applicable_columns(calibration, features, config)
     thresholds = {
         **{
             name: column.threshold_at(int(current_data[name].notna().sum()))
@@ -192,7 +189,7 @@ def detect_drift(
         Dataset.from_pandas(current_data, data_definition=definition),
         Dataset.from_pandas(reference_data, data_definition=definition),
     )
-    if calibration is not None and not calibration.calibrated:
+    if calibration is not None and not (calibration.calibrated and config.calibration.enabled):
         calibration = None
     result = _read_snapshot(
         snapshot,
@@ -291,35 +288,12 @@ def _check_thresholds(config: MonitorConfig, features: list[str]) -> None:
         )
 
 
-def _calibrated_columns(
-    calibration: DriftCalibration | None, features: list[str], config: MonitorConfig
-) -> dict[str, ColumnCalibration]:
-    """The features whose calibrated method and threshold apply (explicit thresholds win)."""
-    if calibration is None:
-        return {}
-    if not calibration.calibrated:
-        logger.warning("drift thresholds are Evidently's defaults: %s", calibration.reason)
-        return {}
-    uncovered = [name for name in features if name not in calibration.columns]
-    if uncovered:
-        logger.warning(
-            "the drift calibration does not cover feature(s) %s: Evidently's defaults apply "
-            "to them; retrain to calibrate them",
-            uncovered,
-        )
-    return {
-        name: calibration.columns[name]
-        for name in features
-        if name in calibration.columns and name not in config.per_column_threshold
-    }
-
-
 def _prediction_metric(
     calibration: DriftCalibration | None, config: MonitorConfig, current_rows: int
 ) -> ValueDrift:
     """The scores' drift metric: explicit threshold, else calibrated, else Evidently's."""
-    prediction = calibration.prediction if calibration and calibration.calibrated else None
-    if config.prediction_drift_threshold is not None or prediction is None:
+    prediction = applicable_prediction(calibration, config)
+    if prediction is None:
         return ValueDrift(column=PREDICTION_COLUMN, threshold=config.prediction_drift_threshold)
     return ValueDrift(
         column=PREDICTION_COLUMN,

@@ -8,6 +8,7 @@ of the data the champion was trained on, instead of its sample-size dependent de
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Literal
 
@@ -43,7 +44,7 @@ class ColumnCalibration(Record):
         points = [(s.block_rows, s.threshold) for s in self.sizes]
         if rows <= points[0][0]:
             return points[0][1]
-        for (low, t_low), (high, t_high) in zip(points, points[1:], strict=False):
+        for (low, t_low), (high, t_high) in itertools.pairwise(points):
             if rows <= high:
                 share = (math.log(rows) - math.log(low)) / (math.log(high) - math.log(low))
                 return math.exp(math.log(t_low) + share * (math.log(t_high) - math.log(t_low)))
