@@ -6,9 +6,13 @@ over a whole period even when nothing went wrong, so Evidently's default thresho
 nearly every window. Here contiguous blocks of the training data, in time order, are scored
 against the rest of it, with the very stattest Evidently runs at monitor time and a method
 fixed per column kind (numeric: normed Wasserstein, categorical: Jensen-Shannon), so a
-threshold keeps its units at every window size. A normal fitted to the log scores gives each
-column's threshold at `false_alarm_rate / columns` (Bonferroni), never below the largest null
-score seen. The result travels with the model as a `DriftCalibration` record.
+threshold keeps its units at every window size. Tail model: the log scores of each block size
+are taken as normal, their spread pooled over the sizes; a column's threshold is the one-sided
+Student-t prediction bound for one new window at `false_alarm_rate / columns` (Bonferroni over
+the features and the probability), counting only disjoint blocks as independent, and never
+below the largest null score seen. An empirical 1 - alpha/m quantile would need hundreds of
+blocks; a training period holds a few dozen. The result travels with the model as a
+`DriftCalibration` record.
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ STATTESTS: dict[str, StatTest] = {
     "numerical": wasserstein_stat_test,  # normed by the reference's sd: units of sd
     "categorical": jensenshannon_stat_test,  # bounded in [0, 1]
 }
-TAIL_MODEL = "lognormal fit of the null scores, floored at their maximum"
+TAIL_MODEL = (
+    "normal on log scores, spread pooled over block sizes; one-sided Student-t prediction "
+    "bound on disjoint blocks; at least the largest null score"
+)
 _QUANTILES = (0.5, 0.9)
 _LOG_FLOOR = 1e-9  # a zero score (identical blocks) is taken as this before the log
 
@@ -98,8 +105,9 @@ def calibrate_drift(
             prediction=None,
         )
     calibrated = {
-        name: _calibrate_column(reference[name], kind, sizes, config, column_alpha)
+        name: column
         for name, kind in kinds.items()
+        if (column := _calibrate_column(reference[name], kind, sizes, config, column_alpha))
     }
     prediction = calibrated.pop(REFERENCE_PROBABILITY, None)
     logger.info(
@@ -235,10 +243,20 @@ def _choose_sizes(rows: int, config: MonitorConfig) -> tuple[list[int], str]:
 
 def _calibrate_column(
     values: pd.Series, kind: str, sizes: list[int], config: MonitorConfig, alpha: float
-) -> ColumnCalibration:
-    """Null scores per block size, and each size's threshold from the pooled tail model."""
+) -> ColumnCalibration | None:
+    """Null scores per block size, and each size's threshold from the pooled tail model;
+    None (logged) when the column's non-null values hold no two blocks of any size."""
     values = _clean(values).reset_index(drop=True)
     rows = len(values)
+    sizes = [size for size in sizes if rows // size >= 2]
+    if not sizes:
+        logger.warning(
+            "drift calibration skips column '%s': %d non-null values hold no two blocks; "
+            "Evidently's default applies to it",
+            values.name,
+            rows,
+        )
+        return None
     scores = {size: _block_scores(values, kind, size, config) for size in sizes}
     logs = {size: np.log(np.maximum(found, _LOG_FLOOR)) for size, found in scores.items()}
     independent = {size: max(rows // size, 2) for size in sizes}  # disjoint blocks
@@ -298,24 +316,25 @@ def _wasserstein_scores(values: np.ndarray, starts: np.ndarray, size: int) -> np
     ordered = values[order]
     gaps = np.diff(ordered)  # the CDFs are flat between sorted values
     cdf_all = np.arange(1, rows) / rows
-    members = (order[None, :] >= starts[:, None]) & (order[None, :] < starts[:, None] + size)
-    cdf_block = np.cumsum(members, axis=1)[:, :-1] / size
-    distance = np.abs(cdf_block - cdf_all[None, :]) @ gaps * rows / (rows - size)
-    norms = np.array(
-        [np.std(np.concatenate([values[:start], values[start + size :]])) for start in starts]
-    )
-    return distance / np.maximum(norms, 0.001)
+    scores = np.empty(len(starts))
+    for i, start in enumerate(starts):  # one block at a time: memory stays O(rows)
+        member = (order >= start) & (order < start + size)
+        cdf_block = np.cumsum(member)[:-1] / size
+        distance = np.abs(cdf_block - cdf_all) @ gaps * rows / (rows - size)
+        norm = np.std(np.concatenate([values[:start], values[start + size :]]))
+        scores[i] = distance / max(float(norm), 0.001)
+    return scores
 
 
 def _jensenshannon_scores(values: pd.Series, starts: np.ndarray, size: int) -> np.ndarray:
     """Evidently's Jensen-Shannon distance (natural log) of each block's category shares
-    against the rest's, from cumulative counts per category."""
+    against the rest's, from counts per category."""
     codes, _ = pd.factorize(values)
-    counts = np.zeros((len(codes) + 1, int(codes.max()) + 1))
-    counts[np.arange(1, len(codes) + 1), codes] = 1
-    counts = np.cumsum(counts, axis=0)
-    block = counts[starts + size] - counts[starts]
-    rest = counts[-1][None, :] - block
+    categories = int(codes.max()) + 1
+    block = np.stack(
+        [np.bincount(codes[start : start + size], minlength=categories) for start in starts]
+    ).astype(float)
+    rest = np.bincount(codes, minlength=categories)[None, :] - block
     p = rest / rest.sum(axis=1, keepdims=True)
     q = block / block.sum(axis=1, keepdims=True)
     m = (p + q) / 2
