@@ -401,3 +401,14 @@ def test_calibration_takes_about_a_second_on_16000_rows(training, contract: Data
     elapsed = time.perf_counter() - started
     assert elapsed < 5.0, f"calibration took {elapsed:.2f} s"  # measured: about 0.4 s
     assert json.loads(record_json(calibrate_drift(training, contract, CONFIG)))["calibrated"]
+
+
+def test_a_column_without_enough_values_is_left_to_evidently(training, contract, caplog):
+    sparse = training.assign(**{"Tool wear [min]": np.nan})
+    calibration = calibrate_drift(sparse, contract, CONFIG)
+    assert calibration.calibrated and "Tool wear [min]" not in calibration.columns
+    assert len(calibration.columns) == 5
+    assert (
+        "drift calibration skips column 'Tool wear [min]': 0 non-null values hold no two blocks"
+        in caplog.text
+    )
