@@ -4,7 +4,10 @@ The column mapping comes from the data contract: its numeric features are compar
 columns, its other features as categorical; ids, the label and ignored columns are left out, so a
 current window without labels (production traffic) works. Evidently picks each column's test and
 gives the verdict. Prediction drift compares the served failure probabilities with the
-reference's out-of-fold probabilities in the same report, so the HTML shows both.
+reference's out-of-fold probabilities in the same report, so the HTML shows both. With a
+`DriftCalibration` (measured on the champion's training period, `monitoring.calibration`),
+each calibrated column gets its fixed method and calibrated threshold instead of Evidently's
+size-dependent defaults; Evidently still computes the scores and gives the verdicts.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset
 
 from core.config import MonitorConfig
+from core.records.drift_calibration import DriftCalibration
 from features.contract import DataContract
+from monitoring.calibration import STATTESTS, applicable_columns, applicable_prediction
 
 ColumnKind = Literal["numerical", "categorical"]
 
@@ -45,7 +50,8 @@ class ColumnDrift:
     Evidently chooses the test from the column type and the sample size (up to 1,000 rows:
     K-S or chi-square p-values, drift when the p-value is *below* the threshold; above: normed
     Wasserstein or Jensen-Shannon distances, drift when the distance *reaches* the threshold).
-    `drifted` is Evidently's own verdict, not re-derived from the score here.
+    `drifted` is Evidently's own verdict, not re-derived from the score here. A calibrated
+    column has a fixed distance and its threshold from the champion's training period.
     """
 
     name: str
@@ -54,6 +60,7 @@ class ColumnDrift:
     score: float  # a distance or a p-value, depending on `method`
     threshold: float
     drifted: bool
+    calibrated: bool = False  # threshold from the DriftCalibration, not Evidently's default
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class DriftResult:
     current_rows: int
     snapshot: Snapshot = field(repr=False, compare=False)
     prediction: PredictionDrift | None = None  # None: no scores were compared
+    calibration: DriftCalibration | None = None  # the one applied, if any
 
     @property
     def drifted_columns(self) -> tuple[str, ...]:
@@ -85,6 +93,7 @@ class PredictionDrift:
     drifted: bool
     reference_rows: int
     current_rows: int
+    calibrated: bool = False  # threshold from the DriftCalibration
 
 
 def sample_window(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
@@ -110,6 +119,7 @@ def detect_drift(
     *,
     reference_scores: pd.Series | None = None,
     current_scores: pd.Series | None = None,
+    calibration: DriftCalibration | None = None,
 ) -> DriftResult:
     """Compare the contract's feature columns of `current` against `reference` with Evidently.
 
@@ -120,6 +130,10 @@ def detect_drift(
     With both `reference_scores` and `current_scores` (failure probabilities), their drift is
     judged too. Each is aligned to its frame by index: a row without a score (absent or NaN),
     such as one another model version served, is left out of that comparison only.
+    With `calibration` (calibrated), each feature it covers gets its method and the threshold
+    for the window's row count, replacing `num_threshold`/`cat_threshold`; an explicit
+    `per_column_threshold` (with Evidently's default method) or `prediction_drift_threshold`
+    keeps precedence over the calibrated one.
     """
     features = contract.features
     _check_window(reference, "reference", features)
@@ -130,13 +144,22 @@ def detect_drift(
         for name in features
     }
     reference_data, current_data = reference[features], current[features]
+    calibrated = applicable_columns(calibration, features, config)
+    thresholds = {
+        **{
+            name: column.threshold_at(int(current_data[name].notna().sum()))
+            for name, column in calibrated.items()
+        },
+        **config.per_column_threshold,
+    }
     metrics: list[Any] = [
         DataDriftPreset(
             columns=features,
             drift_share=config.drift_share,
             num_threshold=config.num_threshold,
             cat_threshold=config.cat_threshold,
-            per_column_threshold=dict(config.per_column_threshold) or None,
+            per_column_method={name: c.method for name, c in calibrated.items()} or None,
+            per_column_threshold=thresholds or None,
         )
     ]
     ref_scores = _scores(reference_scores, reference)
@@ -156,9 +179,8 @@ def detect_drift(
         reference_data = reference_data.assign(**{PREDICTION_COLUMN: ref_scores})
         current_data = current_data.assign(**{PREDICTION_COLUMN: cur_scores})
         numerical.append(PREDICTION_COLUMN)
-        metrics.append(
-            ValueDrift(column=PREDICTION_COLUMN, threshold=config.prediction_drift_threshold)
-        )
+        scored_rows = int(current_data[PREDICTION_COLUMN].notna().sum())
+        metrics.append(_prediction_metric(calibration, config, scored_rows))
     definition = DataDefinition(
         numerical_columns=numerical, categorical_columns=contract.categorical_features
     )
@@ -167,12 +189,16 @@ def detect_drift(
         Dataset.from_pandas(current_data, data_definition=definition),
         Dataset.from_pandas(reference_data, data_definition=definition),
     )
+    if calibration is not None and not (calibration.calibrated and config.calibration.enabled):
+        calibration = None
     result = _read_snapshot(
         snapshot,
         kinds,
         drift_share=config.drift_share,
+        calibration=calibration,
         reference_rows=len(reference),
         current_rows=len(current),
+        calibrated=set(calibrated),
     )
     if not scored:
         return result
@@ -180,6 +206,7 @@ def detect_drift(
         snapshot,
         reference_rows=int(reference_data[PREDICTION_COLUMN].notna().sum()),
         current_rows=int(current_data[PREDICTION_COLUMN].notna().sum()),
+        calibrated=metrics[-1].method is not None,
     )
     return dataclasses.replace(result, prediction=prediction)
 
@@ -206,6 +233,7 @@ def drift_summary(result: DriftResult) -> dict[str, Any]:
             for c in result.columns
         },
         "prediction": _prediction_summary(result.prediction),
+        "calibration": _calibration_summary(result),
     }
 
 
@@ -227,11 +255,12 @@ def describe_prediction_drift(result: DriftResult, config: MonitorConfig) -> str
     prediction = result.prediction
     if prediction is None:
         return "prediction drift not judged: the window has no failure probabilities to compare"
-    source = (
-        "monitor.prediction_drift_threshold"
-        if config.prediction_drift_threshold is not None
-        else "Evidently's default; monitor.prediction_drift_threshold is null"
-    )
+    if prediction.calibrated:
+        source = "calibrated on the champion's training period"
+    elif config.prediction_drift_threshold is not None:
+        source = "monitor.prediction_drift_threshold"
+    else:
+        source = "Evidently's default; monitor.prediction_drift_threshold is null"
     verdict = "prediction drift" if prediction.drifted else "no prediction drift"
     return (
         f"{verdict}: {prediction.method} {prediction.score:.4g} on {prediction.current_rows} "
@@ -259,6 +288,38 @@ def _check_thresholds(config: MonitorConfig, features: list[str]) -> None:
         )
 
 
+def _prediction_metric(
+    calibration: DriftCalibration | None, config: MonitorConfig, current_rows: int
+) -> ValueDrift:
+    """The scores' drift metric: explicit threshold, else calibrated, else Evidently's."""
+    prediction = applicable_prediction(calibration, config)
+    if prediction is None:
+        return ValueDrift(column=PREDICTION_COLUMN, threshold=config.prediction_drift_threshold)
+    return ValueDrift(
+        column=PREDICTION_COLUMN,
+        method=prediction.method,
+        threshold=prediction.threshold_at(current_rows),
+    )
+
+
+def _method_name(method: str) -> str:
+    """Evidently's display name for a method given by its registered name."""
+    stattest = next((test for test in STATTESTS.values() if test.name == method), None)
+    return stattest.display_name if stattest is not None else method
+
+
+def _calibration_summary(result: DriftResult) -> dict[str, Any] | None:
+    calibration = result.calibration
+    if calibration is None:
+        return None
+    return {
+        "false_alarm_rate": calibration.false_alarm_rate,
+        "block_rows": list(calibration.block_rows),
+        "columns": [c.name for c in result.columns if c.calibrated],
+        "prediction": bool(result.prediction and result.prediction.calibrated),
+    }
+
+
 def _scores(scores: pd.Series | None, frame: pd.DataFrame) -> pd.Series | None:
     """Scores aligned to `frame` by index, as floats (NaN where a row has none)."""
     if scores is None:
@@ -267,7 +328,7 @@ def _scores(scores: pd.Series | None, frame: pd.DataFrame) -> pd.Series | None:
 
 
 def _prediction_drift(
-    snapshot: Snapshot, *, reference_rows: int, current_rows: int
+    snapshot: Snapshot, *, reference_rows: int, current_rows: int, calibrated: bool
 ) -> PredictionDrift:
     """The score column's `ValueDrift` outside the preset: its metric value and its test."""
     exported = snapshot.dict()
@@ -292,12 +353,13 @@ def _prediction_drift(
     if metric is None or test is None:
         raise RuntimeError("Evidently's snapshot lacks the prediction drift result")
     return PredictionDrift(
-        method=str(metric["config"]["method"]),
+        method=_method_name(str(metric["config"]["method"])),
         score=float(metric["value"]),
         threshold=float(metric["config"]["threshold"]),
         drifted=test["status"] == _FAIL,
         reference_rows=reference_rows,
         current_rows=current_rows,
+        calibrated=calibrated,
     )
 
 
@@ -319,8 +381,10 @@ def _read_snapshot(
     kinds: dict[str, ColumnKind],
     *,
     drift_share: float,
+    calibration: DriftCalibration | None,
     reference_rows: int,
     current_rows: int,
+    calibrated: set[str],
 ) -> DriftResult:
     """Pull the verdicts out of `Snapshot.dict()` (metrics: values; tests: pass or fail)."""
     exported = snapshot.dict()
@@ -347,10 +411,11 @@ def _read_snapshot(
         ColumnDrift(
             name=name,
             kind=kind,
-            method=str(values[name]["method"]),
+            method=_method_name(str(values[name]["method"])),
             score=float(values[name]["score"]),
             threshold=float(values[name]["threshold"]),
             drifted=failed[name],
+            calibrated=name in calibrated,
         )
         for name, kind in kinds.items()
     )
@@ -363,6 +428,7 @@ def _read_snapshot(
         reference_rows=reference_rows,
         current_rows=current_rows,
         snapshot=snapshot,
+        calibration=calibration,
     )
 
 

@@ -44,6 +44,7 @@ from core.config.model import (
     TrainConfig,
 )
 from core.config.monitor import (
+    CalibrationConfig,
     DataQualityConfig,
     EstimationConfig,
     LabelsConfig,
@@ -80,6 +81,7 @@ __all__ = [
     "STAGES",
     "BatchingConfig",
     "BootstrapConfig",
+    "CalibrationConfig",
     "ClassWeight",
     "ConfigError",
     "DataConfig",

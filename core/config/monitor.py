@@ -86,6 +86,23 @@ class RetrainPolicyConfig(Frozen):
     max_retrains_per_day: int = Field(4, ge=0)  # 0: never retrain automatically
 
 
+class CalibrationConfig(Frozen):
+    """Drift thresholds measured on the champion's training period (at train time).
+
+    Contiguous blocks of the training data, in time order, are scored against the rest with a
+    fixed method per column kind; a threshold per column is read from those null scores at
+    `false_alarm_rate` per window, shared over the columns. Off: Evidently's defaults.
+    """
+
+    enabled: bool = True  # false: Evidently's default tests and thresholds, as before
+    false_alarm_rate: float = Field(0.05, gt=0, lt=1)  # per window, over all columns together
+    block_sizes: int = Field(3, ge=1)  # sizes from window.min_rows to window.rows (geometric)
+    step_share: float = Field(0.25, gt=0, le=1)  # blocks slide by this share of their size
+    min_blocks: int = Field(3, ge=2)  # a size needs this many disjoint blocks in the period
+    max_blocks: int = Field(40, ge=2)  # blocks scored per size at most (evenly spread)
+    min_block_rows: int = Field(200, ge=10)  # smallest fallback block for a short period
+
+
 class WatchConfig(Frozen):
     """`lifecycle watch`: the monitor on an interval, and a retrain when the policy says so."""
 
@@ -119,6 +136,7 @@ class MonitorConfig(Frozen):
     data_quality: DataQualityConfig = DataQualityConfig()
     estimation: EstimationConfig = EstimationConfig()
     policy: RetrainPolicyConfig = RetrainPolicyConfig()
+    calibration: CalibrationConfig = CalibrationConfig()  # per_column_threshold wins where set
     watch: WatchConfig = WatchConfig()
     workspace: WorkspaceConfig = WorkspaceConfig()
 
