@@ -1,193 +1,459 @@
-"""Benchmark: how well the monitor's drift detection separates drifted from clean windows.
+"""Benchmark: does the monitor retrain when drift matters, and only then?
 
-    python benchmarks/bench_drift.py              # benchmarks/results/drift.{json,md}
-    python benchmarks/bench_drift.py --seeds 3    # a quick look (same files)
+    python benchmarks/bench_drift.py                    # benchmarks/results/drift.{json,md}
+    python benchmarks/bench_drift.py --folds 4 --seeds 5   # a quick look (same files)
 
-One champion is trained the way the train stage trains it (the repository's `params.yaml`,
-20,000 synthetic rows of the published process, seed 2020); its reference is what the
-train stage keeps: the training split with its out-of-fold failure probabilities. Then, for
-every drift scenario of the generator and `--seeds` seeds each (20), a production window of
-`monitor.window.rows` rows is drawn with a seed the champion never saw, scored by the
-champion, and judged by `monitoring.drift.detect_drift` at the default thresholds of
-`params.yaml` (feature drift: Evidently's per-column tests and `monitor.drift_share`;
-prediction drift: the served probabilities against the out-of-fold ones). Windows of the
-published process ("none") with `--clean-seeds` fresh seeds (40) give the false-alarm rate.
+Every window is judged by `monitoring.assessment.assess_window` and
+`monitoring.verdict.decide_window` at the defaults of `params.yaml`: exactly what the
+monitor stage decides. Two data sets:
 
-A window counts as detected when the monitor sees dataset drift or prediction drift:
-exactly the drift part of the monitor's verdict (labels and quality come on top).
-Targets: detection at least 95 %, false alarms at most 5 %. The same is repeated at the
-smallest window the monitor judges (`monitor.window.min_rows`), and at 500 rows, below
-it, to show why the minimum is where it is.
+- **The real AI4I 2020 file** (`../shared/datasets/ai4i2020.csv`, one series of 10,000 rows
+  in time order). `--folds` folds each hold out 5,000 consecutive rows (circular) and train
+  a champion on the other rows, read through the `file` source and trained as the train
+  stage trains (profile included). The held-out rows give windows of 5,000 and 1,000
+  consecutive rows (the no-drift case), and the perturbations of `benchmarks/_drift_cases.py`
+  applied to those windows give the drifted cases. Each perturbation is labelled harmful or
+  benign once, on all held-out rows of all folds pooled: harmful when the champions'
+  realized average precision falls by more than `deploy.tolerance`.
+- **The synthetic process** (the default source): one champion on 20,000 rows (seed 2020);
+  windows of each generator scenario with fresh seeds, labelled harmful or benign the same
+  way on 50,000 rows.
 
-The time from the first drifted request to the new champion answering is measured by
-`benchmarks/bench_loop.py` (a real server, `lifecycle simulate` and `lifecycle watch`).
+Both are judged on consecutive rows (what production traffic is) and on rows sampled at
+random from the same stretch ("independent", what the benchmark measured before). Each
+window is judged twice: before its labels arrive, and with them. Detected = a retrain or an
+alert; a false alarm = a retrain verdict on an unperturbed window.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
+import logging
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._drift_cases import PERTURBATIONS, make_folds
 from benchmarks._measure import machine, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
-DRIFT_SCENARIOS = ("sensor_offset", "product_mix", "tool_change_policy", "failure_mechanism")
-TRAIN_ROWS, TRAIN_SEED = 20_000, 2020
-WINDOW_SEED_BASE = 10_000  # window seeds 10_000 + i: never the champion's training seed
-TARGET_DETECTION, TARGET_FALSE_ALARMS = 0.95, 0.05
-SMALL_WINDOW_ROWS = 500  # below the default monitor.window.min_rows: shows why it is 1,000
+REAL_FILE = ROOT.parent / "shared" / "datasets" / "ai4i2020.csv"
+SCENARIOS = ("sensor_offset", "product_mix", "tool_change_policy", "failure_mechanism")
+TRAIN_ROWS, TRAIN_SEED, HARM_ROWS = 20_000, 2020, 50_000
+WINDOW_SEED_BASE = 10_000  # never the champion's training seed
+HELD_OUT_ROWS, WINDOW_SIZES = 5_000, (5_000, 1_000)
+ACTIONS = ("keep", "drift", "alert", "retrain")
+TARGET_FALSE_ALARMS, TARGET_DETECTION, TARGET_AUC_ERROR = 0.05, 0.95, 0.05
 
 
-def champion_reference(params: Any, contract: Any) -> tuple[Any, Any]:
-    """The champion (trained as the train stage does) and its reference frame."""
-    import pandas as pd
+@dataclasses.dataclass(frozen=True)
+class Champion:
+    model: Any
+    basis: Any  # monitoring.assessment.ChampionBasis
+    threshold: float
 
-    from core.config import SyntheticSourceConfig
-    from features.synthetic import generate_process_data
+
+def train_champion(frame: pd.DataFrame, contract: Any, params: Any, tag: str) -> Champion:
+    """Train as the train stage does, choose the threshold as evaluate does."""
+    from models.evaluation import choose_threshold
     from models.training import fit_model, predict_out_of_fold, split_data
+    from monitoring.assessment import ChampionBasis
+    from monitoring.profile import build_monitor_profile
+    from pipelines.train import reference_data
 
-    data = generate_process_data(SyntheticSourceConfig(rows=TRAIN_ROWS, seed=TRAIN_SEED))
     seed = params.data.seed
-    train, _ = split_data(data, contract, params.train.holdout_size, seed)
+    train, holdout = split_data(frame, contract, params.train.holdout_size, seed)
     oof = predict_out_of_fold(train, contract, params.train, seed, {})
     model = fit_model(train, contract, params.train, seed, {})
-    reference = train[contract.features].copy()
-    reference["probability"] = pd.Series(oof, index=train.index)
-    return model, reference
+    reference = reference_data(train, oof, contract)
+    profile = build_monitor_profile(model, reference, holdout, contract, params)
+    point = choose_threshold(
+        reference["label"].to_numpy(),
+        reference["probability"].to_numpy(),
+        params.evaluate.operating_point,
+    )
+    return Champion(model, ChampionBasis(tag, "v1", reference, profile), point.threshold)
 
 
-def judge(
-    model: Any, reference: Any, contract: Any, config: Any, scenario: str, seed: int, rows: int
-) -> dict[str, Any]:
-    import pandas as pd
-
-    from core.config import SyntheticSourceConfig
-    from features.synthetic import generate_process_data
+def as_log(window: pd.DataFrame, champion: Champion, contract: Any) -> pd.DataFrame:
+    """The window as the prediction log holds it, with its labels beside (same rows)."""
     from models.evaluation import predict_failure_probability
-    from monitoring.drift import detect_drift, sample_window
 
-    window = generate_process_data(SyntheticSourceConfig(rows=rows, seed=seed, scenario=scenario))
-    scores = pd.Series(predict_failure_probability(model, window, contract), index=window.index)
+    scores = predict_failure_probability(champion.model, window, contract)
+    log = window[[*contract.ids, *contract.features, contract.label]].copy()
+    log["time"] = pd.Timestamp("2026-11-01", tz="UTC") + pd.to_timedelta(
+        np.arange(len(log)), unit="s"
+    )
+    log["request_id"] = [f"r{i}" for i in range(len(log))]
+    log["model_version"] = champion.basis.label
+    log["failure_probability"] = scores
+    log["failure"] = scores >= champion.threshold
+    log["threshold"] = champion.threshold
+    return log
+
+
+def judge(log: pd.DataFrame, champion: Champion, contract: Any, params: Any) -> dict[str, Any]:
+    """The verdict before the labels arrive and with them, from one drift computation."""
+    from models.evaluation import score_ranking
+    from monitoring.assessment import assess_window
+    from monitoring.quality import assess_quality
+    from monitoring.verdict import decide_window
+
+    config, seed = params.monitor, params.data.seed
     start = time.perf_counter()
-    sampled = sample_window(reference, config.sample_rows, seed)
-    result = detect_drift(
-        sampled,
-        window,
-        contract,
-        config,
-        reference_scores=sampled["probability"],
-        current_scores=scores,
+    labelled = assess_window(log, log, champion.basis, contract, config, seed)
+    empty = log.iloc[:0]
+    unlabelled = dataclasses.replace(
+        labelled,
+        labelled_rows=0,
+        quality=assess_quality(empty, contract.label, config, seed),
     )
     seconds = time.perf_counter() - start
-    prediction = result.prediction.drifted if result.prediction is not None else False
+    before, after = decide_window(unlabelled, config), decide_window(labelled, config)
+    y = log[contract.label].to_numpy()
+    realized = (
+        score_ranking(y, log["failure_probability"].to_numpy()) if 0 < y.sum() < len(y) else {}
+    )
+    estimate = labelled.estimate
+    drift = labelled.drift
     return {
-        "scenario": scenario,
-        "seed": seed,
-        "rows": rows,
-        "dataset_drift": result.dataset_drift,
-        "drifted_columns": list(result.drifted_columns),
-        "prediction_drift": prediction,
-        "detected": bool(result.dataset_drift or prediction),
+        "before": before.action,
+        "before_by": before.decided_by,
+        "after": after.action,
+        "after_by": after.decided_by,
+        "drifted_columns": list(drift.drifted_columns) if drift else [],
+        "prediction_drift": bool(drift and drift.prediction and drift.prediction.drifted),
+        "data_quality_failed": list(labelled.data_quality.failed) if labelled.data_quality else [],
+        "estimated_roc_auc": estimate.roc_auc.value if estimate else None,
+        "realized_roc_auc": realized.get("roc_auc"),
+        "estimated_ap": estimate.average_precision.value if estimate else None,
+        "realized_ap": realized.get("average_precision"),
         "seconds": round(seconds, 3),
     }
 
 
-def rates(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    by: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for row in rows:
-        by.setdefault((row["scenario"], row["rows"]), []).append(row)
-    return {
-        f"{scenario}@{size}": {
-            "windows": len(group),
-            "detected": sum(r["detected"] for r in group),
-            "rate": round(sum(r["detected"] for r in group) / len(group), 4),
-            "feature_drift": sum(r["dataset_drift"] for r in group),
-            "prediction_drift": sum(r["prediction_drift"] for r in group),
-            "median_s": round(statistics.median(r["seconds"] for r in group), 3),
+def pooled_ap(pairs: list[tuple[Champion, pd.DataFrame]], contract: Any) -> float:
+    from models.evaluation import predict_failure_probability, score_ranking
+
+    y = np.concatenate([frame[contract.label].to_numpy() for _, frame in pairs])
+    p = np.concatenate(
+        [predict_failure_probability(c.model, frame, contract) for c, frame in pairs]
+    )
+    return float(score_ranking(y, p)["average_precision"])
+
+
+# --- cases ----------------------------------------------------------------------------------
+
+
+Variant = Callable[[np.ndarray], pd.DataFrame]  # the rows at these positions, changed
+
+
+def run_cases(
+    champions: list[tuple[Champion, dict[str, Variant]]],
+    kinds: dict[str, str],
+    held_rows: int,
+    contract: Any,
+    params: Any,
+    log: Callable[[str], None],
+    data: str,
+) -> dict[str, Any]:
+    """Every window of every champion's held-out rows, clean and changed, both samplings.
+
+    `champions` pairs each champion with its cases: name -> the held-out rows at given
+    positions under that case ("none": unchanged). Windows of consecutive positions and of
+    positions drawn at random (seeded) are judged under every case.
+    """
+    everything = np.arange(held_rows)
+    base = pooled_ap([(c, cases["none"](everything)) for c, cases in champions], contract)
+    harm = {}
+    for name, kind in kinds.items():
+        ap = pooled_ap([(c, cases[name](everything)) for c, cases in champions], contract)
+        harm[name] = {
+            "kind": kind,
+            "ap": round(ap, 4),
+            "delta": round(ap - base, 4),
+            "harmful": bool(ap < base - params.deploy.tolerance),
         }
-        for (scenario, size), group in by.items()
-    }
+    windows = []
+    for index, (champion, cases) in enumerate(champions):
+        for size in WINDOW_SIZES:
+            count = held_rows // size
+            cuts = {
+                "consecutive": [np.arange(k * size, (k + 1) * size) for k in range(count)],
+                "independent": [
+                    np.sort(
+                        np.random.default_rng(1000 * index + k).choice(
+                            held_rows, size, replace=False
+                        )
+                    )
+                    for k in range(count)
+                ],
+            }
+            for sampling, positions in cuts.items():
+                for k, at in enumerate(positions):
+                    for name in ("none", *kinds):
+                        row = judge(
+                            as_log(cases[name](at), champion, contract), champion, contract, params
+                        )
+                        row.update(
+                            data=data,
+                            fold=index,
+                            size=size,
+                            sampling=sampling,
+                            window=k,
+                            case=name,
+                            kind=kinds.get(name, "none"),
+                            harmful=False if name == "none" else harm[name]["harmful"],
+                        )
+                        windows.append(row)
+                        log(
+                            f"{data} {sampling} {size} #{index}.{k} {name}: {row['before']}/"
+                            f"{row['after']} {row['drifted_columns']} {row['data_quality_failed']}"
+                        )
+    return {"baseline_ap": round(base, 4), "harm": harm, "windows": windows}
 
 
-def verdict(rows: list[dict[str, Any]], size: int) -> dict[str, Any]:
-    drifted = [r for r in rows if r["rows"] == size and r["scenario"] != "none"]
-    clean = [r for r in rows if r["rows"] == size and r["scenario"] == "none"]
-    detection = sum(r["detected"] for r in drifted) / len(drifted)
-    false_alarms = sum(r["detected"] for r in clean) / len(clean)
-    return {
-        "window_rows": size,
-        "detection_rate": round(detection, 4),
-        "false_alarm_rate": round(false_alarms, 4),
-        "drifted_windows": len(drifted),
-        "clean_windows": len(clean),
-        "met": detection >= TARGET_DETECTION and false_alarms <= TARGET_FALSE_ALARMS,
-    }
+def real_cases(
+    contract: Any, params: Any, folds: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    from core.config import IngestConfig
+    from pipelines.edges.sources import fetch
+
+    frame = fetch(IngestConfig(source="file", file={"path": REAL_FILE}))
+    champions = []
+    for fold in make_folds(frame, HELD_OUT_ROWS, folds):
+        with tempfile.TemporaryDirectory() as tmp:  # the training rows through the file source
+            path = Path(tmp) / "train.csv"
+            fold.train.to_csv(path, index=False)
+            rows = fetch(IngestConfig(source="file", file={"path": path}))
+        champion = train_champion(rows, contract, params, f"fold{fold.index}")
+        champions.append((champion, _perturbed(fold.held_out)))
+        log(f"real fold {fold.index}: champion trained on {len(rows)} rows")
+    kinds = {name: kind for name, (kind, _) in PERTURBATIONS.items()}
+    return run_cases(champions, kinds, HELD_OUT_ROWS, contract, params, log, "real")
+
+
+def _perturbed(held: pd.DataFrame) -> dict[str, Variant]:
+    """Each perturbation applied to the rows a window takes (seeded by their first position)."""
+
+    def case(perturb: Callable | None) -> Variant:
+        def rows(at: np.ndarray) -> pd.DataFrame:
+            window = held.iloc[at].reset_index(drop=True)
+            return window if perturb is None else perturb(window, np.random.default_rng(int(at[0])))
+
+        return rows
+
+    return {"none": case(None), **{name: case(p) for name, (_, p) in PERTURBATIONS.items()}}
+
+
+def synthetic_cases(
+    contract: Any, params: Any, seeds: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Fresh series of the generator; each scenario re-draws the same seed, so its rows differ
+    from the clean ones only by what the scenario changes."""
+    from core.config import SyntheticSourceConfig
+    from features.synthetic import generate_process_data
+
+    def series(scenario: str, rows: int, seed: int) -> pd.DataFrame:
+        return generate_process_data(SyntheticSourceConfig(rows=rows, seed=seed, scenario=scenario))
+
+    champion = train_champion(series("none", TRAIN_ROWS, TRAIN_SEED), contract, params, "synthetic")
+    log("synthetic champion trained")
+    champions = []
+    for i in range(seeds):
+        drawn = {
+            name: series(name, HELD_OUT_ROWS, WINDOW_SEED_BASE + i) for name in ("none", *SCENARIOS)
+        }
+        champions.append(
+            (
+                champion,
+                {
+                    name: (lambda at, f=frame: f.iloc[at].reset_index(drop=True))
+                    for name, frame in drawn.items()
+                },
+            )
+        )
+    kinds = dict.fromkeys(SCENARIOS, "scenario")
+    return run_cases(champions, kinds, HELD_OUT_ROWS, contract, params, log, "synthetic")
+
+
+# --- summary ------------------------------------------------------------------------------
+
+
+def summarise(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per data set, sampling and window size: false alarms, detection, estimation error."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for row in windows:
+        groups.setdefault((row["data"], row["sampling"], row["size"]), []).append(row)
+    out = []
+    for (data, sampling, size), rows in groups.items():
+        clean = [r for r in rows if r["case"] == "none"]
+        harmful = [r for r in rows if r["harmful"]]
+        benign = [r for r in rows if r["case"] != "none" and not r["harmful"]]
+        shift = [
+            r
+            for r in rows
+            if r["kind"] in ("covariate", "scenario", "none", "sensor")
+            and r["estimated_roc_auc"] is not None
+            and r["realized_roc_auc"] is not None
+        ]
+        concept = [
+            r
+            for r in rows
+            if r["kind"] == "concept"
+            and r["estimated_roc_auc"] is not None
+            and r["realized_roc_auc"] is not None
+        ]
+
+        def share(group: list[dict[str, Any]], when: str, actions: tuple[str, ...]) -> float | None:
+            return round(sum(r[when] in actions for r in group) / len(group), 4) if group else None
+
+        def auc_error(group: list[dict[str, Any]]) -> dict[str, Any] | None:
+            if not group:
+                return None
+            errors = [abs(r["estimated_roc_auc"] - r["realized_roc_auc"]) for r in group]
+            return {
+                "windows": len(group),
+                "median": round(statistics.median(errors), 4),
+                "within_0.05": round(sum(e <= TARGET_AUC_ERROR for e in errors) / len(errors), 4),
+            }
+
+        out.append(
+            {
+                "data": data,
+                "sampling": sampling,
+                "size": size,
+                "clean_windows": len(clean),
+                "harmful_windows": len(harmful),
+                "benign_windows": len(benign),
+                "false_retrains_before_labels": share(clean, "before", ("retrain",)),
+                "false_retrains_with_labels": share(clean, "after", ("retrain",)),
+                "clean_alerts_with_labels": share(clean, "after", ("alert",)),
+                "clean_drift_reported": share(clean, "after", ("drift",)),
+                "harmful_detected_before_labels": share(harmful, "before", ("retrain", "alert")),
+                "harmful_detected_with_labels": share(harmful, "after", ("retrain", "alert")),
+                "benign_retrained_with_labels": share(benign, "after", ("retrain",)),
+                "drifted_reported_with_labels": share(
+                    [r for r in rows if r["case"] != "none"], "after", ("drift", "alert", "retrain")
+                ),
+                "auc_error_shift": auc_error([r for r in shift if r["kind"] != "sensor" or True]),
+                "auc_error_concept": auc_error(concept),
+                "median_s": round(statistics.median(r["seconds"] for r in rows), 3),
+            }
+        )
+    return out
+
+
+def by_case(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str, int, str], list[dict[str, Any]]] = {}
+    for row in windows:
+        groups.setdefault((row["data"], row["sampling"], row["size"], row["case"]), []).append(row)
+    out = []
+    for (data, sampling, size, case), rows in groups.items():
+        deciders: dict[str, int] = {}
+        for r in rows:
+            deciders[str(r["after_by"])] = deciders.get(str(r["after_by"]), 0) + 1
+        out.append(
+            {
+                "data": data,
+                "sampling": sampling,
+                "size": size,
+                "case": case,
+                "harmful": rows[0]["harmful"],
+                "windows": len(rows),
+                "before": {
+                    a: sum(r["before"] == a for r in rows)
+                    for a in ("keep", "drift", "alert", "retrain")
+                },
+                "after": {
+                    a: sum(r["after"] == a for r in rows)
+                    for a in ("keep", "drift", "alert", "retrain")
+                },
+                "decided_by": deciders,
+            }
+        )
+    return out
 
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "# Drift detection: drifted windows vs windows of the published process",
+        "# Drift that matters: the monitor's verdicts on real, time-correlated traffic",
         "",
         f"Produced by `python benchmarks/bench_drift.py` on {results['date']} "
-        f"({results['machine']['cpus']} CPUs). One champion trained as the train stage does "
-        f"({TRAIN_ROWS:,} rows, seed {TRAIN_SEED}); {results['seeds']} fresh seeds per drift "
-        f"scenario, {results['clean_seeds']} for the published process; default thresholds "
-        "of params.yaml. Detected = dataset drift (Evidently, `monitor.drift_share`) or "
-        "prediction drift.",
+        f"({results['machine']['cpus']} CPUs), defaults of params.yaml. Detected = retrain or "
+        "alert; false alarm = a retrain verdict on an unperturbed window. Harm labels (pooled "
+        "realized average precision of the champions, perturbed vs unperturbed rows, harmful "
+        f"below -{results['tolerance']}):",
         "",
+        "| data | case | kind | pooled AP | change | harmful |",
+        "| --- | --- | --- | ---: | ---: | --- |",
     ]
-    for v in results["verdicts"]:
-        lines.append(
-            f"- **{v['window_rows']:,}-row windows**: detection "
-            f"{v['detection_rate']:.1%} of {v['drifted_windows']} drifted windows (target >= "
-            f"{TARGET_DETECTION:.0%}), false alarms {v['false_alarm_rate']:.1%} of "
-            f"{v['clean_windows']} clean windows (target <= {TARGET_FALSE_ALARMS:.0%}): "
-            + (
-                f"{'met' if v['met'] else 'NOT met'}"
-                if v["window_rows"] != SMALL_WINDOW_ROWS
-                else f"{'met' if v['met'] else 'not met'}, but below the default "
-                "`monitor.window.min_rows` (1,000): the monitor gives no verdict on such a window"
+    for data, part in results["parts"].items():
+        for name, h in part["harm"].items():
+            lines.append(
+                f"| {data} | {name} | {h['kind']} | {h['ap']} | {h['delta']:+.4f} | "
+                f"{'yes' if h['harmful'] else 'no'} |"
             )
+    lines += [
+        "",
+        "| data | sampling | rows | clean | false retrains (before / with labels) | harmful | "
+        "detected (before / with labels) | benign retrained | est. ROC AUC error, shift "
+        "(median, within 0.05) | the same, concept | s/window |",
+        "| --- | --- | ---: | ---: | --- | ---: | --- | --- | --- | --- | ---: |",
+    ]
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    def err(value: dict[str, Any] | None) -> str:
+        return (
+            "-"
+            if value is None
+            else f"{value['median']:.3f}, {value['within_0.05']:.0%} of {value['windows']}"
+        )
+
+    for s in results["summary"]:
+        lines.append(
+            f"| {s['data']} | {s['sampling']} | {s['size']:,} | {s['clean_windows']} | "
+            f"{pct(s['false_retrains_before_labels'])} / {pct(s['false_retrains_with_labels'])} "
+            f"| {s['harmful_windows']} | {pct(s['harmful_detected_before_labels'])} / "
+            f"{pct(s['harmful_detected_with_labels'])} | "
+            f"{pct(s['benign_retrained_with_labels'])} | {err(s['auc_error_shift'])} | "
+            f"{err(s['auc_error_concept'])} | {s['median_s']} |"
         )
     lines += [
         "",
-        "| scenario | window rows | windows | detected | rate | feature drift | "
-        "prediction drift | median s per window |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "Verdicts by case (with labels: keep/drift/alert/retrain; deciding signal):",
+        "",
+        "| data | sampling | rows | case | harmful | before labels | with labels | decided by |",
+        "| --- | --- | ---: | --- | --- | --- | --- | --- |",
     ]
-    for key, r in results["rates"].items():
-        scenario, size = key.split("@")
+    for c in results["by_case"]:
+        counts = ["/".join(str(c[when][a]) for a in ACTIONS) for when in ("before", "after")]
+        deciders = ", ".join(f"{k} {v}" for k, v in sorted(c["decided_by"].items()))
         lines.append(
-            f"| {scenario} | {int(size):,} | {r['windows']} | {r['detected']} | {r['rate']:.1%} "
-            f"| {r['feature_drift']} | {r['prediction_drift']} | {r['median_s']} |"
+            f"| {c['data']} | {c['sampling']} | {c['size']:,} | {c['case']} | "
+            f"{'yes' if c['harmful'] else 'no'} | {counts[0]} | {counts[1]} | {deciders} |"
         )
-    columns: dict[str, dict[str, int]] = {}
-    for row in results["windows"]:
-        for name in row["drifted_columns"]:
-            columns.setdefault(row["scenario"], {}).setdefault(name, 0)
-            columns[row["scenario"]][name] += 1
-    lines += ["", "Columns flagged, by scenario (all window sizes):", ""]
-    for scenario, counts in columns.items():
-        named = ", ".join(f"{k} ({v})" for k, v in sorted(counts.items(), key=lambda x: -x[1]))
-        lines.append(f"- {scenario}: {named}")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    import datetime as dt
-    import logging
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=20, help="seeds per drift scenario")
-    parser.add_argument(
-        "--clean-seeds", type=int, default=40, help="seeds of the published process (none)"
-    )
+    parser.add_argument("--folds", type=int, default=10, help="folds of the real file")
+    parser.add_argument("--seeds", type=int, default=10, help="fresh synthetic series")
+    parser.add_argument("--only", choices=("real", "synthetic"), default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -196,31 +462,31 @@ def main() -> None:
 
     params = load_params(ROOT / "params.yaml")
     contract = load_contract(ROOT / params.data.contract)
-    config = params.monitor
-    model, reference = champion_reference(params, contract)
-    sizes = tuple(dict.fromkeys((config.window.rows, config.window.min_rows, SMALL_WINDOW_ROWS)))
-    rows = []
-    for size in sizes:
-        for scenario in ("none", *DRIFT_SCENARIOS):
-            for i in range(args.clean_seeds if scenario == "none" else args.seeds):
-                row = judge(
-                    model, reference, contract, config, scenario, WINDOW_SEED_BASE + i, size
-                )
-                rows.append(row)
-                print(
-                    f"{scenario:>20} rows={size:>6} seed={row['seed']} "
-                    f"detected={row['detected']} {row['drifted_columns']} "
-                    f"prediction={row['prediction_drift']}",
-                    flush=True,
-                )
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:7.1f}s] {message}", flush=True)
+
+    parts = {}
+    if args.only in (None, "real"):
+        if not REAL_FILE.is_file():
+            raise SystemExit(f"{REAL_FILE} is absent: run with --only synthetic")
+        parts["real"] = real_cases(contract, params, args.folds, log)
+    if args.only in (None, "synthetic"):
+        parts["synthetic"] = synthetic_cases(contract, params, args.seeds, log)
+    windows = [row for part in parts.values() for row in part["windows"]]
     results = {
         "date": dt.date.today().isoformat(),
         "machine": machine(),
+        "tolerance": params.deploy.tolerance,
+        "folds": args.folds,
         "seeds": args.seeds,
-        "clean_seeds": args.clean_seeds,
-        "verdicts": [verdict(rows, size) for size in sizes],
-        "rates": rates(rows),
-        "windows": rows,
+        "summary": summarise(windows),
+        "by_case": by_case(windows),
+        "parts": {
+            name: {k: v for k, v in part.items() if k != "windows"} for name, part in parts.items()
+        },
+        "windows": windows,
     }
     write_results("drift", results, table(results))
     print(table(results))

@@ -14,6 +14,9 @@ from pathlib import Path
 # it beside the model; the serving store keeps it with the model; the monitor compares
 # production traffic with the champion's copy.
 REFERENCE_FILE = "validation_predictions.parquet"
+# What the monitor measured on the same data when the model was trained: drift thresholds,
+# probability calibration, feature importance, the training data's profile.
+MONITOR_PROFILE_FILE = "monitor_profile.json"
 
 DVC_FILE = Path("dvc.yaml")  # the stages, in order, and each one's deps
 LEDGER = Path(".lifecycle/ledger.jsonl")  # every attempt of every stage, appended
@@ -31,6 +34,7 @@ TRAIN_SPLIT = Path("data/split/train.parquet")
 HOLDOUT_SPLIT = Path("data/split/holdout.parquet")
 MODEL_DIR = Path("artifacts/model")
 VALIDATION_PREDICTIONS = MODEL_DIR / REFERENCE_FILE  # out-of-fold scores: the reference data
+MONITOR_PROFILE = MODEL_DIR / MONITOR_PROFILE_FILE
 TRAIN_METRICS = Path("reports/train/metrics.json")
 # evaluate
 EVALUATION = Path("reports/evaluate/metrics.json")

@@ -27,14 +27,19 @@ _DECIMALS = 6
 
 
 def assess_quality(
-    labelled: pd.DataFrame, label: str, config: MonitorConfig, seed: int = 0
+    labelled: pd.DataFrame,
+    label: str,
+    config: MonitorConfig,
+    seed: int = 0,
+    floors: dict[str, float] | None = None,
 ) -> QualitySummary:
     """Score the champion's labelled rows and name every metric below its floor.
 
     `labelled` needs the label, `failure_probability` and `threshold` columns (the log's).
-    The bootstrap intervals depend only on the rows and `seed`.
+    `floors` default to `monitor.quality.thresholds`. The bootstrap intervals depend only on
+    the rows and `seed`.
     """
-    floors = dict(config.quality.thresholds)
+    floors = dict(config.quality.thresholds if floors is None else floors)
     y_true = labelled[label].to_numpy(dtype=np.int64)
     proba = labelled[PROBABILITY].to_numpy(dtype=float)
     rows, positives = len(y_true), int(y_true.sum())

@@ -16,11 +16,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core.config import MonitorConfig
+from core.records.data_quality import DataQualitySummary
+from core.records.estimation import PerformanceEstimate
 from core.records.monitor import (
+    Action,
     DriftSummary,
     MonitorDecision,
     QualitySummary,
     ServingChampion,
+    Signal,
     WindowSummary,
 )
 from monitoring.window import describe_window
@@ -34,10 +38,12 @@ _QUALITY_METRICS = ("rows", "positives", "roc_auc", "average_precision", "precis
 
 @dataclass(frozen=True)
 class RetrainDecision:
-    """Whether to retrain, and why, in sentences a person reads in the stage log."""
+    """The window's action, the signal that decided it, and sentences a person reads."""
 
     retrain: bool
     reasons: tuple[str, ...]
+    action: Action = "keep"
+    decided_by: Signal | None = None
 
 
 @dataclass(frozen=True)
@@ -48,15 +54,27 @@ class WindowEvidence:
     rows: int  # rows in the window
     labelled_rows: int  # window rows with a label (after de-duplication by id)
     drift: DriftResult | None = None
-    quality: QualitySummary | None = None
+    quality: QualitySummary | None = None  # realized, on the labelled rows
+    estimate: PerformanceEstimate | None = None  # estimated, before labels
+    estimated_breaches: tuple[str, ...] = ()  # metrics whose whole estimate interval is low
+    data_quality: DataQualitySummary | None = None
+    importance: dict[str, float] | None = None  # feature -> share of the champion's importance
+
+
+_RANK: dict[Action, int] = {"keep": 0, "drift": 1, "alert": 2, "retrain": 3}
 
 
 def decide_window(evidence: WindowEvidence, config: MonitorConfig) -> RetrainDecision:
-    """Retrain when the features drift, the predictions drift or the quality breaks a floor.
+    """Combine the window's signals into one action; the first reason is the decisive one.
 
-    No verdict without a champion or with fewer than `monitor.window.min_rows` rows. With
-    `monitor.labels.required`, drift alone waits for `monitor.labels.min_rows` labelled rows
-    (a retrain needs labelled recent data to learn from). The first reason is the decisive one.
+    No verdict without a champion or with fewer than `monitor.window.min_rows` rows. Then, in
+    this order: a data-quality failure (`monitor.verdict.on_data_quality`, an alert by default,
+    and it holds back any retrain: the model would learn the fault); the realized quality below
+    a floor (retrain); the estimated quality below a floor (`on_estimated_breach`); material
+    drift, on features carrying `drift_importance` of the champion's importance or on the
+    served probabilities (`on_material_drift`, reported by default); other drift is reported.
+    A retrain needs `monitor.labels.min_rows` labelled rows when `monitor.labels.required`:
+    until then it is an alert that waits for them.
     """
     if evidence.champion is None:
         return RetrainDecision(False, ("no champion yet: nothing to monitor",))
@@ -69,33 +87,146 @@ def decide_window(evidence: WindowEvidence, config: MonitorConfig) -> RetrainDec
                 f"(monitor.window.min_rows) in the newest prediction log window",
             ),
         )
+    triggers = _triggers(evidence, config)
+    action: Action = "keep"
+    decided_by: Signal | None = None
+    for signal, wanted, _ in triggers:
+        if _RANK[wanted] > _RANK[action]:
+            action, decided_by = wanted, signal
+    data_failed = any(signal == "data_quality" for signal, _, _ in triggers)
+    if action == "retrain" and data_failed and config.verdict.on_data_quality != "retrain":
+        action, decided_by = "alert", "data_quality"
+    evidence_lines = _evidence_lines(evidence, config)
+    labels_needed = config.labels.min_rows
+    if action == "retrain" and config.labels.required and evidence.labelled_rows < labels_needed:
+        waiting = (
+            f"alert, waiting for labels to retrain: {_named(triggers, 'retrain')}; "
+            f"{evidence.labelled_rows} of {labels_needed} labelled rows (monitor.labels.min_rows; "
+            "monitor.labels.required is true)"
+        )
+        return RetrainDecision(False, (waiting, *evidence_lines), "alert", decided_by)
+    if action == "keep":
+        first = "keep the champion: no drift, no quality breach and clean data in this window"
+    elif action == "drift":
+        first = (
+            f"drift, no retrain: {_named(triggers, 'drift')}; the estimated and realized "
+            "quality hold"
+        )
+    else:
+        first = f"{action}: {_named(triggers, action)}"
+    return RetrainDecision(action == "retrain", (first, *evidence_lines), action, decided_by)
+
+
+def _triggers(evidence: WindowEvidence, config: MonitorConfig) -> list[tuple[Signal, Action, str]]:
+    """Each signal that fired: (signal, the action it asks for, a short phrase)."""
+    verdict = config.verdict
+    found: list[tuple[Signal, Action, str]] = []
+    quality_data = evidence.data_quality
+    if quality_data is not None and quality_data.judged and not quality_data.passed:
+        found.append(
+            (
+                "data_quality",
+                verdict.on_data_quality,
+                f"data quality fails on {', '.join(quality_data.failed)}",
+            )
+        )
+    if evidence.quality is not None and evidence.quality.breached:
+        found.append(
+            (
+                "realized_quality",
+                "retrain",
+                f"quality is below its floor on {', '.join(evidence.quality.breached)}",
+            )
+        )
+    if evidence.estimated_breaches:
+        found.append(
+            (
+                "estimated_quality",
+                verdict.on_estimated_breach,
+                "the estimated quality is below its floor on "
+                + ", ".join(evidence.estimated_breaches),
+            )
+        )
+    drift = evidence.drift
+    if drift is not None:
+        share = drifted_importance(drift, evidence.importance)
+        material = share >= verdict.drift_importance
+        drift_action: Action = (
+            "drift" if verdict.on_material_drift == "report" else verdict.on_material_drift
+        )
+        if drift.drifted_columns:
+            found.append(
+                (
+                    "feature_drift",
+                    drift_action if material else "drift",
+                    f"{', '.join(drift.drifted_columns)} drift ({share:.0%} of the champion's "
+                    f"importance{'' if material else ', not material'})",
+                )
+            )
+        if drift.prediction is not None and drift.prediction.drifted:
+            found.append(("prediction_drift", drift_action, "the predictions drift"))
+    return found
+
+
+def drifted_importance(drift: DriftResult, importance: dict[str, float] | None) -> float:
+    """The share of the champion's importance held by the drifted columns (equal shares
+    when the importance is unknown)."""
+    columns = [column.name for column in drift.columns]
+    if not columns:
+        return 0.0
+    if importance is None:
+        return len(drift.drifted_columns) / len(columns)
+    return float(sum(importance.get(name, 0.0) for name in drift.drifted_columns))
+
+
+def _named(triggers: list[tuple[Signal, Action, str]], action: Action) -> str:
+    return " and ".join(phrase for _, wanted, phrase in triggers if wanted == action)
+
+
+def _evidence_lines(evidence: WindowEvidence, config: MonitorConfig) -> tuple[str, ...]:
     from monitoring.drift import describe_drift, describe_prediction_drift
 
-    reasons: list[str] = []
-    drifted = False
+    lines: list[str] = []
+    if evidence.data_quality is not None:
+        lines.append(evidence.data_quality.reason)
     if evidence.drift is not None:
-        drifted = evidence.drift.dataset_drift or bool(
-            evidence.drift.prediction and evidence.drift.prediction.drifted
-        )
-        reasons.append(describe_drift(evidence.drift, config))
-        reasons.append(describe_prediction_drift(evidence.drift, config))
-    breached = bool(evidence.quality and evidence.quality.breached)
+        lines.append(describe_drift(evidence.drift, config))
+        share = drifted_importance(evidence.drift, evidence.importance)
+        if evidence.drift.drifted_columns:
+            lines.append(
+                f"the drifted columns carry {share:.0%} of the champion's importance (material "
+                f"from {config.verdict.drift_importance:.0%}, monitor.verdict.drift_importance)"
+            )
+        lines.append(describe_prediction_drift(evidence.drift, config))
+    if evidence.estimate is not None:
+        lines.append(describe_estimate(evidence.estimate, evidence.estimated_breaches))
     if evidence.quality is not None:
-        reasons.append(evidence.quality.reason)
-    retrain = drifted or breached
-    labels_needed = config.labels.min_rows
-    if retrain and config.labels.required and evidence.labelled_rows < labels_needed:
-        waiting = (
-            f"drift detected; waiting for labels: {evidence.labelled_rows} of {labels_needed} "
-            "labelled rows (monitor.labels.min_rows; monitor.labels.required is true)"
+        lines.append(evidence.quality.reason)
+    return tuple(lines)
+
+
+def describe_estimate(estimate: PerformanceEstimate, breached: tuple[str, ...]) -> str:
+    """The estimated quality (CBPE) in one sentence: values, intervals, breaches."""
+    if not estimate.trusted:
+        return (
+            f"estimated quality not judged: the champion's probabilities could not be checked "
+            f"for calibration at training time ({estimate.rows} rows)"
         )
-        return RetrainDecision(False, (waiting, *reasons))
-    first = (
-        f"retrain: {_triggers(evidence, drifted, breached)}"
-        if retrain
-        else "keep the champion: no drift and no quality breach in this window"
+    parts = []
+    for name in ("roc_auc", "average_precision"):
+        metric = getattr(estimate, name)
+        if metric.value is None:
+            continue
+        noise = (
+            f" ({estimate.confidence:.0%} noise {metric.low:.3f}-{metric.high:.3f})"
+            if metric.low is not None and metric.high is not None
+            else ""
+        )
+        parts.append(f"{name} {metric.value:.3f}{noise}")
+    verdict = f"below its floor on {', '.join(breached)}" if breached else "holds"
+    return f"estimated quality (CBPE, before labels) {verdict} on {estimate.rows} rows: " + (
+        "; ".join(parts) or "undefined"
     )
-    return RetrainDecision(retrain, (first, *reasons))
 
 
 def summarise_window(
@@ -114,19 +245,23 @@ def build_monitor_decision(
     decision: RetrainDecision,
     champion: ServingChampion | None,
     window: WindowSummary,
-    drift: DriftResult | None,
-    quality: QualitySummary | None,
+    evidence: WindowEvidence,
+    config: MonitorConfig,
 ) -> MonitorDecision:
-    """decision.json: the verdict, its reasons and the evidence in brief."""
-    drift_summary = None
+    """decision.json: the action, the signal that decided it, the reasons and the evidence."""
+    drift, drift_summary = evidence.drift, None
     if drift is not None:
         prediction = drift.prediction
+        share = drifted_importance(drift, evidence.importance)
         drift_summary = DriftSummary(
             dataset_drift=drift.dataset_drift,
             drifted_share=round(drift.drifted_share, _DECIMALS),
             drifted_columns=list(drift.drifted_columns),
             prediction_drift=prediction.drifted if prediction else None,
             prediction_drift_score=round(prediction.score, _DECIMALS) if prediction else None,
+            calibrated=any(column.calibrated for column in drift.columns),
+            importance_share=round(share, _DECIMALS),
+            material=bool(drift.drifted_columns) and share >= config.verdict.drift_importance,
         )
     return MonitorDecision(
         retrain=decision.retrain,
@@ -134,27 +269,33 @@ def build_monitor_decision(
         champion=champion,
         window=window,
         drift=drift_summary,
-        quality=quality,
+        quality=evidence.quality,
+        action=decision.action,
+        decided_by=decision.decided_by,
+        estimate=evidence.estimate,
+        data_quality=evidence.data_quality,
     )
 
 
-def build_monitor_metrics(
-    decision: RetrainDecision,
-    window: WindowSummary,
-    drift: DriftResult | None,
-    quality: QualitySummary | None,
-) -> dict[str, Any]:
+def build_monitor_metrics(record: MonitorDecision, drift: DriftResult | None) -> dict[str, Any]:
     """metrics.json (DVC metric): deterministic, rounded, no timestamps."""
     summary = None
     if drift is not None:
         from monitoring.drift import drift_summary
 
         summary = drift_summary(drift)
+    quality, estimate, data = record.quality, record.estimate, record.data_quality
     return {
-        "retrain": decision.retrain,
-        "window": window.model_dump(include={"rows", "labelled_rows", "champion_rows"}),
+        "retrain": record.retrain,
+        "action": record.action,
+        "decided_by": record.decided_by,
+        "window": record.window.model_dump(include={"rows", "labelled_rows", "champion_rows"}),
         "drift": summary,
         "quality": quality.model_dump(mode="json", exclude={"reason"}) if quality else None,
+        "estimate": estimate.model_dump(mode="json") if estimate else None,
+        "data_quality": data.model_dump(mode="json", include={"passed", "failed"})
+        if data
+        else None,
     }
 
 
@@ -163,6 +304,7 @@ def run_metrics(record: MonitorDecision) -> dict[str, float]:
     window, drift, quality = record.window, record.drift, record.quality
     metrics: dict[str, float] = {
         "retrain": int(record.retrain),
+        "alert": int(record.action == "alert"),
         "window_rows": window.rows,
         "labelled_rows": window.labelled_rows,
         "champion_rows": window.champion_rows,
@@ -170,6 +312,8 @@ def run_metrics(record: MonitorDecision) -> dict[str, float]:
     if drift is not None:
         metrics["dataset_drift"] = int(drift.dataset_drift)
         metrics["drifted_share"] = drift.drifted_share
+        if drift.importance_share is not None:
+            metrics["drifted_importance"] = drift.importance_share
         if drift.prediction_drift is not None and drift.prediction_drift_score is not None:
             metrics["prediction_drift"] = int(drift.prediction_drift)
             metrics["prediction_drift_score"] = drift.prediction_drift_score
@@ -180,6 +324,13 @@ def run_metrics(record: MonitorDecision) -> dict[str, float]:
             value = getattr(quality, name)
             if value is not None:
                 metrics[f"quality_{name}"] = value
+    if record.estimate is not None:
+        for name in ("roc_auc", "average_precision", "precision", "recall"):
+            value = getattr(record.estimate, name).value
+            if value is not None:
+                metrics[f"estimated_{name}"] = value
+    if record.data_quality is not None:
+        metrics["data_quality_failed"] = len(record.data_quality.failed)
     return {key: float(value) for key, value in metrics.items()}
 
 
@@ -191,16 +342,3 @@ def render_plain_page(decision: RetrainDecision) -> str:
         "<title>Monitor: no drift report</title></head>\n<body><h1>No drift report</h1>"
         f"<p>The monitor compared nothing in this window:</p><ul>{reasons}</ul></body></html>\n"
     )
-
-
-def _triggers(evidence: WindowEvidence, drifted: bool, breached: bool) -> str:
-    found = []
-    drift = evidence.drift
-    if drifted and drift is not None:
-        if drift.dataset_drift:
-            found.append("the features drift")
-        if drift.prediction is not None and drift.prediction.drifted:
-            found.append("the predictions drift")
-    if breached and evidence.quality is not None:
-        found.append(f"quality is below its floor on {', '.join(evidence.quality.breached)}")
-    return " and ".join(found)

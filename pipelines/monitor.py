@@ -18,13 +18,16 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from core import paths
-from core.columns import REFERENCE_PROBABILITY
+from core.columns import REFERENCE_PROBABILITY, TIME
 from core.config import DEFAULT_PARAMS, Params, load_params
 from core.io import atomic_path, read_table, write_json, write_parquet, write_text
-from core.records import RecordError, record_json
+from core.records import RecordError, read_record, record_json
 from core.records.deploy import read_champion
 from core.records.monitor import MonitorDecision, ServingChampion
+from core.records.profile import WRITER as PROFILE_WRITER
+from core.records.profile import MonitorProfile
 from features.contract import DataContract, load_contract
+from monitoring.assessment import ChampionBasis
 from monitoring.verdict import (
     RetrainDecision,
     WindowEvidence,
@@ -40,14 +43,13 @@ from monitoring.window import (
     combine_labels,
     label_window,
     labelled_table,
-    scores_to_compare,
     select_window,
     served_by,
 )
 from pipelines.edges import registry
 from pipelines.edges.runtime import run_stage, timed
 from pipelines.edges.tracking import start_tracking
-from serving.model_store import model_tag, reference_path
+from serving.model_store import ModelStoreError, model_tag, monitor_profile_path, reference_path
 from serving.prediction_log import read_prediction_log
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LABEL_PATTERNS = ("batch-*.parquet", "batch-*.csv")
+ESTIMATED = ("roc_auc", "average_precision", "precision", "recall")  # plotted over time
 MONITOR_TAG = "last_monitor_run"  # set on the champion's registry version
 
 
@@ -97,36 +100,32 @@ def monitor() -> None:
         champion.tag if champion else "none",
     )
 
-    drift = quality = None
-    if champion is not None and len(window) >= config.window.min_rows:
-        reference = _read_reference(champion, params.serving.store, contract)
-        drift = _detect_drift(reference, window, champion, contract, params)
-        from monitoring.quality import assess_quality  # scikit-learn: only when judging
-
-        quality = assess_quality(
-            served_by(labelled, champion.label), contract.label, config, params.data.seed
-        )
     evidence = WindowEvidence(
-        champion=champion.tag if champion else None,
-        rows=len(window),
-        labelled_rows=len(labelled),
-        drift=drift,
-        quality=quality,
+        champion=champion.tag if champion else None, rows=len(window), labelled_rows=len(labelled)
     )
+    if champion is not None and len(window) >= config.window.min_rows:
+        basis = _read_basis(champion, params.serving.store, contract)
+        from monitoring.assessment import assess_window  # Evidently: only when judging
+
+        with timed("judging the window"):
+            evidence = assess_window(window, labelled, basis, contract, config, params.data.seed)
     decision = decide_window(evidence, config)
     champion_rows = len(served_by(window, champion.label)) if champion else 0
     summary = summarise_window(window, len(labelled), champion_rows, missing)
-    record = build_monitor_decision(decision, champion, summary, drift, quality)
+    record = build_monitor_decision(decision, champion, summary, evidence, config)
+    drift = evidence.drift
 
     if drift is not None:
         with timed("drift report"), atomic_path(paths.DRIFT_REPORT) as tmp:
             drift.snapshot.save_html(str(tmp))  # Evidently 0.7 writes nothing when given a Path
     else:
         write_text(render_plain_page(decision), paths.DRIFT_REPORT)
-    write_json(build_monitor_metrics(decision, summary, drift, quality), paths.MONITOR_METRICS)
+    write_json(build_monitor_metrics(record, drift), paths.MONITOR_METRICS)
     write_text(record_json(record), paths.MONITOR_DECISION)
     write_parquet(table, paths.LABELLED_WINDOW)
     _log_decision(decision, drift, missing)
+    if drift is not None and champion is not None and config.workspace.enabled:
+        _record_in_workspace(params, champion, record, drift, window)
     _track(params, champion, record)
     logger.info(
         "wrote %s, %s, %s and %s",
@@ -173,7 +172,8 @@ def _read_label_batches(directory: Path) -> list[tuple[str, pd.DataFrame]]:
     return batches
 
 
-def _read_reference(champion: ServingChampion, store: Path, contract: DataContract) -> pd.DataFrame:
+def _read_basis(champion: ServingChampion, store: Path, contract: DataContract) -> ChampionBasis:
+    """The champion's reference data and monitor profile, from its copy in the serving store."""
     path = reference_path(champion.tag, store)
     reference = read_table(path)
     needed = [*contract.features, REFERENCE_PROBABILITY]
@@ -184,44 +184,74 @@ def _read_reference(champion: ServingChampion, store: Path, contract: DataContra
             "saved before models kept their training features: run dvc repro --force train "
             "to train and deploy again"
         )
-    return reference
-
-
-# --- the work -----------------------------------------------------------------------------
-
-
-def _detect_drift(
-    reference: pd.DataFrame,
-    window: pd.DataFrame,
-    champion: ServingChampion,
-    contract: DataContract,
-    params: Params,
-) -> DriftResult:
-    from monitoring.drift import detect_drift, sample_window  # Evidently: only when judging
-
-    config, seed = params.monitor, params.data.seed
-    reference_sample = sample_window(reference, config.sample_rows, seed)
-    current = sample_window(window, config.sample_rows, seed)
-    logger.info(
-        "comparing %d current rows (of %d) with %d reference rows (of %d) on %d features",
-        len(current),
-        len(window),
-        len(reference_sample),
-        len(reference),
-        len(contract.features),
-    )
-    with timed("drift detection"):
-        return detect_drift(
-            reference_sample,
-            current,
-            contract,
-            config,
-            reference_scores=reference_sample[REFERENCE_PROBABILITY],
-            current_scores=scores_to_compare(current, champion.label),
+    try:
+        profile_path = monitor_profile_path(champion.tag, store)
+    except ModelStoreError as exc:  # a champion trained before models kept one
+        logger.warning(
+            "%s; until then drift uses Evidently's default thresholds, and neither the "
+            "estimated quality nor the data quality is judged",
+            exc,
         )
+        return ChampionBasis(champion.tag, champion.label, reference, None)
+    try:
+        profile = read_record(profile_path, MonitorProfile, writer=PROFILE_WRITER)
+    except RecordError as exc:
+        raise MonitorInputError(str(exc)) from None
+    logger.info(
+        "champion %s: reference of %d training rows; drift thresholds %s",
+        champion.tag,
+        len(reference),
+        "calibrated on its training period" if profile.drift.calibrated else profile.drift.reason,
+    )
+    return ChampionBasis(champion.tag, champion.label, reference, profile)
 
 
 # --- logging and tracking -----------------------------------------------------------------
+
+
+def _record_in_workspace(
+    params: Params,
+    champion: ServingChampion,
+    record: MonitorDecision,
+    drift: DriftResult,
+    window: pd.DataFrame,
+) -> None:
+    """The window into the Evidently workspace (`evidently ui`); a failure there is logged,
+    not raised: the verdict matters more than the dashboard."""
+    from monitoring.assessment import quality_floors
+    from monitoring.dashboard import build_dashboard_panels, build_window_snapshot, window_values
+    from pipelines.edges.workspace import WorkspaceError, record_window
+
+    config = params.monitor
+    estimated = (
+        {name: getattr(record.estimate, name).value for name in ESTIMATED}
+        if record.estimate is not None
+        else None
+    )
+    snapshot = build_window_snapshot(
+        drift.snapshot,
+        window_values(estimated, record.quality, quality_floors(config, None)),
+        window[TIME].max(),
+        include_report=config.workspace.reports,
+        name=f"{champion.tag} window",
+        metadata={
+            "champion": champion.tag,
+            "action": record.action,
+            "decided_by": record.decided_by or "-",
+            "rows": str(record.window.rows),
+            "labelled_rows": str(record.window.labelled_rows),
+        },
+    )
+    try:
+        with timed("Evidently workspace"):
+            record_window(
+                config.workspace.directory,
+                params.deploy.registered_model,
+                snapshot,
+                build_dashboard_panels(),
+            )
+    except WorkspaceError as exc:
+        logger.warning("window not added to the Evidently workspace: %s", exc)
 
 
 def _log_decision(decision: RetrainDecision, drift: DriftResult | None, missing: list[str]) -> None:

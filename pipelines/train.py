@@ -20,16 +20,19 @@ import sklearn
 from core.columns import REFERENCE_LABEL, REFERENCE_PROBABILITY
 from core.config import load_params
 from core.hashing import file_md5
-from core.io import write_json, write_parquet
+from core.io import write_json, write_parquet, write_text
 from core.model_files import model_content_hash, save_model
 from core.paths import (
     HOLDOUT_SPLIT,
     MODEL_DIR,
+    MONITOR_PROFILE,
     TRAIN_METRICS,
     TRAIN_SPLIT,
     VALIDATED_DATA,
     VALIDATION_PREDICTIONS,
 )
+from core.records import record_json
+from core.records.profile import MonitorProfile
 from features.contract import DataContract, load_contract
 from models.evaluation import predict_failure_probability, score_ranking
 from models.training import (
@@ -40,6 +43,7 @@ from models.training import (
     search_hyperparameters,
     split_data,
 )
+from monitoring.profile import build_monitor_profile
 from pipelines.edges.runtime import run_stage, timed
 from pipelines.edges.tracking import flatten, start_tracking
 
@@ -92,7 +96,12 @@ def main() -> None:
         metrics["cv"]["average_precision"],
     )
     hyperparameters = {**family_params(config), **overrides}
-    write_parquet(reference_data(train, oof, contract), VALIDATION_PREDICTIONS)
+    reference = reference_data(train, oof, contract)
+    write_parquet(reference, VALIDATION_PREDICTIONS)
+    with timed("monitor profile: drift calibration, probability calibration, importance"):
+        profile = build_monitor_profile(model, reference, holdout, contract, params)
+    write_text(record_json(profile), MONITOR_PROFILE)
+    _log_profile(profile)
 
     data_md5 = file_md5(VALIDATED_DATA)
     content = model_content_hash(model)
@@ -122,6 +131,8 @@ def main() -> None:
             context="training",
         )
         model_info = _log_model(mlflow, model, train[contract.features], config.model)
+        mlflow.log_artifact(str(MONITOR_PROFILE))
+        mlflow.log_metrics(_profile_metrics(profile))
         run_id = run.info.run_id
 
     meta = {
@@ -157,6 +168,50 @@ def reference_data(train: pd.DataFrame, oof: np.ndarray, contract: DataContract)
     reference[REFERENCE_LABEL] = train[contract.label].to_numpy()
     reference[REFERENCE_PROBABILITY] = np.asarray(oof, dtype=float)
     return reference
+
+
+def _log_profile(profile: MonitorProfile) -> None:
+    drift = profile.drift
+    if drift.calibrated:
+        logger.info(
+            "drift thresholds at a %.1f%% false-alarm rate per window (%s), windows of %s rows:",
+            100 * drift.false_alarm_rate,
+            drift.tail_model,
+            ", ".join(str(rows) for rows in drift.block_rows),
+        )
+        for name, column in drift.columns.items():
+            logger.info(
+                "  %-28s %s %s", name, column.method,
+                " / ".join(f"{s.threshold:.3g}" for s in column.sizes),
+            )  # fmt: skip
+    else:
+        logger.warning("drift thresholds not calibrated: %s", drift.reason)
+    logger.info("probability calibration: %s", profile.probabilities.check.reason)
+    logger.info(
+        "permutation importance (%s): %s",
+        profile.importance.scoring,
+        ", ".join(f"{f.name} {f.share:.0%}" for f in profile.importance.features),
+    )
+
+
+def _profile_metrics(profile: MonitorProfile) -> dict[str, float]:
+    """The profile's headline numbers as MLflow metrics; the whole record is an artifact."""
+    metrics = {
+        "calibration_error": profile.probabilities.check.error,
+        "probabilities_calibrated": float(profile.probabilities.method != "none"),
+    }
+    for feature in profile.importance.features:
+        metrics[f"importance_{_metric_key(feature.name)}"] = feature.share
+    if profile.drift.calibrated:
+        rows = max(profile.drift.block_rows)
+        for name, column in profile.drift.columns.items():
+            metrics[f"drift_threshold_{_metric_key(name)}"] = column.threshold_at(rows)
+    return metrics
+
+
+def _metric_key(name: str) -> str:
+    """An MLflow metric key from a column name: 'Torque [Nm]' -> 'torque_nm'."""
+    return "_".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
 
 
 def _log_model(mlflow: Any, model: Any, inputs: pd.DataFrame, family: str) -> Any:

@@ -22,7 +22,7 @@ from core.clock import utc_now
 from core.hashing import file_sha256
 from core.io import read_json, write_json
 from core.model_files import META_FILE, MODEL_FILE, load_model
-from core.paths import REFERENCE_FILE
+from core.paths import MONITOR_PROFILE_FILE, REFERENCE_FILE
 from serving.bentoml_patches import create_model, open_model_store, point_bentoml_home
 
 if TYPE_CHECKING:
@@ -140,8 +140,9 @@ def export_model(
             staging = Path(created.path)
             for filename in (MODEL_FILE, META_FILE):
                 shutil.copy2(model_dir / filename, staging / filename)
-            if (model_dir / REFERENCE_FILE).is_file():  # the monitor's reference data
-                shutil.copy2(model_dir / REFERENCE_FILE, staging / REFERENCE_FILE)
+            for filename in (REFERENCE_FILE, MONITOR_PROFILE_FILE):  # what the monitor reads
+                if (model_dir / filename).is_file():
+                    shutil.copy2(model_dir / filename, staging / filename)
     except BentoMLException as exc:
         # another process exported the same tag between our check and our write
         existing = _existing(models, tag, store)
@@ -192,15 +193,24 @@ def load_served_model(tag: str, store: Path) -> ServedModel:
 
 def reference_path(tag: str, store: Path) -> Path:
     """The stored model's reference data (its training split and out-of-fold scores)."""
+    return _monitor_file(tag, store, REFERENCE_FILE, "their reference data")
+
+
+def monitor_profile_path(tag: str, store: Path) -> Path:
+    """The stored model's monitor profile (drift thresholds, calibration, importance)."""
+    return _monitor_file(tag, store, MONITOR_PROFILE_FILE, "a monitor profile")
+
+
+def _monitor_file(tag: str, store: Path, filename: str, what: str) -> Path:
     store = Path(store)
     stored = _existing(_open_store(store, create=False), tag, store)
     if stored is None:
         raise ModelStoreError(f"{tag} is not in the model store {store / 'models'}")
-    path = Path(stored.path) / REFERENCE_FILE
+    path = Path(stored.path) / filename
     if not path.is_file():
         raise ModelStoreError(
-            f"{tag} in {store / 'models'} has no {REFERENCE_FILE} (exported before models kept "
-            "their reference data); run dvc repro --force train to train and deploy again"
+            f"{tag} in {store / 'models'} has no {filename} (exported before models kept "
+            f"{what}); run dvc repro --force train to train and deploy again"
         )
     return path
 

@@ -4,6 +4,7 @@ retrain policy."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -78,6 +79,25 @@ class EstimationConfig(Frozen):
     confidence: float = Field(0.95, gt=0.5, lt=1)  # of the noise interval
 
 
+class VerdictConfig(Frozen):
+    """How one window's signals combine: keep, drift (reported, no retrain), alert, retrain.
+
+    A quality breach (realized on labels, or estimated before them) retrains; a data-quality
+    failure alerts (retraining on broken readings would learn the fault); drift alone is
+    reported with its evidence unless configured otherwise.
+    """
+
+    # drift is material when the drifted features carry at least this share of the champion's
+    # permutation importance (or the served probabilities drift)
+    drift_importance: float = Field(0.25, gt=0, le=1)
+    on_material_drift: Literal["report", "alert", "retrain"] = "report"
+    on_data_quality: Literal["alert", "retrain"] = "alert"
+    on_estimated_breach: Literal["alert", "retrain"] = "retrain"
+    # also a breach: a metric this far below the champion's level on its own training period
+    # (out-of-fold); null: the floors (monitor.quality.thresholds) only
+    max_drop: float | None = Field(None, gt=0, lt=1)
+
+
 class RetrainPolicyConfig(Frozen):
     """What `watch` needs beyond one window's verdict: persistence and rate limits."""
 
@@ -135,6 +155,7 @@ class MonitorConfig(Frozen):
     quality: QualityConfig = QualityConfig()
     data_quality: DataQualityConfig = DataQualityConfig()
     estimation: EstimationConfig = EstimationConfig()
+    verdict: VerdictConfig = VerdictConfig()
     policy: RetrainPolicyConfig = RetrainPolicyConfig()
     calibration: CalibrationConfig = CalibrationConfig()  # per_column_threshold wins where set
     watch: WatchConfig = WatchConfig()

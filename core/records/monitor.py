@@ -6,11 +6,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from core.paths import MONITOR_DECISION
 from core.records import Record, read_record
+from core.records.data_quality import DataQualitySummary
+from core.records.estimation import PerformanceEstimate
 
 WRITER = "the monitor stage (dvc repro monitor)"
+
+# keep: nothing found; drift: drift reported, no retrain (quality holds); alert: a person
+# should look (broken data, or a breach waiting for labels); retrain: quality breached.
+Action = Literal["keep", "drift", "alert", "retrain"]
+# the signal that decided the action
+Signal = Literal[
+    "data_quality", "realized_quality", "estimated_quality", "feature_drift", "prediction_drift"
+]
 
 
 class ServingChampion(Record):
@@ -41,6 +52,9 @@ class DriftSummary(Record):
     drifted_columns: list[str]
     prediction_drift: bool | None
     prediction_drift_score: float | None
+    calibrated: bool = False  # thresholds calibrated on the champion's training period
+    importance_share: float | None = None  # of the champion's importance, in drifted columns
+    material: bool = False  # importance_share at or above monitor.verdict.drift_importance
 
 
 class QualitySummary(Record):
@@ -76,6 +90,10 @@ class MonitorDecision(Record):
     window: WindowSummary
     drift: DriftSummary | None
     quality: QualitySummary | None
+    action: Action = "keep"
+    decided_by: Signal | None = None
+    estimate: PerformanceEstimate | None = None  # before labels: CBPE on the champion's rows
+    data_quality: DataQualitySummary | None = None
 
 
 def read_monitor_decision(path: Path = MONITOR_DECISION) -> MonitorDecision:

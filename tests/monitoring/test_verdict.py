@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.config import MonitorConfig
+from core.config import MonitorConfig, VerdictConfig
 from core.records import record_json
+from core.records.data_quality import DataQualitySummary
 from core.records.monitor import MonitorDecision, QualitySummary, ServingChampion
 from monitoring.drift import ColumnDrift, DriftResult, PredictionDrift
 from monitoring.verdict import (
@@ -93,55 +94,119 @@ def test_too_little_traffic_is_no_verdict():
     )
 
 
+KEEP = "keep the champion: no drift, no quality breach and clean data in this window"
+
+
+def data_quality(failed: tuple[str, ...] = ()) -> DataQualitySummary:
+    return DataQualitySummary(
+        judged=True,
+        passed=not failed,
+        rows=900,
+        failed=failed,
+        checks=(),
+        reason="data quality sentence",
+    )
+
+
 def test_quiet_window_keeps_the_champion():
     decision = decide_window(evidence(), CONFIG)
-    assert decision.retrain is False
-    assert decision.reasons == (
-        "keep the champion: no drift and no quality breach in this window",
-        NO_DRIFT,
-        NO_PREDICTION_DRIFT,
-        "quality sentence",
-    )
+    assert (decision.retrain, decision.action, decision.decided_by) == (False, "keep", None)
+    assert decision.reasons == (KEEP, NO_DRIFT, NO_PREDICTION_DRIFT, "quality sentence")
 
 
-def test_feature_drift_calls_for_a_retrain():
+def test_feature_drift_with_quality_holding_is_reported_not_retrained():
     decision = decide_window(evidence(drift=drift(dataset=True)), CONFIG)
-    assert decision.retrain is True
-    assert decision.reasons[:2] == (
-        "retrain: the features drift",
+    assert (decision.retrain, decision.action, decision.decided_by) == (
+        False,
+        "drift",
+        "feature_drift",
+    )
+    assert decision.reasons[:3] == (
+        "drift, no retrain: Torque [Nm] drift (50% of the champion's importance); the "
+        "estimated and realized quality hold",
         "dataset drift: 1 of 2 feature columns drifted (50%, at or above monitor.drift_share "
         "15%): Torque [Nm]",
+        "the drifted columns carry 50% of the champion's importance (material from 25%, "
+        "monitor.verdict.drift_importance)",
     )
 
 
-def test_prediction_drift_alone_calls_for_a_retrain():
+def test_material_drift_retrains_when_configured_to():
+    config = CONFIG.model_copy(update={"verdict": VerdictConfig(on_material_drift="retrain")})
+    decision = decide_window(evidence(drift=drift(dataset=True)), config)
+    assert (decision.retrain, decision.decided_by) == (True, "feature_drift")
+    assert decision.reasons[0] == ("retrain: Torque [Nm] drift (50% of the champion's importance)")
+
+
+def test_drift_on_an_unimportant_feature_is_not_material():
+    config = CONFIG.model_copy(update={"verdict": VerdictConfig(on_material_drift="retrain")})
+    unimportant = {"Torque [Nm]": 0.05, "Tool wear [min]": 0.95}
+    decision = decide_window(evidence(drift=drift(dataset=True), importance=unimportant), config)
+    assert (decision.retrain, decision.action) == (False, "drift")
+    assert decision.reasons[0].startswith(
+        "drift, no retrain: Torque [Nm] drift (5% of the champion's importance, not material)"
+    )
+
+
+def test_prediction_drift_alone_is_reported():
     decision = decide_window(evidence(drift=drift(prediction=True)), CONFIG)
-    assert decision.retrain is True
-    assert decision.reasons[0] == "retrain: the predictions drift"
+    assert (decision.action, decision.decided_by) == ("drift", "prediction_drift")
+    assert decision.reasons[0].startswith("drift, no retrain: the predictions drift")
     assert decision.reasons[2].startswith("prediction drift: Wasserstein distance (normed) 0.4")
 
 
 def test_quality_breach_calls_for_a_retrain():
     decision = decide_window(evidence(quality=quality(("roc_auc",))), CONFIG)
-    assert decision.retrain is True
+    assert (decision.retrain, decision.decided_by) == (True, "realized_quality")
     assert decision.reasons[0] == "retrain: quality is below its floor on roc_auc"
 
 
-def test_every_trigger_is_named():
-    both = evidence(drift=drift(dataset=True, prediction=True), quality=quality(("roc_auc",)))
-    assert decide_window(both, CONFIG).reasons[0] == (
-        "retrain: the features drift and the predictions drift and quality is below its floor "
-        "on roc_auc"
+def test_an_estimated_breach_retrains_before_the_labels_say_so():
+    decision = decide_window(evidence(estimated_breaches=("average_precision",)), CONFIG)
+    assert (decision.retrain, decision.decided_by) == (True, "estimated_quality")
+    assert decision.reasons[0] == (
+        "retrain: the estimated quality is below its floor on average_precision"
     )
 
 
-def test_drift_waits_for_labels_when_they_are_required():
-    waiting = evidence(drift=drift(dataset=True), labelled_rows=50, quality=None)
-    decision = decide_window(waiting, CONFIG)
-    assert decision.retrain is False
+def test_every_retrain_trigger_is_named():
+    both = evidence(
+        drift=drift(dataset=True, prediction=True),
+        quality=quality(("roc_auc",)),
+        estimated_breaches=("roc_auc",),
+    )
+    decision = decide_window(both, CONFIG)
+    assert decision.decided_by == "realized_quality"  # the first signal asking for a retrain
     assert decision.reasons[0] == (
-        "drift detected; waiting for labels: 50 of 200 labelled rows (monitor.labels.min_rows; "
-        "monitor.labels.required is true)"
+        "retrain: quality is below its floor on roc_auc and the estimated quality is below its "
+        "floor on roc_auc"
+    )
+
+
+def test_a_data_quality_failure_alerts_and_holds_back_a_retrain():
+    broken = evidence(
+        data_quality=data_quality(("stuck:Torque [Nm]",)), quality=quality(("roc_auc",))
+    )
+    decision = decide_window(broken, CONFIG)
+    assert (decision.retrain, decision.action, decision.decided_by) == (
+        False,
+        "alert",
+        "data_quality",
+    )
+    assert decision.reasons[0] == "alert: data quality fails on stuck:Torque [Nm]"
+    assert decision.reasons[1] == "data quality sentence"
+    config = CONFIG.model_copy(update={"verdict": VerdictConfig(on_data_quality="retrain")})
+    assert decide_window(broken, config).retrain is True
+
+
+def test_a_retrain_waits_for_labels_when_they_are_required():
+    waiting = evidence(estimated_breaches=("roc_auc",), labelled_rows=50, quality=None)
+    decision = decide_window(waiting, CONFIG)
+    assert (decision.retrain, decision.action) == (False, "alert")
+    assert decision.reasons[0] == (
+        "alert, waiting for labels to retrain: the estimated quality is below its floor on "
+        "roc_auc; 50 of 200 labelled rows (monitor.labels.min_rows; monitor.labels.required is "
+        "true)"
     )
     optional = MonitorConfig(
         window={"rows": 5000, "min_rows": 500}, labels={"min_rows": 200, "required": False}
@@ -168,10 +233,13 @@ def window_summary(contract, rows: int = 900):
 
 def test_the_decision_record_holds_the_verdict_and_the_evidence_in_brief(contract):
     window = window_summary(contract)
-    found = evidence(drift=drift(dataset=True))
+    found = evidence(drift=drift(dataset=True), quality=quality(("roc_auc",)))
     verdict = decide_window(found, CONFIG)
-    record = build_monitor_decision(verdict, CHAMPION, window, found.drift, found.quality)
+    record = build_monitor_decision(verdict, CHAMPION, window, found, CONFIG)
     assert record.retrain is True and record.reasons == list(verdict.reasons)
+    assert (record.action, record.decided_by) == ("retrain", "realized_quality")
+    assert record.drift is not None and record.drift.material is True
+    assert record.drift.importance_share == 0.5
     assert record.champion == CHAMPION and CHAMPION.label == "v1"
     assert (record.window.rows, record.window.model_versions) == (900, {"v1": 900})
     assert record.drift is not None and record.drift.drifted_columns == ["Torque [Nm]"]
@@ -180,22 +248,28 @@ def test_the_decision_record_holds_the_verdict_and_the_evidence_in_brief(contrac
     assert MonitorDecision.model_validate_json(record_json(record)) == record
     metrics = run_metrics(record)
     assert metrics["retrain"] == 1.0 and metrics["drifted_share"] == 0.5
-    assert metrics["quality_roc_auc"] == 0.9 and "quality_precision" not in metrics
+    assert metrics["quality_roc_auc"] == 0.7 and "quality_precision" not in metrics
 
 
 def test_without_a_champion_the_records_say_so(contract):
     window = window_summary(contract, rows=40)
-    verdict = decide_window(evidence(champion=None, rows=40, drift=None, quality=None), CONFIG)
-    record = build_monitor_decision(verdict, None, window, None, None)
+    nothing = evidence(champion=None, rows=40, drift=None, quality=None)
+    verdict = decide_window(nothing, CONFIG)
+    record = build_monitor_decision(verdict, None, window, nothing, CONFIG)
     assert json.loads(record_json(record))["drift"] is None and record.champion is None
-    assert build_monitor_metrics(verdict, window, None, None) == {
+    assert build_monitor_metrics(record, None) == {
         "retrain": False,
+        "action": "keep",
+        "decided_by": None,
         "window": {"rows": 40, "labelled_rows": 300, "champion_rows": 40},
         "drift": None,
         "quality": None,
+        "estimate": None,
+        "data_quality": None,
     }
     assert run_metrics(record) == {
         "retrain": 0.0,
+        "alert": 0.0,
         "window_rows": 40.0,
         "labelled_rows": 300.0,
         "champion_rows": 40.0,

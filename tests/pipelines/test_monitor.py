@@ -17,10 +17,12 @@ import pytest
 import yaml
 
 from core import paths
-from core.config import SyntheticSourceConfig
-from core.paths import REFERENCE_FILE
+from core.config import Params, SyntheticSourceConfig
+from core.paths import MONITOR_PROFILE_FILE, REFERENCE_FILE
+from core.records import record_json
 from features.contract import DataContract
 from features.synthetic import generate_process_data
+from monitoring.profile import build_monitor_profile
 from pipelines import monitor
 from serving.model_store import export_model
 from tests.conftest import CONTRACT_PATH
@@ -30,26 +32,38 @@ from tests.serving.server import TinyModel, train_tiny_model
 NAME = "milling-failure"
 THRESHOLD = 0.3
 WINDOW_ROWS = 1500
+MONITOR_PARAMS = {
+    "sample_rows": 1000,
+    "window": {"rows": WINDOW_ROWS, "min_rows": 500},
+    # the tiny model's average precision is about 0.45
+    "quality": {"thresholds": {"roc_auc": 0.85, "average_precision": 0.3}},
+    "workspace": {"directory": "reports/monitor/workspace"},
+}
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory, contract: DataContract) -> TinyModel:
     """A real model whose directory holds its reference data, as the train stage leaves it."""
     model = train_tiny_model(tmp_path_factory.mktemp("model") / "model", max_iter=15)
-    reference = generate_process_data(SyntheticSourceConfig(rows=3000, seed=11))
-    pd.DataFrame(
+    rows = generate_process_data(SyntheticSourceConfig(rows=4000, seed=11))
+    reference = pd.DataFrame(
         {
-            **{name: reference[name] for name in contract.features},
-            "label": reference[contract.label],
-            "probability": model.pipeline.predict_proba(reference[contract.features])[:, 1],
+            **{name: rows[name] for name in contract.features},
+            "label": rows[contract.label],
+            "probability": model.pipeline.predict_proba(rows[contract.features])[:, 1],
         }
-    ).to_parquet(model.directory / REFERENCE_FILE, index=False)
+    ).iloc[:3000]
+    reference.to_parquet(model.directory / REFERENCE_FILE, index=False)
+    params = Params.model_validate({"monitor": MONITOR_PARAMS, "data": {"seed": 42}})
+    profile = build_monitor_profile(model.pipeline, reference, rows.iloc[3000:], contract, params)
+    (model.directory / MONITOR_PROFILE_FILE).write_text(record_json(profile), encoding="utf-8")
     return model
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, tiny: TinyModel) -> Path:
-    """A serving store with v1 (good reference) and v2 (a reference without its features)."""
+    """A serving store with v1 (good reference and profile), v2 (a reference without its
+    features) and v3 (no monitor profile)."""
     store = tmp_path_factory.mktemp("store") / ".bentoml"
     export_model(tiny.directory, NAME, 1, "run-1", tiny.content_sha256, THRESHOLD, store)
     old = tmp_path_factory.mktemp("old") / "model"
@@ -57,6 +71,10 @@ def store(tmp_path_factory: pytest.TempPathFactory, tiny: TinyModel) -> Path:
     reference = pd.read_parquet(old / REFERENCE_FILE)
     reference[["label", "probability"]].to_parquet(old / REFERENCE_FILE, index=False)
     export_model(old, NAME, 2, "run-2", tiny.content_sha256, THRESHOLD, store)
+    older = tmp_path_factory.mktemp("older") / "model"  # trained before models kept a profile
+    shutil.copytree(tiny.directory, older)
+    (older / MONITOR_PROFILE_FILE).unlink()
+    export_model(older, NAME, 3, "run-3", tiny.content_sha256, THRESHOLD, store)
     return store
 
 
@@ -80,12 +98,7 @@ def project(
     """A working directory with params.yaml and champion v1; no traffic, no labels yet."""
     params = {
         "data": {"contract": str(CONTRACT_PATH), "seed": 42},
-        "monitor": {
-            "sample_rows": 1000,
-            "window": {"rows": WINDOW_ROWS, "min_rows": 500},
-            # the tiny model's average precision is about 0.45
-            "quality": {"thresholds": {"roc_auc": 0.85, "average_precision": 0.3}},
-        },
+        "monitor": MONITOR_PARAMS,
         "serving": {"store": str(store)},
         "tracking": {"experiment": "monitor-test"},
     }
@@ -96,6 +109,13 @@ def project(
     set_champion(1)
     Path("data/labels").mkdir(parents=True)
     return tmp_path
+
+
+def configure_monitor(**changes: object) -> None:
+    """Change keys of the project's `monitor` params (e.g. verdict={...})."""
+    params = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
+    params["monitor"] = {**params["monitor"], **changes}
+    Path("params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
 
 
 def set_champion(version: int | None) -> None:
@@ -139,17 +159,25 @@ def test_drifted_labelled_window_calls_for_a_retrain_and_is_tracked(
     project: Path, tiny: TinyModel, contract: DataContract, tracking_uri: str, caplog
 ):
     caplog.set_level(logging.INFO)
-    frame = serve_traffic(tiny, contract, WINDOW_ROWS, scenario="sensor_offset")
+    configure_monitor(verdict={"on_material_drift": "retrain"})
+    frame = serve_traffic(tiny, contract, WINDOW_ROWS, scenario="failure_mechanism")
     labels_for(frame.iloc[:700], contract).to_parquet("data/labels/batch-001.parquet")
 
     monitor.main()
 
     decision, metrics, html, labelled = read_outputs()
-    assert decision["retrain"] is True
-    assert decision["reasons"][0] == "retrain: the features drift and the predictions drift"
-    assert decision["reasons"][1].startswith(
+    assert decision["retrain"] is True, decision["reasons"]
+    assert (decision["action"], decision["decided_by"]) == ("retrain", "feature_drift")
+    assert decision["reasons"][0] == (
+        "retrain: Rotational speed [rpm], Torque [Nm] drift (87% of the champion's importance)"
+    )
+    assert decision["reasons"][1] == "data quality: all 19 checks pass on 1,500 rows"
+    assert decision["reasons"][2].startswith(
         "dataset drift: 2 of 6 feature columns drifted (33%, at or above monitor.drift_share 15%)"
     )
+    assert decision["drift"]["calibrated"] is True and decision["drift"]["material"] is True
+    assert decision["estimate"]["rows"] == 1500 and decision["estimate"]["trusted"] is True
+    assert decision["data_quality"]["passed"] is True
     assert decision["champion"] == {"tag": "milling-failure:v1", "version": 1}
     window = decision["window"]
     assert (window["rows"], window["labelled_rows"], window["champion_rows"]) == (1500, 700, 1500)
@@ -157,11 +185,8 @@ def test_drifted_labelled_window_calls_for_a_retrain_and_is_tracked(
     assert window["last_time"] == "2026-11-05T08:24:59+00:00"
     assert window["model_versions"] == {"v1": 1500}
     assert window["missing_columns"] == []
-    assert decision["drift"]["drifted_columns"] == [
-        "Air temperature [K]",
-        "Process temperature [K]",
-    ]
-    assert decision["drift"]["prediction_drift"] is True  # the model sees the sensor offset
+    assert decision["drift"]["drifted_columns"] == ["Rotational speed [rpm]", "Torque [Nm]"]
+    assert decision["drift"]["prediction_drift"] is False  # within its calibrated threshold
     assert decision["quality"]["judged"] is True and decision["quality"]["rows"] == 700
     assert metrics["drift"]["current_rows"] == 1000  # sampled to monitor.sample_rows
     assert metrics["drift"]["prediction"]["current_rows"] == 1000
@@ -204,8 +229,9 @@ def test_steady_traffic_keeps_the_champion_and_outputs_are_deterministic(
     decision = json.loads(first[0])
     assert decision["retrain"] is False
     assert decision["reasons"][0] == (
-        "keep the champion: no drift and no quality breach in this window"
+        "keep the champion: no drift, no quality breach and clean data in this window"
     )
+    assert decision["drift"]["calibrated"] is True and decision["drift"]["drifted_columns"] == []
     assert decision["window"]["labelled_rows"] == 1500
     assert decision["window"]["missing_columns"] == ["TWF", "HDF", "PWF", "OSF", "RNF"]
     assert list(table.columns) == [*contract.ids, *contract.features, contract.label]
@@ -236,12 +262,20 @@ def test_no_champion_writes_every_output_and_says_why(
         },
         "drift": None,
         "quality": None,
+        "action": "keep",
+        "decided_by": None,
+        "estimate": None,
+        "data_quality": None,
     }
     assert metrics == {
         "retrain": False,
+        "action": "keep",
+        "decided_by": None,
         "window": {"rows": 600, "labelled_rows": 0, "champion_rows": 0},
         "drift": None,
         "quality": None,
+        "estimate": None,
+        "data_quality": None,
     }
     assert "No drift report" in html and "no champion yet: nothing to monitor" in html
     assert list(labelled.columns) == contract.column_names and labelled.empty
@@ -271,15 +305,17 @@ def test_too_little_traffic_gives_no_verdict_and_an_unregistered_champion_is_not
 def test_drift_without_enough_labels_waits_for_them(
     project: Path, tiny: TinyModel, contract: DataContract
 ):
-    frame = serve_traffic(tiny, contract, WINDOW_ROWS, scenario="sensor_offset")
+    configure_monitor(verdict={"on_material_drift": "retrain"})
+    frame = serve_traffic(tiny, contract, WINDOW_ROWS, scenario="failure_mechanism")
     labels_for(frame.iloc[:50], contract).to_parquet("data/labels/batch-001.parquet")
 
     monitor.main()
 
     decision = json.loads(paths.MONITOR_DECISION.read_text(encoding="utf-8"))
-    assert decision["retrain"] is False
+    assert (decision["retrain"], decision["action"]) == (False, "alert")
     assert decision["reasons"][0] == (
-        "drift detected; waiting for labels: 50 of 200 labelled rows (monitor.labels.min_rows; "
+        "alert, waiting for labels to retrain: Rotational speed [rpm], Torque [Nm] drift (87% "
+        "of the champion's importance); 50 of 200 labelled rows (monitor.labels.min_rows; "
         "monitor.labels.required is true)"
     )
     assert decision["drift"]["dataset_drift"] is True
@@ -330,5 +366,48 @@ def test_absent_champion_pointer_names_the_file(project: Path, caplog):
         monitor.main()
     assert (
         "reports/deploy/champion.json: not found; the deploy stage writes it (dvc repro deploy)"
+        in caplog.text
+    )
+
+
+def test_the_default_verdict_reports_drift_that_leaves_quality_holding(
+    project: Path, tiny: TinyModel, contract: DataContract
+):
+    frame = serve_traffic(tiny, contract, WINDOW_ROWS, scenario="failure_mechanism")
+    labels_for(frame.iloc[:700], contract).to_parquet("data/labels/batch-001.parquet")
+
+    monitor.main()
+
+    decision = json.loads(paths.MONITOR_DECISION.read_text(encoding="utf-8"))
+    assert (decision["retrain"], decision["action"], decision["decided_by"]) == (
+        False,
+        "drift",
+        "feature_drift",
+    )
+    assert decision["reasons"][0] == (
+        "drift, no retrain: Rotational speed [rpm], Torque [Nm] drift (87% of the champion's "
+        "importance); the estimated and realized quality hold"
+    )
+    assert decision["quality"]["judged"] is True and decision["quality"]["breached"] == []
+    workspace = Path("reports/monitor/workspace")
+    assert len(list(workspace.glob("*/snapshots/*.json"))) == 1  # the window, for evidently ui
+
+
+def test_a_champion_without_a_monitor_profile_is_judged_on_evidently_defaults(
+    project: Path, tiny: TinyModel, contract: DataContract, caplog
+):
+    set_champion(3)
+    serve_traffic(tiny, contract, WINDOW_ROWS)
+
+    monitor.main()
+
+    decision = json.loads(paths.MONITOR_DECISION.read_text(encoding="utf-8"))
+    assert decision["drift"]["calibrated"] is False
+    assert decision["estimate"] is None and decision["data_quality"] is None
+    assert (
+        "milling-failure:v3 in " in caplog.text
+        and "has no monitor_profile.json (exported before models kept a monitor profile); run "
+        "dvc repro --force train to train and deploy again; until then drift uses Evidently's "
+        "default thresholds, and neither the estimated quality nor the data quality is judged"
         in caplog.text
     )

@@ -376,7 +376,15 @@ def test_describe_source_never_shows_secrets(tmp_path: Path) -> None:
     )
     assert sql == {"source": "sql", "url": "postgresql://bob:***@db/prod", "query": "Q"}
     synthetic = describe_source(IngestConfig())
-    assert synthetic == {"source": "synthetic", "rows": 20000, "seed": 2020, "scenario": "none"}
+    assert synthetic == {
+        "source": "synthetic",
+        "rows": 20000,
+        "seed": 2020,
+        "scenario": "none",
+        "ramp_rows": 0,
+        "daily_cycle_k": 0.0,
+        "rows_per_day": 550,
+    }
     assert describe_source(file_config(tmp_path / "x.csv"))["path"] == str(tmp_path / "x.csv")
 
 
