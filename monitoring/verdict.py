@@ -334,6 +334,25 @@ def run_metrics(record: MonitorDecision) -> dict[str, float]:
     return {key: float(value) for key, value in metrics.items()}
 
 
+def add_verdict_to_report(page: str, decision: RetrainDecision, drift: DriftResult) -> str:
+    """Evidently's drift page with the window's verdict (its reasons) and, when the thresholds
+    were calibrated, their calibration, at the top of the body."""
+    from monitoring.calibration import render_calibration
+
+    reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in decision.reasons)
+    section = (
+        '<section style="font-family: sans-serif; margin: 1em 2em">'
+        f"<h1>Monitor verdict: {html.escape(decision.action)}</h1><ul>{reasons}</ul>"
+        + (render_calibration(drift.calibration) if drift.calibration is not None else "")
+        + "</section>"
+    )
+    at = page.find("<body")
+    if at < 0:
+        return page + section
+    end = page.find(">", at) + 1
+    return page[:end] + section + page[end:]
+
+
 def render_plain_page(decision: RetrainDecision) -> str:
     """The report when there is nothing to compare: a short page that says why."""
     reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in decision.reasons)

@@ -30,6 +30,7 @@ from features.contract import DataContract, load_contract
 from monitoring.assessment import ChampionBasis
 from monitoring.verdict import (
     RetrainDecision,
+    add_verdict_to_report,
     WindowEvidence,
     build_monitor_decision,
     build_monitor_metrics,
@@ -118,6 +119,8 @@ def monitor() -> None:
     if drift is not None:
         with timed("drift report"), atomic_path(paths.DRIFT_REPORT) as tmp:
             drift.snapshot.save_html(str(tmp))  # Evidently 0.7 writes nothing when given a Path
+            page = add_verdict_to_report(tmp.read_text(encoding="utf-8"), decision, drift)
+            tmp.write_text(page, encoding="utf-8")
     else:
         write_text(render_plain_page(decision), paths.DRIFT_REPORT)
     write_json(build_monitor_metrics(record, drift), paths.MONITOR_METRICS)

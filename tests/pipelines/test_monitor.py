@@ -411,3 +411,18 @@ def test_a_champion_without_a_monitor_profile_is_judged_on_evidently_defaults(
         "default thresholds, and neither the estimated quality nor the data quality is judged"
         in caplog.text
     )
+
+
+def test_the_drift_report_opens_with_the_verdict_and_the_calibration(
+    project: Path, tiny: TinyModel, contract: DataContract
+):
+    serve_traffic(tiny, contract, WINDOW_ROWS)
+
+    monitor.main()
+
+    page = paths.DRIFT_REPORT.read_text(encoding="utf-8")
+    body = page[page.index("<body>") :]  # Evidently's report is data in a script before it
+    assert "<h1>Monitor verdict: keep</h1><ul><li>keep the champion" in body[:300]
+    assert "failure_probability" in page
+    assert "Drift thresholds calibrated on the training period" in page
+    assert "<td>Torque [Nm]</td><td>Wasserstein distance (normed)</td>" in page
