@@ -301,8 +301,16 @@ def simulate_command(
             help="Write the answered rows' ground truth to monitor.labels.directory.",
         ),
     ] = True,
+    ramp_rows: Annotated[
+        int,
+        typer.Option(min=0, help="Rows over which the scenario grows from none; 0: a step."),
+    ] = 0,
 ) -> None:
-    """Send simulated production rows to a running service, then write their ground truth."""
+    """Send simulated production rows to a running service, then write their ground truth.
+
+    The rows come from the synthetic process with `ingest.synthetic`'s daily cycle; the
+    scenario starts at the first row, or ramps in over --ramp-rows rows.
+    """
     import secrets
 
     from core.config import ConfigError, load_params
@@ -341,6 +349,7 @@ def simulate_command(
         api_key_env or serving.api_key_env,
         params.monitor.labels.directory if labels else None,
         label_delay,
+        process=params.ingest.synthetic.model_copy(update={"ramp_rows": ramp_rows}),
     )
     for line in done.summary():
         typer.echo(line)

@@ -273,15 +273,20 @@ def simulate(
     api_key_env: str,
     labels_dir: Path | None,
     label_delay_s: float = 0.0,
+    process: SyntheticSourceConfig | None = None,
 ) -> Simulation:
     """Generate, send, wait, write the labels (unless `labels_dir` is None).
 
-    The API key is read from the environment variable `api_key_env`, when it is set.
+    `process` gives the plant's other settings (a ramp, a daily cycle); its rows, seed and
+    scenario are replaced by these. The API key is read from the environment variable
+    `api_key_env`, when it is set.
     """
     key = label_key(contract)
-    frame = generate_process_data(
-        SyntheticSourceConfig(rows=rows, seed=seed, scenario=scenario), first_udi=first_id
+    settings = (process or SyntheticSourceConfig()).model_dump()
+    config = SyntheticSourceConfig.model_validate(
+        {**settings, "rows": rows, "seed": seed, "scenario": scenario}
     )
+    frame = generate_process_data(config, first_udi=first_id)
     if key not in frame.columns:
         raise SimulateError(f"the synthetic rows have no '{key}' column (the contract's key)")
     api_key = os.environ.get(api_key_env)

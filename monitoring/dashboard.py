@@ -150,7 +150,7 @@ def build_dashboard_panels() -> dict[str, list[DashboardPanelPlot]]:
     drift = [
         line_plot_panel(
             title="Share of drifted feature columns",
-            description="dataset drift when it reaches monitor.drift_share",
+            description="drifted feature columns, each against its own (calibrated) threshold",
             size="half",
             values=[PanelMetric(legend="share", metric=drifted, metric_labels=_SHARE)],
         ),

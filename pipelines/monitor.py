@@ -287,6 +287,8 @@ def _track(params: Params, champion: ServingChampion | None, record: MonitorDeci
         "registered_model": name,
         "champion_version": str(champion.version) if champion else "none",
         "retrain": str(record.retrain).lower(),
+        "action": record.action,
+        "decided_by": record.decided_by or "none",
     }
     with tracking.stage_run("monitor", **tags) as run:
         tracking.mlflow.log_metrics(run_metrics(record))

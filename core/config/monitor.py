@@ -101,7 +101,7 @@ class VerdictConfig(Frozen):
 class RetrainPolicyConfig(Frozen):
     """What `watch` needs beyond one window's verdict: persistence and rate limits."""
 
-    windows_in_a_row: int = Field(1, ge=1)  # consecutive drifted windows before a retrain
+    windows_in_a_row: int = Field(1, ge=1)  # consecutive retrain verdicts before a retrain
     cooldown_minutes: float = Field(30.0, ge=0)  # after a retrain, no other one for this long
     max_retrains_per_day: int = Field(4, ge=0)  # 0: never retrain automatically
 

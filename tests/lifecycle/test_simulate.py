@@ -108,6 +108,11 @@ def test_an_unknown_scenario_lists_the_choices(in_project: Path) -> None:
             "-1",
             "Invalid value for '--label-delay': Input should be greater than or equal to 0",
         ),
+        (
+            "--ramp-rows",
+            "-5",
+            "Invalid value for '--ramp-rows': Input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_out_of_range_numbers_are_refused(
@@ -217,6 +222,31 @@ def test_overload_is_retried_and_a_server_error_is_counted(
     labels = pd.read_parquet(done.labels_path)
     assert labels["UDI"].tolist() == [*range(500, 510), *range(520, 530)]  # answered rows only
     assert done.summary()[2] == f"failed: 10 rows (first: {done.report.errors[0]})"
+
+
+def test_a_ramped_scenario_sends_the_generators_ramped_rows(
+    flaky_service: str, tmp_path: Path, contract: DataContract
+) -> None:
+    _Flaky.script = [200, 200, 200]
+    ramped = SyntheticSourceConfig(ramp_rows=200, daily_cycle_k=1.0)
+
+    done = simulate(
+        contract, "product_mix", 300, 5, flaky_service, 100, 501, "NO_SUCH_KEY_VARIABLE",
+        tmp_path, process=ramped,
+    )  # fmt: skip
+
+    expected = generate_process_data(
+        SyntheticSourceConfig(
+            rows=300, seed=5, scenario="product_mix", ramp_rows=200, daily_cycle_k=1.0
+        ),
+        first_udi=501,
+    )
+    step = generate_process_data(
+        SyntheticSourceConfig(rows=300, seed=5, scenario="product_mix"), first_udi=501
+    )
+    labels = pd.read_parquet(done.labels_path)
+    pd.testing.assert_frame_equal(labels, expected[LABEL_COLUMNS])
+    assert not labels.equals(step[LABEL_COLUMNS])  # the ramp and the cycle reached the rows
 
 
 # --- against a real service ------------------------------------------------------------
