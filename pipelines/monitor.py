@@ -30,8 +30,8 @@ from features.contract import DataContract, load_contract
 from monitoring.assessment import ChampionBasis
 from monitoring.verdict import (
     RetrainDecision,
-    add_verdict_to_report,
     WindowEvidence,
+    add_verdict_to_report,
     build_monitor_decision,
     build_monitor_metrics,
     decide_window,
