@@ -73,13 +73,18 @@ def assess_quality(
         for name, floor in sorted(floors.items())
     )
     on = f"on {rows} labelled rows served by the champion ({positives} failures)"
+    source = (
+        "monitor.quality.thresholds"
+        if floors == dict(config.quality.thresholds)
+        else "monitor.quality.thresholds, raised to the champion's own level minus "
+        "monitor.verdict.max_drop"
+    )
     if breached:
         reason = (
-            f"quality below its floor {on}: {compared} (monitor.quality.thresholds); "
-            f"breached: {', '.join(breached)}"
+            f"quality below its floor {on}: {compared} ({source}); breached: {', '.join(breached)}"
         )
     else:
-        reason = f"quality holds {on}: {compared} (monitor.quality.thresholds)"
+        reason = f"quality holds {on}: {compared} ({source})"
     return QualitySummary(
         judged=True,
         **measured,

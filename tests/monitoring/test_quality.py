@@ -141,3 +141,13 @@ def test_no_rows_and_the_summary_is_json_ready():
     assert json.loads(json.dumps(summary, allow_nan=False)) == summary
     assert summary["rows"] == 0 and summary["roc_auc"] is None and summary["judged"] is False
     assert summary["floors"] == {"average_precision": 0.5, "roc_auc": 0.85}
+
+
+def test_raised_floors_say_where_they_come_from():
+    floors = {"roc_auc": 0.9, "average_precision": 0.95}  # the champion's level minus max_drop
+    result = assess_quality(separable(), LABEL, CONFIG, floors=floors)
+    assert result.floors == floors
+    assert result.reason.endswith(
+        "(monitor.quality.thresholds, raised to the champion's own level minus "
+        "monitor.verdict.max_drop)"
+    )
