@@ -168,14 +168,21 @@ def _check_inputs(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.nda
         raise ValueError("no rows to check the calibration on: the reference data is empty")
     if not np.isin(y, (0, 1)).all():
         raise ValueError(f"labels must hold only 0 and 1, got {np.unique(y)[:5].tolist()}")
+    check_probabilities(
+        scores, "the reference data's 'probability' column must be the out-of-fold scores"
+    )
+    return y.astype(np.int64), scores
+
+
+def check_probabilities(scores: np.ndarray, expected: str) -> np.ndarray:
+    """`scores` as floats, refused in one line when any is not a probability; `expected` says
+    what the values should have been."""
+    scores = np.asarray(scores, dtype=float).ravel()
     bad = int((~np.isfinite(scores)).sum())
     if bad:
-        raise ValueError(
-            f"{bad} of {len(scores)} probabilities are NaN or infinite: the reference data's "
-            f"'probability' column must be the out-of-fold scores"
-        )
-    if scores.min() < 0 or scores.max() > 1:
+        raise ValueError(f"{bad} of {len(scores)} probabilities are NaN or infinite: {expected}")
+    if len(scores) and (scores.min() < 0 or scores.max() > 1):
         raise ValueError(
             f"probabilities must lie in [0, 1], got {scores.min():.4g} to {scores.max():.4g}"
         )
-    return y.astype(np.int64), scores
+    return scores

@@ -23,7 +23,7 @@ import numpy as np
 
 from core.config import EstimationConfig
 from core.records.estimation import MetricEstimate, PerformanceEstimate, ProbabilityCalibration
-from models.probability_calibration import apply_probability_calibration
+from models.probability_calibration import apply_probability_calibration, check_probabilities
 
 ESTIMATED_METRICS = ("roc_auc", "average_precision", "precision", "recall", "f1")
 DIGITS = 6  # as monitoring.quality rounds the realized metrics
@@ -211,14 +211,6 @@ def _check_scores(probabilities: np.ndarray) -> np.ndarray:
     scores = np.asarray(probabilities, dtype=float).ravel()
     if len(scores) == 0:
         raise ValueError("no probabilities to estimate on: the window has no champion rows")
-    bad = int((~np.isfinite(scores)).sum())
-    if bad:
-        raise ValueError(
-            f"{bad} of {len(scores)} probabilities are NaN or infinite: the prediction log's "
-            f"'failure_probability' must hold the served scores"
-        )
-    if scores.min() < 0 or scores.max() > 1:
-        raise ValueError(
-            f"probabilities must lie in [0, 1], got {scores.min():.4g} to {scores.max():.4g}"
-        )
-    return scores
+    return check_probabilities(
+        scores, "the prediction log's 'failure_probability' must hold the served scores"
+    )
