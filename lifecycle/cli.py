@@ -363,9 +363,11 @@ def status_command(
     Each stage of dvc.yaml, in order: succeeded, failed (with the error), interrupted
     (killed or Ctrl-C), running, or not run (DVC skipped it as unchanged: the last run where
     it succeeded is shown; or an earlier stage failed). Then the serving store's champion,
-    the registry champion the deploy stage recorded, and the last `lifecycle watch`
-    iteration. Read from the stage ledger, .lifecycle/ledger.jsonl, which every stage
-    attempt appends to.
+    the registry champion the deploy stage recorded, the monitor's last verdict (its action,
+    the signal that decided it, the estimated and realized quality against their floors, the
+    data quality and the drifted columns with their share of the champion's importance), and
+    the last `lifecycle watch` iteration. Read from the stage ledger,
+    .lifecycle/ledger.jsonl, which every stage attempt appends to.
 
     One `dvc repro` at a time: a second one started while the first runs stops at once,
     exit code 255, with "ERROR: failed to reproduce '<stage>': '<output>' is busy, it is
@@ -380,11 +382,12 @@ def status_command(
     try:
         params = load_params()
         store, watch_log = params.serving.store, params.monitor.watch.log
+        floors = params.monitor.quality.thresholds
     except ConfigError as exc:
         typer.echo(f"warning: {exc}", err=True)
-        store = watch_log = None
+        store = watch_log = floors = None
     try:
-        status = lifecycle_status(run, store=store, watch_log=watch_log)
+        status = lifecycle_status(run, store=store, watch_log=watch_log, quality_floors=floors)
     except StatusError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from None
