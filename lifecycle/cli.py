@@ -236,9 +236,12 @@ def watch_command(
     Each iteration reruns what changed (the monitor stage, when the prediction log or the
     labels did), weighs the monitor's verdict against earlier iterations (monitor.policy),
     and to retrain writes the window's new labelled rows as a feedback batch and runs
-    `dvc repro` again. Every iteration appends one JSON line to monitor.watch.log and is
-    recorded in MLflow as a run named `watch`. One watch at a time (monitor.watch.lock);
-    SIGTERM or Ctrl-C finishes the current iteration, then exits.
+    `dvc repro` again. Only a `retrain` verdict (a quality breach) retrains; `drift` is
+    reported, and an `alert` (broken data, or a breach waiting for labels) is logged as a
+    WARNING with its reason and never retrains: a person looks. The log line and the record
+    name the signal that decided. Every iteration appends one JSON line to monitor.watch.log
+    and is recorded in MLflow as a run named `watch`. One watch at a time
+    (monitor.watch.lock); SIGTERM or Ctrl-C finishes the current iteration, then exits.
     """
     from core.config import ConfigError, load_params
     from lifecycle.process_guard import WatchLockedError

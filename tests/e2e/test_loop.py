@@ -21,6 +21,7 @@ code (PYTHONPATH is the copy), so what is tested is the checkout the test was st
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import threading
@@ -36,6 +37,7 @@ from tests.e2e.conftest import BIN, ProjectCopy
 from tests.serving.server import RunningServer, request_rows, serve
 
 pytestmark = pytest.mark.slow
+logger = logging.getLogger(__name__)
 
 SWITCH_TIMEOUT_S = 60.0
 
@@ -195,7 +197,7 @@ def test_ten_iterations_of_time_correlated_traffic_never_retrain(served):
 
     benign = watch_records(project.path)[before:]
     actions = Counter(record["verdict"]["action"] for record in benign)
-    print(f"{BENIGN_ITERATIONS} benign iterations in {elapsed:.0f} s: {dict(actions)}")
+    logger.info("%d benign iterations in %.0f s: %s", BENIGN_ITERATIONS, elapsed, dict(actions))
     assert sum(actions.values()) == BENIGN_ITERATIONS
     assert not list((project.path / "data" / "feedback").glob("batch-*.parquet"))
     assert httpx.post(f"{server.url}/admin/reload").json()["model_version"] == "v1"
