@@ -236,9 +236,12 @@ def watch_command(
     Each iteration reruns what changed (the monitor stage, when the prediction log or the
     labels did), weighs the monitor's verdict against earlier iterations (monitor.policy),
     and to retrain writes the window's new labelled rows as a feedback batch and runs
-    `dvc repro` again. Every iteration appends one JSON line to monitor.watch.log and is
-    recorded in MLflow as a run named `watch`. One watch at a time (monitor.watch.lock);
-    SIGTERM or Ctrl-C finishes the current iteration, then exits.
+    `dvc repro` again. Only a `retrain` verdict (a quality breach) retrains; `drift` is
+    reported, and an `alert` (broken data, or a breach waiting for labels) is logged as a
+    WARNING with its reason and never retrains: a person looks. The log line and the record
+    name the signal that decided. Every iteration appends one JSON line to monitor.watch.log
+    and is recorded in MLflow as a run named `watch`. One watch at a time
+    (monitor.watch.lock); SIGTERM or Ctrl-C finishes the current iteration, then exits.
     """
     from core.config import ConfigError, load_params
     from lifecycle.process_guard import WatchLockedError
@@ -372,9 +375,11 @@ def status_command(
     Each stage of dvc.yaml, in order: succeeded, failed (with the error), interrupted
     (killed or Ctrl-C), running, or not run (DVC skipped it as unchanged: the last run where
     it succeeded is shown; or an earlier stage failed). Then the serving store's champion,
-    the registry champion the deploy stage recorded, and the last `lifecycle watch`
-    iteration. Read from the stage ledger, .lifecycle/ledger.jsonl, which every stage
-    attempt appends to.
+    the registry champion the deploy stage recorded, the monitor's last verdict (its action,
+    the signal that decided it, the estimated and realized quality against their floors, the
+    data quality and the drifted columns with their share of the champion's importance), and
+    the last `lifecycle watch` iteration. Read from the stage ledger,
+    .lifecycle/ledger.jsonl, which every stage attempt appends to.
 
     One `dvc repro` at a time: a second one started while the first runs stops at once,
     exit code 255, with "ERROR: failed to reproduce '<stage>': '<output>' is busy, it is
@@ -389,11 +394,12 @@ def status_command(
     try:
         params = load_params()
         store, watch_log = params.serving.store, params.monitor.watch.log
+        floors = params.monitor.quality.thresholds
     except ConfigError as exc:
         typer.echo(f"warning: {exc}", err=True)
-        store = watch_log = None
+        store = watch_log = floors = None
     try:
-        status = lifecycle_status(run, store=store, watch_log=watch_log)
+        status = lifecycle_status(run, store=store, watch_log=watch_log, quality_floors=floors)
     except StatusError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(code=1) from None

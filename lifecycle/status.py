@@ -2,13 +2,13 @@
 
 Built from the stage ledger (`core.records.ledger`), `dvc.yaml` (the stages, in order), the
 serving store's champion pointer, the deploy stage's `reports/deploy/champion.json`
-(`core.records.deploy.read_champion`) and the last readable watch iteration. Reading only:
-nothing here changes a file or a process.
+(`core.records.deploy.read_champion`), the monitor's last verdict (`lifecycle.monitor_status`)
+and the last readable watch iteration. Reading only: nothing here changes a file or a process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +16,12 @@ from typing import Any
 import yaml
 
 from core.clock import format_time, now_text, parse_time
-from core.paths import CHAMPION, DVC_FILE, LEDGER
+from core.paths import CHAMPION, DVC_FILE, LEDGER, MONITOR_DECISION
 from core.records import RecordError, RecordMissingError
 from core.records.deploy import read_champion
 from core.records.ledger import AttemptFinished, AttemptStarted, LedgerEntry, read_ledger
 from core.records.watch import read_watch_history
+from lifecycle.monitor_status import format_monitor_status, read_monitor_status
 from pipelines.edges.ledger import process_alive
 
 
@@ -65,6 +66,7 @@ class RunStatus:
     stages: list[StageStatus]
     serving: dict[str, Any] = field(default_factory=dict)
     registry_champion: dict[str, Any] | None = None
+    monitor: dict[str, Any] | None = None  # the monitor's last verdict (None: none yet)
     watch: dict[str, Any] | None = None
     recent_runs: list[str] = field(default_factory=list)  # newest first, at most 10
 
@@ -80,8 +82,14 @@ def lifecycle_status(
     store: Path | None = None,
     champion: Path = CHAMPION,
     watch_log: Path | None = None,
+    monitor_decision: Path = MONITOR_DECISION,
+    quality_floors: Mapping[str, float] | None = None,
 ) -> RunStatus:
-    """The status of lifecycle run `run` (default: the latest in the ledger)."""
+    """The status of lifecycle run `run` (default: the latest in the ledger).
+
+    `quality_floors` (`monitor.quality.thresholds`) are shown when the monitor's decision
+    holds no quality summary to take its floors from.
+    """
     try:
         entries = read_ledger(ledger)
     except FileNotFoundError:
@@ -105,6 +113,7 @@ def lifecycle_status(
         stages=stages,
         serving=_serving(store),
         registry_champion=_registry_champion(champion),
+        monitor=read_monitor_status(monitor_decision, store, quality_floors),
         watch=_last_watch(watch_log),
         recent_runs=runs[:10],
     )
@@ -331,6 +340,8 @@ def _last_watch(log: Path | None) -> dict[str, Any] | None:
         "time": format_time(last.time),
         "iteration": last.iteration,
         "action": last.action,
+        "verdict": last.verdict.action if last.verdict else None,
+        "decided_by": last.verdict.decided_by if last.verdict else None,
         "skipped_reason": last.skipped_reason,
         "error": last.error,
     }
@@ -371,14 +382,20 @@ def _format_serving(status: RunStatus) -> list[str]:
             f"registry champion ({champion['path']}): {shown}, sha256 {sha[:12]}, "
             f"mlflow run {champion['mlflow_run_id'] or '-'}{agreement}"
         )
+    lines.extend(format_monitor_status(status.monitor))
     watch = status.watch
     if watch is None:
         lines.append("watch: no iteration recorded")
     else:
         detail = f": {watch['error']}" if watch["error"] else ""
+        verdict = (
+            f" (verdict {watch['verdict']}, decided by {watch['decided_by'] or 'no signal'})"
+            if watch["verdict"]
+            else ""
+        )
         lines.append(
             f"last watch iteration ({watch['path']}): #{watch['iteration']} at "
-            f"{_shown_time(watch['time'])}, {watch['action']}{detail}"
+            f"{_shown_time(watch['time'])}, {watch['action']}{verdict}{detail}"
         )
     return lines
 

@@ -110,7 +110,11 @@ def build_record(outcome: IterationOutcome, finished: dt.datetime) -> WatchRecor
         verdict=None
         if verdict is None
         else WatchVerdict(
-            retrain=verdict.retrain, reasons=verdict.reasons, champion=verdict.champion
+            retrain=verdict.retrain,
+            reasons=verdict.reasons,
+            champion=verdict.champion,
+            action=verdict.action,
+            decided_by=verdict.decided_by,
         ),
         policy=outcome.policy,
         action=outcome.action,
@@ -276,18 +280,31 @@ def _relative(path: Path, root: Path) -> Path:
 
 
 def _log_summary(record: WatchRecord) -> None:
+    """The iteration in a few log lines; an alert verdict is a WARNING (a person is paged by
+    it) with the monitor's first reason, which names what failed."""
     window, verdict, policy = record.window, record.verdict, record.policy
     logger.info(
-        "iteration %s: window %s rows (%s labelled, newest %s); verdict retrain=%s; "
+        "iteration %s: window %s rows (%s labelled, newest %s); verdict %s (decided by %s); "
         "policy retrain=%s; action %s",
         record.iteration,
         window.rows if window else "-",
         window.labelled_rows if window else "-",
         window.last_time if window else "-",
-        verdict.retrain if verdict else "-",
+        verdict.action if verdict else "-",
+        (verdict.decided_by or "no signal") if verdict else "-",
         policy.retrain if policy else "-",
         record.action,
     )
+    if verdict is not None and verdict.reasons:
+        if verdict.action == "alert":
+            logger.warning(
+                "iteration %s: ALERT (%s), no retrain: %s",
+                record.iteration,
+                verdict.decided_by or "no signal",
+                verdict.reasons[0],
+            )
+        else:
+            logger.info("  monitor: %s", verdict.reasons[0])
     for reason in policy.reasons if policy else []:
         logger.info("  policy: %s", reason)
     if record.skipped_reason:

@@ -41,6 +41,10 @@ def apply_retrain_policy(
     - **Rate** (`max_retrains_per_day`): at most that many retrains in the last 24 hours; 0
       turns automatic retraining off.
 
+    Only a verdict whose action is `retrain` counts: an `alert` (broken data, or a breach
+    waiting for labels: a person looks, the model is not retrained on it) or a `drift` that
+    leaves quality holding breaks the streak like a calm window.
+
     Of each history record, only `time`, `window.last_time`, `verdict.retrain` and `action`
     are read.
     """
@@ -59,7 +63,7 @@ def apply_retrain_policy(
     if not wants_retrain:
         return PolicyDecision(
             retrain=False,
-            reasons=["The monitor's verdict on this window is not to retrain."],
+            reasons=[_no_retrain(verdict)],
             new_window=new_window,
             streak=0,
             retrains_last_24h=len(recent),
@@ -135,6 +139,11 @@ def _streak(history: Sequence[WatchRecord], last_retrain: dt.datetime | None) ->
             break
         count += 1
     return count
+
+
+def _no_retrain(verdict: MonitorDecision) -> str:
+    decided = f", decided by {verdict.decided_by}" if verdict.decided_by else ""
+    return f"The monitor's verdict on this window is not to retrain ({verdict.action}{decided})."
 
 
 def _not_new(last_time: dt.datetime | None, newest_seen: dt.datetime | None) -> str:

@@ -11,12 +11,13 @@ import logging
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, PlainSerializer, ValidationError
+from pydantic import AfterValidator, Field, PlainSerializer, ValidationError, model_validator
 
 from core.clock import as_utc, format_time
 from core.io import append_json_line, read_json_lines
 from core.records import Record
-from core.records.monitor import ServingChampion
+from core.records.monitor import Action as VerdictAction
+from core.records.monitor import ServingChampion, Signal
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +84,24 @@ class WatchWindow(Record):
 
 
 class WatchVerdict(Record):
-    """The monitor's verdict on the window, in brief."""
+    """The monitor's verdict on the window, in brief: its action and the signal that decided.
+
+    Lines written before verdicts had an action carry only `retrain`; they read back as
+    `retrain` or `keep`, decided by no named signal.
+    """
 
     retrain: bool
     reasons: list[str]
     champion: ServingChampion | None
+    action: VerdictAction = "keep"  # keep | drift (reported) | alert (a person looks) | retrain
+    decided_by: Signal | None = None  # None: nothing fired (or an older line)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _action_of_an_older_line(cls, value: object) -> object:
+        if isinstance(value, dict) and "action" not in value and value.get("retrain") is True:
+            return {**value, "action": "retrain"}
+        return value
 
 
 class WatchRecord(Record):

@@ -2,19 +2,26 @@
 
 A temporary copy of the repository runs `dvc repro` (champion v1), then `lifecycle serve`
 serves it. `lifecycle simulate` sends traffic over HTTP and delivers the labels;
-`lifecycle watch --once` runs one iteration of the loop:
+`lifecycle watch --once` runs one iteration of the loop. The subprocesses run the copy's
+code (PYTHONPATH is the copy), so what is tested is the checkout the test was started from.
 
-1. traffic of the published process: no drift, no retrain, the champion stays;
-2. traffic where failures follow another mechanism (`failure_mechanism`: the inputs shift
-   and the failure rules change): drift detected, the window's labelled rows become a
-   feedback batch, `dvc repro` retrains, the gate promotes the challenger only because it
-   beats the champion on the newest batch's holdout rows, and the running service answers
-   with the new version, while a client sending requests throughout sees no failure.
+1. traffic of the default process (time-correlated, as the real plant's): the monitor keeps
+   the champion and says why, nothing is retrained;
+2. ten more iterations of such traffic, the window filling up to `monitor.window.rows` and
+   then sliding: not one retrain, and no alert (nobody is paged for benign traffic);
+3. traffic where failures follow another mechanism (`failure_mechanism`: the inputs shift
+   and the failure rules change): the realized quality on the labels `simulate` delivers
+   falls below its floor (the estimate, from the inputs alone, cannot see a changed
+   mechanism) and decides the retrain; the window's labelled rows become a feedback batch,
+   `dvc repro` retrains, the gate promotes the challenger only because it beats the
+   champion on the newest batch's holdout rows, and the running service answers with the
+   new version, while a client sending requests throughout sees no failure.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import threading
@@ -30,6 +37,7 @@ from tests.e2e.conftest import BIN, ProjectCopy
 from tests.serving.server import RunningServer, request_rows, serve
 
 pytestmark = pytest.mark.slow
+logger = logging.getLogger(__name__)
 
 SWITCH_TIMEOUT_S = 60.0
 
@@ -37,6 +45,7 @@ SWITCH_TIMEOUT_S = 60.0
 def lifecycle(project: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "LIFECYCLE_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(project)  # the copy's packages, not the editable install's
     return subprocess.run(
         [str(BIN / "lifecycle"), *args],
         cwd=project,
@@ -53,7 +62,12 @@ def watch_records(project: Path) -> list[dict]:
 
 
 class SteadyClient:
-    """Sends one real request after another in a thread and counts answers by version."""
+    """Sends one real request after another in a thread and counts answers by version.
+
+    Its rows are drawn from the default process and carry no ids (they get no label). They
+    vary: one row sent again and again is what a stuck sensor looks like, and the monitor's
+    data-quality check rightly raises an alert on it (which holds back any retrain).
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -61,8 +75,8 @@ class SteadyClient:
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        row = request_rows(1, seed=99).drop(columns=["UDI", "Product ID"])  # no ids: unlabelled
-        self._record = row.to_dict(orient="records")[0]
+        rows = request_rows(500, seed=99).drop(columns=["UDI", "Product ID"])  # no ids
+        self._records = rows.to_dict(orient="records")
 
     def __enter__(self) -> SteadyClient:
         self._thread.start()
@@ -74,9 +88,12 @@ class SteadyClient:
 
     def _run(self) -> None:
         with httpx.Client(timeout=10) as client:
+            sent = 0
             while not self._stop.is_set():
+                record = self._records[sent % len(self._records)]
+                sent += 1
                 try:
-                    answer = client.post(f"{self.url}/predict", json=self._record)
+                    answer = client.post(f"{self.url}/predict", json=record)
                 except httpx.HTTPError as exc:
                     self.failures.append(repr(exc))
                     continue
@@ -91,7 +108,7 @@ class SteadyClient:
 def served(project_copy: ProjectCopy) -> Iterator[tuple[ProjectCopy, RunningServer]]:
     first = project_copy.repro()
     assert first.returncode == 0, first.output[-3000:]
-    with serve(project_copy.path) as server:
+    with serve(project_copy.path, env={"PYTHONPATH": str(project_copy.path)}) as server:
         yield project_copy, server
 
 
@@ -104,6 +121,38 @@ def simulate(project: Path, url: str, scenario: str, rows: int, seed: int) -> st
     return done.stdout
 
 
+def assert_benign_iteration(record: dict, rows: int) -> None:
+    """One watch iteration on benign traffic: judged, kept (drift at most reported), no
+    retrain, and the reasons say why."""
+    verdict, policy = record["verdict"], record["policy"]
+    assert record["error"] is None, record["error"]
+    assert record["window"]["rows"] == rows
+    assert record["window"]["labelled_rows"] == rows
+    assert verdict["champion"] == {"tag": "milling-failure:v1", "version": 1}
+    assert verdict["retrain"] is False, verdict["reasons"]
+    assert verdict["action"] in ("keep", "drift"), verdict["reasons"]
+    if verdict["action"] == "keep":
+        assert verdict["decided_by"] is None
+        assert verdict["reasons"][0] == (
+            "keep the champion: no drift, no quality breach and clean data in this window"
+        )
+    else:  # drift that leaves the quality holding is reported, with the drifted columns
+        assert verdict["decided_by"] in ("feature_drift", "prediction_drift")
+        assert verdict["reasons"][0].startswith("drift, no retrain: "), verdict["reasons"]
+        assert verdict["reasons"][0].endswith("the estimated and realized quality hold")
+    assert any(r.startswith("data quality: all ") for r in verdict["reasons"]), verdict
+    assert any(
+        r.startswith("estimated quality (CBPE, before labels) holds") for r in verdict["reasons"]
+    ), verdict
+    assert any(
+        r.startswith(f"quality holds on {rows} labelled rows") for r in verdict["reasons"]
+    ), verdict
+    assert policy["retrain"] is False
+    assert policy["reasons"][0].startswith("The monitor's verdict on this window is not to")
+    assert record["action"] == "none"
+    assert (record["feedback"], record["deploy"]) == (None, None)
+
+
 def test_traffic_without_drift_does_not_retrain(served):
     project, server = served
     simulate(project.path, server.url, "none", 1000, seed=11)
@@ -111,14 +160,45 @@ def test_traffic_without_drift_does_not_retrain(served):
     assert done.returncode == 0, done.stdout + done.stderr
 
     record = watch_records(project.path)[-1]
-    assert record["window"]["rows"] == 1000
-    assert record["window"]["labelled_rows"] == 1000
-    assert record["verdict"]["retrain"] is False, record["verdict"]["reasons"]
-    assert record["verdict"]["reasons"][0].startswith("keep the champion")
-    assert record["action"] == "none"
+    assert_benign_iteration(record, rows=1000)
     decision = json.loads(project.read("reports/monitor/decision.json"))
-    assert decision["drift"]["dataset_drift"] is False
-    assert decision["drift"]["prediction_drift"] is False
+    assert (decision["action"], decision["decided_by"]) == (
+        record["verdict"]["action"],
+        record["verdict"]["decided_by"],
+    )
+    assert decision["data_quality"]["passed"] is True
+    assert decision["quality"]["judged"] is True and decision["quality"]["breached"] == []
+    assert decision["estimate"]["trusted"] is True
+    assert decision["drift"]["calibrated"] is True  # thresholds from the champion's training
+    assert not list((project.path / "data" / "feedback").glob("batch-*.parquet"))
+    assert httpx.post(f"{server.url}/admin/reload").json()["model_version"] == "v1"
+
+
+BENIGN_ITERATIONS = 10
+
+
+def test_ten_iterations_of_time_correlated_traffic_never_retrain(served):
+    """The issue's acceptance: `lifecycle watch` on default, time-correlated traffic with no
+    scenario runs at least 10 iterations without a retrain. Each iteration sends 1,000 new
+    rows; the window (the newest 5,000) fills up, then slides over five separate walks."""
+    project, server = served
+    before = len(watch_records(project.path))
+    started = time.monotonic()
+    for seed in range(BENIGN_ITERATIONS):
+        simulate(project.path, server.url, "none", 1000, seed=100 + seed)
+        done = lifecycle(project.path, "watch", "--once")
+        assert done.returncode == 0, done.stdout + done.stderr
+        records = watch_records(project.path)
+        assert len(records) == before + seed + 1
+        sent = 1000 * len(records)  # every iteration so far followed 1,000 benign rows
+        assert_benign_iteration(records[-1], rows=min(sent, 5000))
+        assert records[-1]["policy"]["new_window"] is True
+    elapsed = time.monotonic() - started
+
+    benign = watch_records(project.path)[before:]
+    actions = Counter(record["verdict"]["action"] for record in benign)
+    logger.info("%d benign iterations in %.0f s: %s", BENIGN_ITERATIONS, elapsed, dict(actions))
+    assert sum(actions.values()) == BENIGN_ITERATIONS
     assert not list((project.path / "data" / "feedback").glob("batch-*.parquet"))
     assert httpx.post(f"{server.url}/admin/reload").json()["model_version"] == "v1"
 
@@ -134,7 +214,14 @@ def test_changed_failure_mechanism_retrains_and_the_service_switches(served):
             time.sleep(0.2)
 
     record = watch_records(project.path)[-1]
-    assert record["verdict"]["retrain"] is True, record["verdict"]["reasons"]
+    verdict = record["verdict"]
+    assert verdict["retrain"] is True, verdict["reasons"]
+    # the labels show the changed mechanism: the realized quality breaks its floor (the
+    # whole bootstrap interval below it), and that decides the retrain
+    assert (verdict["action"], verdict["decided_by"]) == ("retrain", "realized_quality"), verdict
+    assert verdict["reasons"][0].startswith("retrain: quality is below its floor on "), verdict
+    assert any(r.startswith("data quality: all ") for r in verdict["reasons"]), verdict
+    assert record["policy"]["retrain"] is True
     assert record["action"] == "retrained", record
     # the window's labelled rows: the newest of the 6,000 simulated (the steady client's
     # requests carry no id and get no label); benchmarks/results/retrain.md shows why about

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -108,9 +109,10 @@ def test_a_real_ingest_process_is_shown_and_its_inputs_hashed(project: Path) -> 
             "never succeeded",
         ],
     )
-    assert lines[-3:] == [
+    assert lines[-4:] == [
         "serving store .bentoml: no champion deployed yet",
         "registry champion (reports/deploy/champion.json): none recorded yet",
+        "monitor: no verdict yet (dvc repro monitor writes reports/monitor/decision.json)",
         "watch: no iteration recorded",
     ]
     started, finished = read_ledger(project / LEDGER)
@@ -303,11 +305,12 @@ def test_what_serves_and_the_last_watch_iteration(
     )
     lines = status_lines()
     assert_lines_match(
-        lines[-3:],
+        lines[-4:],
         [
             rf"serving store .bentoml: milling-failure:v2 \(mlflow run 4e545c36, since {TIME}\)",
             r"registry champion \(reports/deploy/champion.json\): v3, sha256 abababababab, "
             r"mlflow run 9f; the serving store serves v2",
+            r"monitor: no verdict yet \(dvc repro monitor writes reports/monitor/decision.json\)",
             r"last watch iteration \(reports/watch/iterations.jsonl\): #5 at "
             r"2026-11-25 07:05:00 UTC, retrain_failed: dvc repro \(retrain\) exited with code 1",
         ],
@@ -323,3 +326,210 @@ def _records(project: Path) -> list[LedgerEntry]:
         return read_ledger(project / LEDGER)
     except FileNotFoundError:
         return []
+
+
+# --- the monitor's last verdict -----------------------------------------------------------
+# A real model with its monitor profile in a real serving store, real traffic in the
+# prediction log and real labels; the real monitor stage writes decision.json under
+# `run_stage` (so the ledger has the run), and `lifecycle status` reads what it wrote.
+
+MODEL_NAME = "milling-failure"
+THRESHOLD = 0.3
+MONITOR_ROWS = 1500
+MONITOR_PARAMS = {
+    "sample_rows": 1000,
+    "window": {"rows": MONITOR_ROWS, "min_rows": 500},
+    # the tiny model's average precision is about 0.45
+    "quality": {"thresholds": {"roc_auc": 0.85, "average_precision": 0.3}},
+    "workspace": {"enabled": False},
+}
+
+
+@pytest.fixture(scope="module")
+def champion_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A serving store holding v1 of a tiny real model, its reference and monitor profile."""
+    from core.config import Params, SyntheticSourceConfig
+    from core.paths import MONITOR_PROFILE_FILE, REFERENCE_FILE
+    from core.records import record_json
+    from features.contract import load_contract
+    from features.synthetic import generate_process_data
+    from monitoring.profile import build_monitor_profile
+    from serving.model_store import export_model
+    from tests.serving.server import train_tiny_model
+
+    contract = load_contract(ROOT / "features" / "contracts" / "milling.yaml")
+    model = train_tiny_model(tmp_path_factory.mktemp("model") / "model", max_iter=15)
+    rows = generate_process_data(SyntheticSourceConfig(rows=4000, seed=11))
+    reference = rows[contract.features].assign(
+        label=rows[contract.label],
+        probability=model.pipeline.predict_proba(rows[contract.features])[:, 1],
+    )
+    reference.iloc[:3000].to_parquet(model.directory / REFERENCE_FILE, index=False)
+    params = Params.model_validate({"monitor": MONITOR_PARAMS, "data": {"seed": 42}})
+    profile = build_monitor_profile(
+        model.pipeline, reference.iloc[:3000], rows.iloc[3000:], contract, params
+    )
+    (model.directory / MONITOR_PROFILE_FILE).write_text(record_json(profile), encoding="utf-8")
+    store = tmp_path_factory.mktemp("store") / ".bentoml"
+    export_model(model.directory, MODEL_NAME, 1, "run-1", model.content_sha256, THRESHOLD, store)
+    return store, model
+
+
+@pytest.fixture
+def monitored(
+    project: Path, monkeypatch: pytest.MonkeyPatch, champion_store: tuple[Path, Any]
+) -> Path:
+    """The project with champion v1 serving, monitor params and a local MLflow store."""
+    store, _ = champion_store
+    params = {
+        **PARAMS,
+        "data": {**PARAMS["data"], "seed": 42},
+        "monitor": MONITOR_PARAMS,
+        "serving": {"store": str(store)},
+        "tracking": {"experiment": "status-test"},
+    }
+    (project / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project / 'mlflow.db'}")
+    champion = project / "reports" / "deploy" / "champion.json"
+    champion.parent.mkdir(parents=True)
+    champion.write_text(json.dumps({"version": 1, "content_sha256": "x", "mlflow_run_id": "r"}))
+    (project / "data" / "labels").mkdir(parents=True)
+    return project
+
+
+def run_monitor(
+    monitored: Path,
+    champion_store: tuple[Path, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    scenario: str = "none",
+    stuck: str | None = None,
+    mechanism_changed: bool = False,
+) -> dict[str, Any]:
+    """Log a window of traffic served by v1 (with `stuck` held at one reading over its last
+    300 rows), deliver its labels, run the monitor stage; its decision.json.
+
+    `mechanism_changed`: the labels delivered are the window's own, shuffled over its rows:
+    failures no longer follow the inputs the model learned them from, which only the labels
+    can show."""
+    from core.config import SyntheticSourceConfig
+    from features.contract import load_contract
+    from features.synthetic import generate_process_data
+    from pipelines import monitor
+    from tests.monitoring.traffic import labels_for, make_log, write_prediction_log
+
+    _, model = champion_store
+    contract = load_contract(ROOT / "features" / "contracts" / "milling.yaml")
+    frame = generate_process_data(
+        SyntheticSourceConfig(rows=MONITOR_ROWS, seed=3, scenario=scenario), first_udi=100_001
+    )
+    if stuck is not None:
+        frame.loc[frame.index[-300:], stuck] = frame[stuck].iloc[-300]
+    probability = model.pipeline.predict_proba(frame[contract.features])[:, 1]
+    log = make_log(frame, contract, probability=probability, threshold=THRESHOLD)
+    write_prediction_log(log, monitored / "data" / "predictions")
+    labels = labels_for(frame, contract)
+    if mechanism_changed:
+        outcome = [name for name in labels.columns if name != "UDI"]
+        order = np.random.default_rng(0).permutation(len(labels))
+        labels[outcome] = labels[outcome].iloc[order].to_numpy()
+    labels.to_parquet(monitored / "data" / "labels" / "batch-001.parquet")
+    stage_in("monitored", "monitor", monitor.monitor, monkeypatch)
+    return json.loads((monitored / "reports" / "monitor" / "decision.json").read_text())
+
+
+def monitor_lines(lines: list[str]) -> list[str]:
+    """The status lines of the monitor's verdict: from `monitor (` to the watch line."""
+    first = next(i for i, line in enumerate(lines) if line.startswith("monitor ("))
+    last = next(i for i, line in enumerate(lines) if line.startswith("watch: "))
+    return lines[first:last]
+
+
+def test_status_shows_a_retrain_decided_by_the_realized_quality(
+    monitored: Path, champion_store: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decision = run_monitor(
+        monitored, champion_store, monkeypatch, scenario="failure_mechanism", mechanism_changed=True
+    )
+    assert (decision["action"], decision["decided_by"]) == ("retrain", "realized_quality")
+
+    lines = monitor_lines(status_lines())
+    window = decision["window"]
+    estimate, quality = decision["estimate"], decision["quality"]
+    assert lines[0] == (
+        "monitor (reports/monitor/decision.json): retrain, decided by realized_quality; "
+        f"champion milling-failure:v1; window {MONITOR_ROWS} rows ({MONITOR_ROWS} labelled, "
+        f"newest {window['last_time']})"
+    )
+    assert lines[1] == f"  {decision['reasons'][0]}"
+    assert lines[1].startswith("  retrain: quality is below its floor on ")
+    head = re.split(r"\s{2,}", lines[2].strip())
+    assert head == [
+        "quality",
+        "floor",
+        f"estimated (CBPE, {estimate['rows']} rows, before labels)",
+        f"realized ({quality['rows']} labelled, {quality['positives']} failures)",
+    ]
+    for line, name in zip(lines[3:5], ("roc_auc", "average_precision"), strict=True):
+        cells = re.split(r"\s{2,}", line.strip())
+        est, (low, high) = estimate[name], quality["intervals"][name]
+        realized = f"{quality[name]:.3f} ({low:.3f}-{high:.3f})"
+        assert cells == [
+            name,
+            f"{MONITOR_PARAMS['quality']['thresholds'][name]:.3f}",
+            f"{est['value']:.3f} ({est['low']:.3f}-{est['high']:.3f})",
+            f"{realized} BELOW" if name in quality["breached"] else realized,
+        ]
+    assert "BELOW" in lines[3] + lines[4]  # the breach that decided is marked
+    assert lines[5] == f"  {decision['data_quality']['reason']}"
+    assert lines[5].startswith("  data quality: all ")
+    drifted = decision["drift"]["drifted_columns"]
+    assert drifted, decision["drift"]  # the failure mechanism also shifts the inputs
+    assert lines[6].startswith(f"  drift (calibrated thresholds): {drifted[0]} (")
+    assert f"together {decision['drift']['importance_share']:.0%}" in lines[6]
+
+    status = status_json()["monitor"]
+    assert (status["action"], status["decided_by"], status["retrain"]) == (
+        "retrain",
+        "realized_quality",
+        True,
+    )
+    assert status["quality"]["roc_auc"]["floor"] == 0.85
+    assert status["quality"]["roc_auc"]["estimated"]["value"] == estimate["roc_auc"]["value"]
+    assert status["quality"]["roc_auc"]["realized"]["value"] == quality["roc_auc"]
+    shares = [column["importance"] for column in status["drift"]["columns"]]
+    assert all(share is not None and 0 <= share <= 1 for share in shares), shares
+    assert sum(shares) == pytest.approx(decision["drift"]["importance_share"], abs=1e-6)
+
+
+def test_status_shows_an_alert_decided_by_the_data_quality(
+    monitored: Path, champion_store: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decision = run_monitor(monitored, champion_store, monkeypatch, stuck="Torque [Nm]")
+    assert (decision["action"], decision["decided_by"]) == ("alert", "data_quality")
+
+    lines = monitor_lines(status_lines())
+    assert lines[0].startswith(
+        "monitor (reports/monitor/decision.json): alert, decided by data_quality; "
+        "champion milling-failure:v1;"
+    )
+    assert lines[1] == "  alert: data quality fails on stuck:Torque [Nm]"
+    assert lines[5] == f"  {decision['data_quality']['reason']}"
+    assert lines[5].startswith("  data quality fails on 1,500 rows: Torque [Nm] is stuck at ")
+    status = status_json()["monitor"]
+    assert status["data_quality"]["passed"] is False
+    assert status["data_quality"]["failed"] == ["stuck:Torque [Nm]"]
+
+
+def test_status_without_a_monitor_verdict_and_with_a_damaged_one(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage_in("first", "ingest", lambda: None, monkeypatch)
+    assert "monitor: no verdict yet (dvc repro monitor writes reports/monitor/decision.json)" in (
+        status_lines()
+    )
+    decision = project / "reports" / "monitor" / "decision.json"
+    decision.parent.mkdir(parents=True)
+    decision.write_text('{"retrain": true}')
+    [line] = [line for line in status_lines() if line.startswith("monitor (")]
+    assert line.startswith("monitor (reports/monitor/decision.json): reports/monitor/decision.json")
+    assert status_json()["monitor"]["error"] == line.split(": ", 1)[1]

@@ -27,7 +27,8 @@ import yaml
 from core.hashing import file_md5
 from core.io import append_json_line
 from core.records.deploy import Challenger, ChampionRecord, DeployDecision
-from core.records.monitor import MonitorDecision, ServingChampion, WindowSummary
+from core.records.monitor import Action as VerdictAction
+from core.records.monitor import MonitorDecision, ServingChampion, Signal, WindowSummary
 from core.records.watch import (
     DeployOutcome,
     FeedbackSummary,
@@ -57,8 +58,15 @@ def _window(ids: list[int]) -> pd.DataFrame:
 # --- records ----------------------------------------------------------------------------
 
 
-def _verdict(retrain: bool, reasons: list[str], **window: Any) -> MonitorDecision:
-    """A monitor decision: a window of 5000 rows unless `window` says otherwise."""
+def _verdict(
+    retrain: bool,
+    reasons: list[str],
+    action: VerdictAction | None = None,
+    decided_by: Signal | None = None,
+    **window: Any,
+) -> MonitorDecision:
+    """A monitor decision: a window of 5000 rows unless `window` says otherwise; its action
+    is `retrain` (decided by the realized quality) or `keep` unless given."""
     summary = {
         "rows": 5000,
         "labelled_rows": 1200,
@@ -76,6 +84,8 @@ def _verdict(retrain: bool, reasons: list[str], **window: Any) -> MonitorDecisio
         window=WindowSummary(**summary),
         drift=None,
         quality=None,
+        action=action or ("retrain" if retrain else "keep"),
+        decided_by=decided_by or ("realized_quality" if retrain else None),
     )
 
 
@@ -103,7 +113,7 @@ def _outcome() -> IterationOutcome:
                 stderr_tail=[],
             ),
         ],
-        verdict=_verdict(True, ["drift"]),
+        verdict=_verdict(True, ["retrain: quality is below its floor on average_precision"]),
         policy=policy,
         action="retrained",
         feedback=FeedbackSummary(
@@ -135,8 +145,10 @@ def test_the_record_of_an_iteration() -> None:
         },
         "verdict": {
             "retrain": True,
-            "reasons": ["drift"],
+            "reasons": ["retrain: quality is below its floor on average_precision"],
             "champion": {"tag": "milling-failure:v1", "version": 1},
+            "action": "retrain",
+            "decided_by": "realized_quality",
         },
         "policy": {
             "retrain": True,
@@ -241,6 +253,8 @@ def test_mlflow_tags_and_metrics_of_a_record() -> None:
         "watch_iteration": "20261125T063700Z-abc123",
         "action": "retrained",
         "verdict_retrain": "true",
+        "verdict_action": "retrain",
+        "decided_by": "realized_quality",
         "policy_retrain": "true",
         "promoted": "true",
         "failed": "false",
@@ -251,6 +265,7 @@ def test_mlflow_tags_and_metrics_of_a_record() -> None:
         "window_rows": 5000.0,
         "labelled_rows": 1200.0,
         "verdict_retrain": 1.0,
+        "verdict_alert": 0.0,
         "policy_retrain": 1.0,
         "retrain_streak": 1.0,
         "retrains_last_24h": 0.0,
@@ -369,9 +384,12 @@ if sys.argv[1] == "monitor":
     Path("data/monitor").mkdir(parents=True, exist_ok=True)
     window.drop(columns=["time"]).to_parquet("data/monitor/window_labelled.parquet", index=False)
     version = json.loads(Path("reports/deploy/champion.json").read_text())["version"]
+    verdict = {"retrain": True, "reasons": ["stand-in quality breach"], "action": "retrain",
+               "decided_by": "realized_quality"}
+    if Path("verdict.json").exists():  # a test's own verdict
+        verdict = json.loads(Path("verdict.json").read_text())
     write_json({
-        "retrain": True,
-        "reasons": ["stand-in drift"],
+        **verdict,
         "champion": {"tag": f"milling-failure:v{version}", "version": version},
         "window": {"rows": len(window), "labelled_rows": len(window),
                    "champion_rows": len(window), "model_versions": {f"v{version}": len(window)},
@@ -407,6 +425,7 @@ DVC_YAML = {
         "monitor": {
             "cmd": "python stages.py monitor",
             "deps": ["stages.py", "data/predictions", "reports/deploy/champion.json"],
+            # verdict.json, when a test writes one, is read too; the window changes with it
             "outs": [
                 {"reports/monitor/decision.json": {"cache": False}},
                 {"data/monitor/window_labelled.parquet": {"cache": False}},
@@ -535,6 +554,41 @@ def test_watch_once_retrains_then_waits_for_a_new_window(project: Path) -> None:
     assert record["feedback"]["dropped_known"] == 2
     assert (record["deploy"]["champion_before"], record["deploy"]["champion_after"]) == (2, 3)
     assert len(_records(project)) == 4
+
+
+@pytest.mark.slow
+def test_an_alert_is_a_warning_with_its_reason_and_does_not_retrain(project: Path) -> None:
+    reasons = [
+        "alert: data quality fails on stuck:Torque [Nm]",
+        "data quality fails: Torque [Nm] reads 40.1 for 3 rows in a row",
+    ]
+    verdict = {"retrain": False, "reasons": reasons, "action": "alert"}
+    (project / "verdict.json").write_text(json.dumps({**verdict, "decided_by": "data_quality"}))
+
+    done = _watch(project, "--once")
+
+    assert done.returncode == 0, done.stderr
+    [record] = _records(project)
+    assert record["verdict"] == {
+        **verdict,
+        "champion": {"tag": "milling-failure:v1", "version": 1},
+        "decided_by": "data_quality",
+    }
+    assert record["policy"]["retrain"] is False
+    assert record["policy"]["reasons"] == [
+        "The monitor's verdict on this window is not to retrain (alert, decided by data_quality)."
+    ]
+    assert (record["action"], record["feedback"], record["deploy"]) == ("none", None, None)
+    assert list((project / "data" / "feedback").glob("batch-*")) == []
+    [warning] = [
+        line for line in done.stderr.splitlines() if " WARNING " in line and "ALERT" in line
+    ]
+    assert warning.endswith(
+        f"lifecycle.watch: iteration {record['iteration']}: ALERT (data_quality), no retrain: "
+        "alert: data quality fails on stuck:Torque [Nm]"
+    )
+    summary = next(line for line in done.stderr.splitlines() if "verdict alert" in line)
+    assert "verdict alert (decided by data_quality); policy retrain=False; action none" in summary
 
 
 @pytest.mark.slow

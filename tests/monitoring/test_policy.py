@@ -7,7 +7,8 @@ from typing import Any
 
 from core.clock import format_time
 from core.config import RetrainPolicyConfig
-from core.records.monitor import MonitorDecision, WindowSummary
+from core.records.monitor import Action as VerdictAction
+from core.records.monitor import MonitorDecision, Signal, WindowSummary
 from core.records.watch import Action, WatchRecord, WatchVerdict, WatchWindow
 from monitoring.policy import apply_retrain_policy
 
@@ -23,27 +24,44 @@ def _window(last_time: dt.datetime | None) -> dict[str, Any]:
     return {"rows": 1000, "labelled_rows": 0, "first_time": shown, "last_time": shown}
 
 
-def verdict(retrain: bool, last_time: dt.datetime | None = NOW) -> MonitorDecision:
+def verdict(
+    retrain: bool,
+    last_time: dt.datetime | None = NOW,
+    action: VerdictAction | None = None,
+    decided_by: Signal | None = None,
+) -> MonitorDecision:
+    """A monitor decision; its action is `retrain` or `keep` as `retrain` says, unless given."""
     return MonitorDecision(
         retrain=retrain,
-        reasons=["drift"] if retrain else [],
+        reasons=["quality breached"] if retrain else [],
         champion=None,
         window=WindowSummary(
             **_window(last_time), champion_rows=0, model_versions={}, missing_columns=[]
         ),
         drift=None,
         quality=None,
+        action=action or ("retrain" if retrain else "keep"),
+        decided_by=decided_by or ("realized_quality" if retrain else None),
     )
 
 
 def iteration(
-    minutes_ago: float, retrain: bool, window_minutes_ago: float, action: Action = "none"
+    minutes_ago: float,
+    retrain: bool,
+    window_minutes_ago: float,
+    action: Action = "none",
+    verdict_action: VerdictAction | None = None,
 ) -> WatchRecord:
     """A watch-log record: when it ran, its verdict, its window's newest prediction."""
     return WatchRecord(
         time=at(minutes_ago),
         iteration=f"i-{minutes_ago:g}",
-        verdict=WatchVerdict(retrain=retrain, reasons=[], champion=None),
+        verdict=WatchVerdict(
+            retrain=retrain,
+            reasons=[],
+            champion=None,
+            action=verdict_action or ("retrain" if retrain else "keep"),
+        ),
         window=WatchWindow(**_window(at(window_minutes_ago))),
         action=action,
     )
@@ -70,7 +88,60 @@ def test_a_verdict_against_retraining_is_followed() -> None:
     decision = apply_retrain_policy(verdict(False), [], NOW, config())
 
     assert decision.retrain is False
-    assert decision.reasons == ["The monitor's verdict on this window is not to retrain."]
+    assert decision.reasons == ["The monitor's verdict on this window is not to retrain (keep)."]
+    assert decision.streak == 0
+
+
+def test_an_alert_is_not_retrained_and_the_reason_names_the_signal() -> None:
+    alert = verdict(False, action="alert", decided_by="data_quality")
+    decision = apply_retrain_policy(alert, [], NOW, config())
+
+    assert decision.retrain is False
+    assert decision.reasons == [
+        "The monitor's verdict on this window is not to retrain (alert, decided by data_quality)."
+    ]
+
+
+def test_drift_and_alert_windows_break_a_retrain_streak() -> None:
+    # quality breached on the window at 21 minutes; then one window drifted with quality
+    # holding, one raised an alert: neither counts, so this breach starts a new streak
+    history = [
+        iteration(20, True, 21),
+        iteration(15, False, 16, verdict_action="drift"),
+        iteration(10, True, 11),
+        iteration(5, False, 6, verdict_action="alert"),
+    ]
+    decision = apply_retrain_policy(verdict(True, at(1)), history, NOW, config(windows_in_a_row=2))
+
+    assert decision.retrain is False
+    assert decision.streak == 1
+    assert decision.reasons == [
+        "1 consecutive new window(s) called for a retrain; "
+        "monitor.policy.windows_in_a_row asks for 2."
+    ]
+
+
+def test_older_watch_lines_without_an_action_still_count() -> None:
+    # watch-log lines written before verdicts had an action and a deciding signal
+    older = [
+        WatchRecord.model_validate(
+            {
+                "time": format_time(at(minutes)),
+                "iteration": f"old-{minutes}",
+                "window": _window(at(minutes + 1)),
+                "verdict": {"retrain": wanted, "reasons": [], "champion": None},
+            }
+        )
+        for minutes, wanted in ((20, False), (10, True))
+    ]
+    assert [(r.verdict.action, r.verdict.decided_by) for r in older if r.verdict] == [
+        ("keep", None),
+        ("retrain", None),
+    ]
+    decision = apply_retrain_policy(verdict(True, at(1)), older, NOW, config(windows_in_a_row=2))
+
+    assert decision.retrain is True
+    assert decision.streak == 2
 
 
 def test_windows_in_a_row_counts_consecutive_new_windows() -> None:
