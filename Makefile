@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED ?= false
 export DVC_NO_ANALYTICS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install lifecycle test lint mlflow-ui benchmarks clean
+.PHONY: help install lifecycle test lint mlflow-ui benchmarks cbpe-nannyml monitor-ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,13 @@ mlflow-ui: install ## Open the MLflow UI on http://127.0.0.1:5000
 
 benchmarks: install ## Run the benchmarks; results go to benchmarks/results/
 	python benchmarks/bench_data.py
+
+cbpe-nannyml: install ## Check our CBPE against NannyML's (its own venv, .venv-nannyml)
+	bash benchmarks/nannyml_env.sh
+	.venv-nannyml/bin/python benchmarks/cbpe_nannyml.py
+
+monitor-ui: install ## Open the Evidently dashboard of the monitor's windows on http://127.0.0.1:8000
+	evidently ui --workspace reports/monitor/workspace --host 127.0.0.1 --port 8000
 
 clean: ## Remove lifecycle products (data, artifacts, reports, MLflow store); keeps .venv
 	rm -rf data artifacts reports mlflow.db mlruns mlartifacts dvc.lock
