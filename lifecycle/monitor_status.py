@@ -151,7 +151,7 @@ def _importance_shares(decision: MonitorDecision, store: Path | None) -> dict[st
         profile = read_record(path, MonitorProfile, writer=PROFILE_WRITER)
     except (ModelStoreError, RecordError):
         return None
-    return {feature.name: feature.share for feature in profile.importance.features}
+    return profile.importance.shares
 
 
 # --- formatting ---------------------------------------------------------------------------

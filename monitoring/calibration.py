@@ -90,34 +90,24 @@ def calibrate_drift(
     sizes, reason = _choose_sizes(rows, config)
     if not settings.enabled:
         sizes, reason = [], "monitor.calibration.enabled is false: Evidently's defaults apply"
-    if not sizes:
-        logger.warning("drift calibration skipped: %s", reason)
-        return DriftCalibration(
-            calibrated=False,
-            reason=reason,
-            false_alarm_rate=settings.false_alarm_rate,
-            tests=tests,
-            column_alpha=column_alpha,
-            tail_model=TAIL_MODEL,
-            training_rows=rows,
-            block_rows=(),
-            columns={},
-            prediction=None,
-        )
     calibrated = {
         name: column
         for name, kind in kinds.items()
-        if (column := _calibrate_column(reference[name], kind, sizes, config, column_alpha))
+        if sizes
+        and (column := _calibrate_column(reference[name], kind, sizes, config, column_alpha))
     }
     prediction = calibrated.pop(REFERENCE_PROBABILITY, None)
-    logger.info(
-        "drift calibrated on %d training rows, blocks of %s rows: %s",
-        rows,
-        ", ".join(str(size) for size in sizes),
-        reason,
-    )
+    if sizes:
+        logger.info(
+            "drift calibrated on %d training rows, blocks of %s rows: %s",
+            rows,
+            ", ".join(str(size) for size in sizes),
+            reason,
+        )
+    else:
+        logger.warning("drift calibration skipped: %s", reason)
     return DriftCalibration(
-        calibrated=True,
+        calibrated=bool(sizes),
         reason=reason,
         false_alarm_rate=settings.false_alarm_rate,
         tests=tests,

@@ -149,8 +149,7 @@ def _triggers(evidence: WindowEvidence, config: MonitorConfig) -> list[tuple[Sig
         )
     drift = evidence.drift
     if drift is not None:
-        share = drifted_importance(drift, evidence.importance)
-        material = share >= verdict.drift_importance
+        share, material = weigh_drift(drift, evidence.importance, config)
         drift_action: Action = (
             "drift" if verdict.on_material_drift == "report" else verdict.on_material_drift
         )
@@ -166,6 +165,15 @@ def _triggers(evidence: WindowEvidence, config: MonitorConfig) -> list[tuple[Sig
         if drift.prediction is not None and drift.prediction.drifted:
             found.append(("prediction_drift", drift_action, "the predictions drift"))
     return found
+
+
+def weigh_drift(
+    drift: DriftResult, importance: dict[str, float] | None, config: MonitorConfig
+) -> tuple[float, bool]:
+    """The drifted columns' share of the champion's importance, and whether that drift is
+    material (at least `monitor.verdict.drift_importance`)."""
+    share = drifted_importance(drift, importance)
+    return share, bool(drift.drifted_columns) and share >= config.verdict.drift_importance
 
 
 def drifted_importance(drift: DriftResult, importance: dict[str, float] | None) -> float:
@@ -252,7 +260,7 @@ def build_monitor_decision(
     drift, drift_summary = evidence.drift, None
     if drift is not None:
         prediction = drift.prediction
-        share = drifted_importance(drift, evidence.importance)
+        share, material = weigh_drift(drift, evidence.importance, config)
         drift_summary = DriftSummary(
             dataset_drift=drift.dataset_drift,
             drifted_share=round(drift.drifted_share, _DECIMALS),
@@ -261,7 +269,7 @@ def build_monitor_decision(
             prediction_drift_score=round(prediction.score, _DECIMALS) if prediction else None,
             calibrated=any(column.calibrated for column in drift.columns),
             importance_share=round(share, _DECIMALS),
-            material=bool(drift.drifted_columns) and share >= config.verdict.drift_importance,
+            material=material,
         )
     return MonitorDecision(
         retrain=decision.retrain,
