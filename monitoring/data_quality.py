@@ -1,5 +1,6 @@
-"""Data quality of the served traffic: nulls, values outside the contract, stuck sensors and
-categories never seen in training, each judged against the training profile.
+"""Data quality of the served traffic: nulls, values outside the contract, stuck sensors,
+categories never seen in training and one record resent again and again, each judged against
+the training profile.
 
 Drift says the world moved; these checks say the data is broken (a dead sensor repeating its
 last reading, a column that stopped arriving, a product type the model never saw), which no
@@ -117,14 +118,15 @@ def assess_data_quality(
             f"data quality: the champion's training profile has no column(s) {unprofiled} of "
             f"the contract '{contract.name}': the contract changed after training; retrain"
         )
-    checks: list[DataQualityCheck] = []
+    fresh = _fresh_records(window, contract.features)
+    checks: list[DataQualityCheck] = [_check_repeated(fresh, config)]
     for name in contract.features:
         column, trained = contract.by_name[name], profile.columns[name]
         absent = name not in window.columns
         values = pd.Series([None] * rows, dtype=object) if absent else window[name]
         checks.append(_check_nulls(values, column, trained, config, absent))
         checks.append(_check_contract(values, column, config))
-        checks.append(_check_stuck(values, column, trained, config))
+        checks.append(_check_stuck(values, column, trained, config, fresh))
         if column.dtype == "categorical":
             checks.append(_check_new_categories(values, column, trained, config))
     ordered = tuple([c for c in checks if not c.passed] + [c for c in checks if c.passed])
@@ -244,16 +246,70 @@ def _rule(column: Column) -> str:
     return f"text matching {column.pattern}" if column.pattern else "text"
 
 
+def _fresh_records(window: pd.DataFrame, features: tuple[str, ...]) -> np.ndarray:
+    """True for each row whose features differ from the row before it (the first row: true).
+
+    A row equal to its predecessor in every feature (nulls equal nulls) is the same record
+    sent again, e.g. a client retrying one request, not a new reading.
+    """
+    present = [name for name in features if name in window.columns]
+    if not present or window.empty:
+        return np.ones(len(window), dtype=bool)
+    frame = window[present].reset_index(drop=True)
+    before = frame.shift()
+    same = (frame == before) | (frame.isna() & before.isna())
+    fresh = ~same.all(axis=1).to_numpy()
+    fresh[0] = True
+    return fresh
+
+
+def _check_repeated(fresh: np.ndarray, config: DataQualityConfig) -> DataQualityCheck:
+    """One record arriving many times in a row: traffic that is not live readings.
+
+    Judged on whole records, so it is told apart from a stuck sensor (one column repeating
+    while the rest of the record changes); the run limit is `stuck_min_rows`, since identical
+    consecutive records of continuous readings do not occur in live traffic.
+    """
+    starts = np.flatnonzero(fresh)
+    lengths = np.diff(np.concatenate((starts, [len(fresh)])))
+    longest = int(np.argmax(lengths)) if len(lengths) else 0
+    run = int(lengths[longest]) if len(lengths) else 0
+    limit = config.stuck_min_rows - 1
+    passed = run <= limit
+    if passed:
+        message = f"records: longest run of one identical record {run:,} (repeated above {limit:g})"
+    else:
+        first, last = int(starts[longest]) + 1, int(starts[longest]) + run
+        message = (
+            f"one identical record arrived {run:,} times in a row (rows {first:,} to {last:,} "
+            f"of {len(fresh):,}): a client resending one request, not live readings"
+        )
+    return DataQualityCheck(
+        kind="repeated",
+        column="record",
+        passed=passed,
+        value=float(run),
+        limit=float(limit),
+        training=None,
+        message=message,
+    )
+
+
 def _check_stuck(
-    values: pd.Series, column: Column, trained: ColumnProfile, config: DataQualityConfig
+    values: pd.Series,
+    column: Column,
+    trained: ColumnProfile,
+    config: DataQualityConfig,
+    fresh: np.ndarray,
 ) -> DataQualityCheck:
     """A value repeated far longer than any run in training (nulls between do not break it).
 
     Numeric columns are judged on their longest run in log order; categorical ones only when
     the window holds one category, since a long run of the commonest type is a change in the
-    product mix (drift), not a broken reading.
+    product mix (drift), not a broken reading. Records that repeat the one before them whole
+    are left out (`_check_repeated` judges those), so a resent request is not a stuck sensor.
     """
-    present = values.notna().to_numpy()
+    present = values.notna().to_numpy() & fresh
     positions = np.flatnonzero(present)
     if column.is_numeric:
         kept = pd.to_numeric(values[present], errors="coerce").to_numpy(dtype=float)

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from core.records import Record
 
-CheckKind = Literal["nulls", "outside_contract", "stuck", "new_category"]
+CheckKind = Literal["nulls", "outside_contract", "stuck", "new_category", "repeated"]
 
 
 class ColumnProfile(Record):

@@ -50,10 +50,10 @@ def failed_check(summary, kind: str, column: str):
 def test_a_clean_window_passes_every_check(contract: DataContract, profile: DataProfile) -> None:
     summary = assess_data_quality(process(600, seed=2), profile, contract, CONFIG)
     assert summary.judged and summary.passed and summary.failed == ()
-    # per feature: nulls, contract, stuck; Type also new categories
-    assert len(summary.checks) == 3 * len(contract.features) + 1
+    # per feature: nulls, contract, stuck; Type also new categories; repeated records once
+    assert len(summary.checks) == 3 * len(contract.features) + 2
     assert all(check.passed for check in summary.checks)
-    assert summary.reason == "data quality: all 19 checks pass on 600 rows"
+    assert summary.reason == "data quality: all 20 checks pass on 600 rows"
 
 
 def test_a_stuck_sensor_fails_with_its_value_and_run(
@@ -92,6 +92,38 @@ def test_a_short_repeat_of_a_continuous_sensor_is_no_alarm(
     window.loc[300:339, TORQUE] = 40.0  # 40 rows: above 3 x the training run, below 50 rows
     summary = assess_data_quality(window, profile, contract, CONFIG)
     assert summary.passed
+
+
+def test_one_record_resent_again_and_again_is_a_repeat_not_a_stuck_sensor(
+    contract: DataContract, profile: DataProfile
+) -> None:
+    window = process(600, seed=2)
+    window.iloc[200:500] = window.iloc[200]  # a client retrying one request 300 times
+    summary = assess_data_quality(window, profile, contract, CONFIG)
+    assert summary.failed == ("repeated:record",)  # no column is called stuck
+    assert summary.checks[0].message == (
+        "one identical record arrived 300 times in a row (rows 201 to 500 of 600): "
+        "a client resending one request, not live readings"
+    )
+
+
+def test_a_whole_window_of_one_record_is_one_failure(
+    contract: DataContract, profile: DataProfile
+) -> None:
+    window = pd.concat([process(600, seed=2).iloc[[7]]] * 600, ignore_index=True)
+    summary = assess_data_quality(window, profile, contract, CONFIG)
+    assert summary.failed == ("repeated:record",)
+
+
+def test_a_few_resent_records_pass(contract: DataContract, profile: DataProfile) -> None:
+    window = process(600, seed=2)
+    window.iloc[100:130] = window.iloc[100]  # 30 identical records: below 50, a short retry burst
+    check = next(
+        c
+        for c in assess_data_quality(window, profile, contract, CONFIG).checks
+        if c.kind == "repeated"
+    )
+    assert check.passed and check.value == 30.0
 
 
 def test_a_window_with_one_category_is_stuck(contract: DataContract, profile: DataProfile) -> None:

@@ -171,7 +171,7 @@ def test_drifted_labelled_window_calls_for_a_retrain_and_is_tracked(
     assert decision["reasons"][0] == (
         "retrain: Rotational speed [rpm], Torque [Nm] drift (87% of the champion's importance)"
     )
-    assert decision["reasons"][1] == "data quality: all 19 checks pass on 1,500 rows"
+    assert decision["reasons"][1] == "data quality: all 20 checks pass on 1,500 rows"
     assert decision["reasons"][2].startswith(
         "dataset drift: 2 of 6 feature columns drifted (33%, at or above monitor.drift_share 15%)"
     )
