@@ -226,7 +226,11 @@ def _shifted(
 
 
 def _as_text(values: pd.Series) -> pd.Series:
-    return values.where(values.isna(), values.astype(str)).astype(object)
+    """Values as text, nulls kept; whole numbers read as floats (a CSV column with a gap)
+    without their '.0'."""
+    if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
+        values = values.astype("Int64")
+    return values.astype(object).where(values.isna(), values.astype(str))
 
 
 def _names(names: list[str] | tuple[str, ...]) -> str:

@@ -33,7 +33,7 @@ from tenacity import (
 
 from core.clock import utc_now
 from core.config import Scenario, SyntheticSourceConfig
-from core.io import read_table, write_parquet
+from core.io import read_table, table_format, write_parquet
 from core.paths import HOLDOUT_SPLIT, VALIDATED_DATA
 from features.contract import DataContract
 from features.replay import ReplayError, fit_to_contract, number_rows, replay_rows
@@ -334,9 +334,13 @@ def read_rows(path: Path, contract: DataContract) -> pd.DataFrame:
     if not path.is_file():
         raise SimulateError(f"{shown}: no such file")
     try:
-        frame = read_table(path)
-    except (OSError, ValueError) as exc:  # a suffix that is neither, a file that is not one
-        raise SimulateError(f"{shown}: cannot be read ({_first_line(exc)})") from None
+        fmt = table_format(path)
+    except ValueError as exc:  # neither .csv nor .parquet
+        raise SimulateError(str(exc)) from None
+    try:
+        frame = read_table(path, fmt)
+    except (OSError, ValueError) as exc:  # not a table of that format
+        raise SimulateError(f"{shown}: cannot be read as {fmt}: {_first_line(exc)}") from None
     try:
         return fit_to_contract(frame, contract, shown)
     except ReplayError as exc:
