@@ -172,7 +172,7 @@ def labels_unavailable(frame: pd.DataFrame, contract: DataContract) -> str:
             "unique: true), so labels cannot be joined to the predictions"
         )
     if contract.label not in frame.columns:
-        return f"the rows have no '{contract.label}' column (the contract's label)"
+        return f"the rows have no '{contract.label}' column, the contract's label"
     return ""
 
 
