@@ -371,9 +371,9 @@ def synthetic_rows(
         shown = ", ".join(f"'{name}'" for name in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise SimulateError(
-            f"the synthetic generator makes the milling process's rows, and they have no "
-            f"{shown}{more} column of the contract '{contract.name}'; replay your own rows "
-            "instead: --rows-from holdout, or --rows-from PATH (CSV or Parquet)"
+            f"the synthetic generator makes the milling process's rows, which lack {shown}"
+            f"{more} of the contract '{contract.name}'; replay your own rows instead: "
+            "--rows-from holdout, or --rows-from PATH (CSV or Parquet)"
         )
     return frame
 

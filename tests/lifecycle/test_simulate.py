@@ -449,9 +449,9 @@ def test_rows_without_the_label_are_sent_without_labels(
         ),
         (
             ["--rows-from", "synthetic", "--rows", "5"],
-            "error: the synthetic generator makes the milling process's rows, and they have "
-            "no 'patient_id', 'mean radius', 'mean texture', 'mean perimeter', 'mean area' "
-            "and 26 more column of the contract 'breast-cancer'; replay your own rows instead: "
+            "error: the synthetic generator makes the milling process's rows, which lack "
+            "'patient_id', 'mean radius', 'mean texture', 'mean perimeter', 'mean area' and "
+            "26 more of the contract 'breast-cancer'; replay your own rows instead: "
             "--rows-from holdout, or --rows-from PATH (CSV or Parquet)",
         ),
         (
