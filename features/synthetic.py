@@ -119,6 +119,80 @@ _REGIMES: Final[dict[str, _Regime]] = {
 }
 
 
+# What each regime field does to the rows a machine records, so a scenario can be replayed
+# on recorded rows (`scenario_changes`): an offset or a mean that moves shifts columns by
+# the change, new shares re-mix a column's categories. The other fields are the failure
+# rules and the tool life: they change outcomes and when tools are replaced, not the values
+# a recorded row holds.
+_SHIFTED_COLUMNS: Final = {
+    "sensor_offset_k": (AIR, PROCESS),
+    "process_gap_k": (PROCESS,),  # the process runs hotter above the same air
+    "torque_mean_nm": (TORQUE,),
+}
+_MIXED_COLUMNS: Final = {"type_shares": (TYPE, TYPES)}
+
+
+@dataclass(frozen=True)
+class ColumnShift:
+    """Add `amount` to each of `columns` (at full strength of the scenario)."""
+
+    columns: tuple[str, ...]
+    amount: float
+
+
+@dataclass(frozen=True)
+class CategoryMix:
+    """Draw rows so `column`'s `categories` come in `shares` (at full strength)."""
+
+    column: str
+    categories: tuple[str, ...]
+    shares: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ScenarioChanges:
+    """A scenario as changes of recorded columns, read off its regime (`_REGIMES`)."""
+
+    scenario: str
+    shifts: tuple[ColumnShift, ...] = ()
+    mix: CategoryMix | None = None
+    not_in_rows: tuple[str, ...] = ()  # regime fields no recorded column shows
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column the scenario changes, in order, once."""
+        names = [c for shift in self.shifts for c in shift.columns]
+        names += [self.mix.column] if self.mix else []
+        return tuple(dict.fromkeys(names))
+
+
+def scenario_changes(scenario: Scenario) -> ScenarioChanges:
+    """How `scenario` changes the columns of recorded rows: its regime minus the published one.
+
+    ``sensor_offset`` shifts both temperatures by `SENSOR_OFFSET_K`; ``product_mix`` re-mixes
+    Type to `PRODUCT_MIX_SHARES`; ``failure_mechanism`` shifts torque by
+    `FAILURE_TORQUE_SHIFT_NM` and the process temperature by `FAILURE_GAP_SHIFT_K` (its
+    changed failure rules are in `not_in_rows`); ``tool_change_policy`` changes no recorded
+    column (when tools are replaced, and the share of tool failures).
+    """
+    target = _REGIMES[scenario]
+    shifts: list[ColumnShift] = []
+    mix: CategoryMix | None = None
+    not_in_rows: list[str] = []
+    for field in dataclasses.fields(_Regime):
+        start, end = getattr(_PUBLISHED, field.name), getattr(target, field.name)
+        if start == end:
+            continue
+        if field.name in _SHIFTED_COLUMNS:
+            shifts.append(ColumnShift(_SHIFTED_COLUMNS[field.name], end - start))
+        elif field.name in _MIXED_COLUMNS:
+            column, categories = _MIXED_COLUMNS[field.name]
+            mix = CategoryMix(column, categories, tuple(end))
+        else:
+            not_in_rows.append(field.name)
+    return ScenarioChanges(scenario, tuple(shifts), mix, tuple(not_in_rows))
+
+
 def generate_process_data(config: SyntheticSourceConfig, first_udi: int = 1) -> pd.DataFrame:
     """Draw `config.rows` processes of the milling machine, with the contract's columns.
 
@@ -170,7 +244,7 @@ def generate_process_data(config: SyntheticSourceConfig, first_udi: int = 1) -> 
     regime = _regime_per_row(config.scenario, rows, config.ramp_rows)
     rng = np.random.default_rng(config.seed)
 
-    type_codes = _draw_types(rng, regime.type_shares)
+    type_codes = draw_categories(rng, regime.type_shares)
     udi = np.arange(first_udi, first_udi + rows, dtype=np.int64)
     air, process = _draw_temperatures(rng, regime, _daily_cycle(config, udi))
     torque = _draw_torque(rng, regime)
@@ -258,7 +332,7 @@ def _regime_per_row(scenario: Scenario, rows: int, ramp_rows: int) -> _Regime:
     Fields the scenario leaves alone are broadcast views, so they cost no memory.
     """
     target = _REGIMES[scenario]
-    weight = np.minimum(np.arange(rows) / ramp_rows, 1.0) if ramp_rows else np.ones(rows)
+    weight = ramp_weights(rows, ramp_rows)
     fields: dict[str, np.ndarray] = {}
     for field in dataclasses.fields(_Regime):
         start = np.asarray(getattr(_PUBLISHED, field.name), dtype=float)
@@ -271,8 +345,16 @@ def _regime_per_row(scenario: Scenario, rows: int, ramp_rows: int) -> _Regime:
     return _Regime(**fields)
 
 
-def _draw_types(rng: np.random.Generator, shares: np.ndarray) -> np.ndarray:
-    """Type codes drawn with each row's shares (as `rng.choice` would with fixed shares)."""
+def ramp_weights(rows: int, ramp_rows: int) -> np.ndarray:
+    """The share of a scenario's change at each row: min(i / ramp_rows, 1); all 1 without a ramp."""
+    return np.minimum(np.arange(rows) / ramp_rows, 1.0) if ramp_rows else np.ones(rows)
+
+
+def draw_categories(rng: np.random.Generator, shares: np.ndarray) -> np.ndarray:
+    """Category codes drawn with each row's shares (as `rng.choice` would with fixed shares).
+
+    `shares` has one row of shares per drawn row; the product types are drawn this way.
+    """
     uniform = rng.random(len(shares))
     bounds = np.cumsum(shares, axis=1)[:, :-1]
     return (uniform[:, None] >= bounds).sum(axis=1)
