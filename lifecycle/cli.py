@@ -75,7 +75,9 @@ def draft_contract_command(
 def champion_command(
     model: Annotated[
         str | None,
-        typer.Option(help="Registered model name (default: deploy.registered_model)."),
+        typer.Option(
+            help="Registered model name (default: deploy.registered_model, else the contract's)."
+        ),
     ] = None,
 ) -> None:
     """Show the registered model's champion and previous versions."""
@@ -100,7 +102,9 @@ def champion_command(
 def rollback_command(
     model: Annotated[
         str | None,
-        typer.Option(help="Registered model name (default: deploy.registered_model)."),
+        typer.Option(
+            help="Registered model name (default: deploy.registered_model, else the contract's)."
+        ),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why: recorded with the move.")] = "manual rollback",
     history: Annotated[
@@ -416,11 +420,17 @@ def _positive(value: float | None, unit: str) -> float | None:
 
 
 def _registered_model_name() -> str:
-    from core.config import ConfigError, load_params
+    """`deploy.registered_model`, or the contract's name when it is unset."""
+    from core.config import ConfigError, load_params, registered_model_name
+    from features.contract import ContractError, load_contract
 
     try:
-        return load_params().deploy.registered_model
-    except ConfigError as exc:
+        params = load_params()
+        contract = params.data.contract
+        return registered_model_name(
+            params.deploy.registered_model, lambda: load_contract(contract).name
+        )
+    except (ConfigError, ContractError) as exc:
         _fail(f"{exc}; or pass --model")
     raise AssertionError("unreachable")
 

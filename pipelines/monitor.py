@@ -19,7 +19,7 @@ import pandas as pd
 
 from core import paths
 from core.columns import REFERENCE_PROBABILITY, TIME
-from core.config import DEFAULT_PARAMS, Params, load_params
+from core.config import DEFAULT_PARAMS, Params, load_params, registered_model_name
 from core.io import atomic_path, read_table, write_json, write_parquet, write_text
 from core.records import RecordError, read_record, record_json
 from core.records.deploy import read_champion
@@ -70,19 +70,20 @@ class MonitorInputError(FileNotFoundError):
 def monitor() -> None:
     """Read the window, the labels and the reference; judge; write the outputs; track.
 
-    Reads `params.yaml` (`monitor`, `data.contract`, `data.seed`, `deploy.registered_model`,
-    `serving.store`, `serving.prediction_log.directory`, `tracking`), the champion pointer
-    `reports/deploy/champion.json`, the prediction log and the labelled batches. Writes
-    `reports/monitor/drift.html` (the Evidently report, or a short page saying why there is
-    none), `reports/monitor/metrics.json` (DVC metric), `reports/monitor/decision.json`
-    (retrain or not, and why) and `data/monitor/window_labelled.parquet` (the window's
-    labelled rows as a contract table). Paths are relative to the working directory, the
-    project root under `dvc repro`.
+    Reads `params.yaml` (`monitor`, `data.contract`, `data.seed`, `deploy.registered_model`
+    (unset: the contract's name), `serving.store`, `serving.prediction_log.directory`,
+    `tracking`), the champion pointer `reports/deploy/champion.json`, the prediction log and
+    the labelled batches. Writes `reports/monitor/drift.html` (the Evidently report, or a
+    short page saying why there is none), `reports/monitor/metrics.json` (DVC metric),
+    `reports/monitor/decision.json` (retrain or not, and why) and
+    `data/monitor/window_labelled.parquet` (the window's labelled rows as a contract table).
+    Paths are relative to the working directory, the project root under `dvc repro`.
     """
     params = load_params(DEFAULT_PARAMS)
     config = params.monitor
     contract = load_contract(params.data.contract)
-    champion = _read_champion(params.deploy.registered_model)
+    model = registered_model_name(params.deploy.registered_model, contract.name)
+    champion = _read_champion(model)
     with timed("reading the prediction log"):
         log = read_prediction_log(
             params.serving.prediction_log.directory,
@@ -128,8 +129,8 @@ def monitor() -> None:
     write_parquet(table, paths.LABELLED_WINDOW)
     _log_decision(decision, drift, missing)
     if drift is not None and champion is not None and config.workspace.enabled:
-        _record_in_workspace(params, champion, record, drift, window)
-    _track(params, champion, record)
+        _record_in_workspace(params, model, champion, record, drift, window)
+    _track(params, model, champion, record)
     logger.info(
         "wrote %s, %s, %s and %s",
         paths.DRIFT_REPORT,
@@ -214,6 +215,7 @@ def _read_basis(champion: ServingChampion, store: Path, contract: DataContract) 
 
 def _record_in_workspace(
     params: Params,
+    model: str,
     champion: ServingChampion,
     record: MonitorDecision,
     drift: DriftResult,
@@ -249,7 +251,7 @@ def _record_in_workspace(
         with timed("Evidently workspace"):
             record_window(
                 config.workspace.directory,
-                params.deploy.registered_model,
+                model,
                 snapshot,
                 build_dashboard_panels(),
             )
@@ -279,9 +281,10 @@ def _log_decision(decision: RetrainDecision, drift: DriftResult | None, missing:
         logger.info("  %s", reason)
 
 
-def _track(params: Params, champion: ServingChampion | None, record: MonitorDecision) -> None:
+def _track(
+    params: Params, name: str, champion: ServingChampion | None, record: MonitorDecision
+) -> None:
     """One MLflow run with the metrics, decision.json and drift.html; tag the champion version."""
-    name = params.deploy.registered_model
     tracking = start_tracking(params.tracking.experiment)
     tags = {
         "registered_model": name,
