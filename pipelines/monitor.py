@@ -44,6 +44,8 @@ from monitoring.window import (
     combine_labels,
     label_window,
     labelled_table,
+    labels_unjoinable,
+    no_labelled_rows,
     select_window,
     served_by,
 )
@@ -91,8 +93,12 @@ def monitor() -> None:
             newest=config.window.rows,
         )
     window = select_window(log, config.window.rows)
-    labels = combine_labels(_read_label_batches(config.labels.directory), contract)
-    labelled = label_window(window, labels, contract)
+    unjoinable = labels_unjoinable(contract)
+    if unjoinable is None:
+        labels = combine_labels(_read_label_batches(config.labels.directory), contract)
+        labelled = label_window(window, labels, contract)
+    else:  # no row id: drift and the estimated quality judge the window without labels
+        labelled = no_labelled_rows(window, contract)
     table, missing = labelled_table(labelled, contract)
     logger.info(
         "window: the newest %d logged rows (monitor.window.rows %d), %d labelled; champion: %s",
@@ -103,7 +109,10 @@ def monitor() -> None:
     )
 
     evidence = WindowEvidence(
-        champion=champion.tag if champion else None, rows=len(window), labelled_rows=len(labelled)
+        champion=champion.tag if champion else None,
+        rows=len(window),
+        labelled_rows=len(labelled),
+        labels_unjoinable=unjoinable,
     )
     if champion is not None and len(window) >= config.window.min_rows:
         basis = _read_basis(champion, params.serving.store, contract)
@@ -127,7 +136,7 @@ def monitor() -> None:
     write_json(build_monitor_metrics(record, drift), paths.MONITOR_METRICS)
     write_text(record_json(record), paths.MONITOR_DECISION)
     write_parquet(table, paths.LABELLED_WINDOW)
-    _log_decision(decision, drift, missing)
+    _log_decision(decision, drift, missing, unjoinable)
     if drift is not None and champion is not None and config.workspace.enabled:
         _record_in_workspace(params, model, champion, record, drift, window)
     _track(params, model, champion, record)
@@ -259,7 +268,12 @@ def _record_in_workspace(
         logger.warning("window not added to the Evidently workspace: %s", exc)
 
 
-def _log_decision(decision: RetrainDecision, drift: DriftResult | None, missing: list[str]) -> None:
+def _log_decision(
+    decision: RetrainDecision,
+    drift: DriftResult | None,
+    missing: list[str],
+    unjoinable: str | None,
+) -> None:
     if drift is not None:
         for column in (*drift.columns, *([drift.prediction] if drift.prediction else [])):
             logger.info(
@@ -277,8 +291,8 @@ def _log_decision(decision: RetrainDecision, drift: DriftResult | None, missing:
             missing,
         )
     logger.info("decision: %s", "retrain" if decision.retrain else "no retrain")
-    for reason in decision.reasons:
-        logger.info("  %s", reason)
+    for reason in decision.reasons:  # the one line on labels that cannot be joined: a warning
+        (logger.warning if reason == unjoinable else logger.info)("  %s", reason)
 
 
 def _track(
