@@ -41,7 +41,7 @@ TARGET_S = 10.0
 def build_project(folder: Path) -> None:
     import yaml
 
-    from core.config import SyntheticSourceConfig, load_params
+    from core.config import SyntheticSourceConfig, load_params, registered_model_name
     from core.model_files import save_model
     from core.paths import REFERENCE_FILE
     from features.contract import load_contract
@@ -70,7 +70,8 @@ def build_project(folder: Path) -> None:
     reference.to_parquet(model_dir / REFERENCE_FILE, index=False)
     store = folder / params.serving.store
     use_store(store)
-    export_model(model_dir, params.deploy.registered_model, 1, "bench", content, 0.3, store)
+    name = registered_model_name(params.deploy.registered_model, contract.name)
+    export_model(model_dir, name, 1, "bench", content, 0.3, store)
     champion = {"version": 1, "content_sha256": content, "mlflow_run_id": "bench"}
     (folder / "reports" / "deploy").mkdir(parents=True)
     (folder / "reports" / "deploy" / "champion.json").write_text(json.dumps(champion))

@@ -29,21 +29,39 @@ def _setup() -> None:
 def draft_contract_command(
     sample: Annotated[Path, typer.Argument(help="A CSV or Parquet sample of your data.")],
     label: Annotated[str, typer.Option(help="The binary (0/1) label column.")],
-    out: Annotated[Path, typer.Option(help="Where to write the contract YAML.")] = Path(
-        "features/contracts/my-data.yaml"
-    ),
-    name: Annotated[str, typer.Option(help="A name for the dataset.")] = "my-data",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the contract YAML [default: features/contracts/NAME.yaml]."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="The contract's name [default: the sample file's name, as a slug]."),
+    ] = None,
     ignore: Annotated[
         list[str] | None,
         typer.Option(help="A column that must never be a model input (repeatable)."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Draft a data contract from a sample file; review it, then set data.contract to it."""
+    """Draft a data contract from a sample file; review it, then set data.contract to it.
+
+    The contract's name (and so, unless deploy.registered_model is set, the registered
+    model's and the Bento's) defaults to the sample's file name: data/wdbc.csv -> wdbc.
+    """
     from core.io import read_table, write_text
+    from core.names import slugify
     from features.contract import dump_contract
     from features.drafting import DraftError, draft_contract
 
+    if name is None:
+        name = slugify(sample.stem)
+        if not name:
+            _fail(f"cannot make a contract name from {sample.name!r}; pass --name")
+    elif not name.strip():
+        _fail("--name must not be empty")
+    out = out if out is not None else Path("features/contracts") / f"{slugify(name) or name}.yaml"
     if out.exists() and not force:
         _fail(f"{out} exists; pass --force to overwrite it")
     try:
@@ -53,17 +71,34 @@ def draft_contract_command(
     except ValueError as exc:
         _fail(str(exc))
     try:
-        contract = draft_contract(frame, label=label, name=name, ignore=tuple(ignore or ()))
+        draft = draft_contract(frame, label=label, name=name, ignore=tuple(ignore or ()))
     except DraftError as exc:
         _fail(str(exc))
+    contract = draft.contract
     write_text(dump_contract(contract), out)
     roles = {
         role: [c.name for c in contract.columns if c.role == role]
         for role in ("id", "feature", "ignore")
     }
-    logger.info("wrote %s: %d columns from %d sample rows", out, len(contract.columns), len(frame))
+    logger.info(
+        "wrote %s: contract '%s', %d columns from %d sample rows",
+        out,
+        contract.name,
+        len(contract.columns),
+        len(frame),
+    )
     for role, names in roles.items():
         logger.info("  %-7s %s", role, ", ".join(names) or "-")
+    for note in draft.notes:
+        if note.warning:
+            logger.warning("  check %s: %s", note.column, note.text)
+        else:
+            logger.info("  %s: %s", note.column, note.text)
+    if contract.row_id is None:
+        logger.warning(
+            "  no unique id column: the monitor judges drift and estimated quality, but "
+            "cannot join labels to predictions until a column has role: id, unique: true"
+        )
     logger.info(
         "review it: columns known only after the label must be role: ignore; "
         "then set data.contract: %s in params.yaml",
@@ -75,7 +110,9 @@ def draft_contract_command(
 def champion_command(
     model: Annotated[
         str | None,
-        typer.Option(help="Registered model name (default: deploy.registered_model)."),
+        typer.Option(
+            help="Registered model name (default: deploy.registered_model, else the contract's)."
+        ),
     ] = None,
 ) -> None:
     """Show the registered model's champion and previous versions."""
@@ -100,7 +137,9 @@ def champion_command(
 def rollback_command(
     model: Annotated[
         str | None,
-        typer.Option(help="Registered model name (default: deploy.registered_model)."),
+        typer.Option(
+            help="Registered model name (default: deploy.registered_model, else the contract's)."
+        ),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why: recorded with the move.")] = "manual rollback",
     history: Annotated[
@@ -473,11 +512,17 @@ def _positive(value: float | None, unit: str) -> float | None:
 
 
 def _registered_model_name() -> str:
-    from core.config import ConfigError, load_params
+    """`deploy.registered_model`, or the contract's name when it is unset."""
+    from core.config import ConfigError, load_params, registered_model_name
+    from features.contract import ContractError, load_contract
 
     try:
-        return load_params().deploy.registered_model
-    except ConfigError as exc:
+        params = load_params()
+        contract = params.data.contract
+        return registered_model_name(
+            params.deploy.registered_model, lambda: load_contract(contract).name
+        )
+    except (ConfigError, ContractError) as exc:
         _fail(f"{exc}; or pass --model")
     raise AssertionError("unreachable")
 

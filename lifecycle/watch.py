@@ -42,7 +42,7 @@ from lifecycle.dvc_repro import describe_failure, run_dvc_repro
 from lifecycle.iteration_tracking import record_in_mlflow
 from lifecycle.process_guard import StopSignal, acquire_watch_lock
 from monitoring.policy import apply_retrain_policy
-from pipelines.edges.feedback import FeedbackError, row_id_column, write_feedback_batch
+from pipelines.edges.feedback import FeedbackError, write_feedback_batch
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +190,13 @@ class Watch:
         )
         if not policy.retrain:
             return
+        if self.contract.row_id is None:
+            outcome.action = "skipped"
+            outcome.skipped_reason = (
+                f"Nothing new to train on: the data contract '{self.contract.name}' has no "
+                "unique id column, so no labels are joined to the window."
+            )
+            return
         champion_before = read_champion_version(self.root / CHAMPION)
         feedback_dir = self.root / self.params.ingest.feedback.directory
         try:
@@ -239,7 +246,12 @@ def run_watch(
     watch = params.monitor.watch
     interval = interval_s if interval_s is not None else watch.interval_s
     contract = load_contract(root / params.data.contract)
-    row_id_column(contract)  # fail now, not at the first retrain, if the contract has no row id
+    if contract.row_id is None:
+        logger.warning(
+            "the data contract '%s' has no unique id column (role id, unique: true): windows "
+            "are judged, but no labels are joined and no feedback batches are written",
+            contract.name,
+        )
     lock = acquire_watch_lock(root / watch.lock)
     loop = Watch(params=params, contract=contract, root=root, history=[])
     record = None

@@ -17,7 +17,7 @@ from core.config import MonitorConfig
 from core.records.profile import MonitorProfile
 from features.contract import DataContract
 from monitoring.verdict import WindowEvidence
-from monitoring.window import scores_to_compare, served_by
+from monitoring.window import labels_unjoinable, scores_to_compare, served_by
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,11 @@ def assess_window(
     from monitoring.quality import assess_quality
 
     profile = champion.profile
+    unjoinable = labels_unjoinable(contract)
     if len(window) < config.window.min_rows:
-        return WindowEvidence(champion.tag, len(window), len(labelled))
+        return WindowEvidence(
+            champion.tag, len(window), len(labelled), labels_unjoinable=unjoinable
+        )
     data_quality = None
     if profile is not None:
         from monitoring.data_quality import assess_data_quality
@@ -77,6 +80,7 @@ def assess_window(
         champion=champion.tag,
         rows=len(window),
         labelled_rows=len(labelled),
+        labels_unjoinable=unjoinable,
         drift=drift,
         quality=quality,
         estimate=estimate,

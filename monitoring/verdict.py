@@ -10,7 +10,7 @@ a window with no champion or too little traffic stays cheap.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -53,6 +53,7 @@ class WindowEvidence:
     champion: str | None  # the champion's tag, e.g. "milling-failure:v3"; None: no champion
     rows: int  # rows in the window
     labelled_rows: int  # window rows with a label (after de-duplication by id)
+    labels_unjoinable: str | None = None  # why labels cannot be joined (no row id); None: they can
     drift: DriftResult | None = None
     quality: QualitySummary | None = None  # realized, on the labelled rows
     estimate: PerformanceEstimate | None = None  # estimated, before labels
@@ -74,8 +75,16 @@ def decide_window(evidence: WindowEvidence, config: MonitorConfig) -> RetrainDec
     drift, on features carrying `drift_importance` of the champion's importance or on the
     served probabilities (`on_material_drift`, reported by default); other drift is reported.
     A retrain needs `monitor.labels.min_rows` labelled rows when `monitor.labels.required`:
-    until then it is an alert that waits for them.
+    until then it is an alert that waits for them. When labels cannot be joined (the
+    contract has no unique id column), the last reason says so, whatever the verdict.
     """
+    decision = _decide(evidence, config)
+    if evidence.labels_unjoinable is None:
+        return decision
+    return replace(decision, reasons=(*decision.reasons, evidence.labels_unjoinable))
+
+
+def _decide(evidence: WindowEvidence, config: MonitorConfig) -> RetrainDecision:
     if evidence.champion is None:
         return RetrainDecision(False, ("no champion yet: nothing to monitor",))
     needed = config.window.min_rows
@@ -104,6 +113,11 @@ def decide_window(evidence: WindowEvidence, config: MonitorConfig) -> RetrainDec
             f"{evidence.labelled_rows} of {labels_needed} labelled rows (monitor.labels.min_rows; "
             "monitor.labels.required is true)"
         )
+        if evidence.labels_unjoinable is not None:
+            waiting = (
+                f"alert, no retrain without labels: {_named(triggers, 'retrain')}; labels "
+                "cannot be joined and monitor.labels.required is true"
+            )
         return RetrainDecision(False, (waiting, *evidence_lines), "alert", decided_by)
     if action == "keep":
         first = "keep the champion: no drift, no quality breach and clean data in this window"

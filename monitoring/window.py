@@ -2,7 +2,8 @@
 
 The window is the newest `monitor.window.rows` rows of the prediction log. Ground truth
 arrives later in labelled batches; they are joined to the window by the contract's row id
-(its first unique id column, `UDI`). When an id is labelled in several batches, the batch
+(its first unique id column, `UDI`); a contract without one gets no labels
+(`labels_unjoinable`). When an id is labelled in several batches, the batch
 whose file name sorts last wins (name them `batch-<sortable time>`); when an id was predicted
 several times in the window, its latest prediction wins.
 
@@ -34,6 +35,22 @@ class LabelsError(ValueError):
 def join_key(contract: DataContract) -> str:
     """The column labels are joined on: the contract's row id (`DataContract.row_id`)."""
     return contract.require_row_id(" to join labels on", LabelsError)
+
+
+def labels_unjoinable(contract: DataContract) -> str | None:
+    """Why no labels can be joined to the window (the contract has no row id), or None.
+
+    Drift, data quality and the estimated quality (CBPE) need no labels, so the monitor
+    still judges a window without them; only the realized quality and training data from
+    the labelled window wait for a unique id column.
+    """
+    try:
+        join_key(contract)
+    except LabelsError as exc:
+        return (
+            f"labels cannot be joined: {exc}; drift and estimated quality are judged without them"
+        )
+    return None
 
 
 def select_window(log: pd.DataFrame, rows: int) -> pd.DataFrame:
@@ -147,6 +164,11 @@ def label_window(
     extra = [name for name in labels.columns if name != key and name not in latest.columns]
     labelled = latest.merge(labels[[key, *extra]], on=key, how="inner", validate="one_to_one")
     return labelled.sort_values(TIME, kind="stable").reset_index(drop=True)
+
+
+def no_labelled_rows(window: pd.DataFrame, contract: DataContract) -> pd.DataFrame:
+    """`label_window`'s answer when no labels can be joined: no rows, the same columns."""
+    return window.iloc[0:0].assign(**{contract.label: pd.Series(dtype=np.int64)})
 
 
 def labelled_table(

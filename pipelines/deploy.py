@@ -1,7 +1,8 @@
 """Stage `deploy`: the champion/challenger gate, then the model registry.
 
 The challenger (the model just trained) and the current champion (alias `champion` of
-`deploy.registered_model` in the MLflow Model Registry) are scored on the same holdout, less
+`deploy.registered_model`, by default the contract's name, in the MLflow Model Registry) are
+scored on the same holdout, less
 the rows the champion trained on. The challenger is promoted only if it clears every
 threshold in `deploy.thresholds`, is not worse than the champion by more than
 `deploy.tolerance` (paired bootstrap on `deploy.primary_metric`) and, once feedback batches
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.config import DeployConfig, Params, load_params
+from core.config import DeployConfig, Params, load_params, registered_model_name
 from core.io import read_json, write_json, write_text
 from core.model_files import META_FILE, load_model
 from core.paths import (
@@ -57,8 +58,9 @@ logger = logging.getLogger(__name__)
 
 def main() -> None:
     params = load_params()
-    config, name = params.deploy, params.deploy.registered_model
     contract = load_contract(params.data.contract)
+    config = params.deploy
+    name = registered_model_name(params.deploy.registered_model, contract.name)
     meta = read_json(MODEL_DIR / META_FILE)
     store = params.serving.store
     challenger = Challenger(
@@ -93,7 +95,7 @@ def main() -> None:
             },
         )
         served, infra = _check_serving(
-            params, int(version.version), meta, threshold, holdout, contract, challenger_proba
+            params, name, int(version.version), meta, threshold, holdout, contract, challenger_proba
         )
         bento = _build_bento(served.tag, store) if infra.passed else None
         decision = record_infra_check(decision, int(version.version), created, infra, bento)
@@ -248,6 +250,7 @@ def _track(params: Params, decision: DeployDecision) -> None:
 
 def _check_serving(
     params: Params,
+    name: str,
     version: int,
     meta: dict[str, Any],
     threshold: float,
@@ -259,7 +262,7 @@ def _check_serving(
     from serving.infra_check import replay_rows, sample_replay_rows
     from serving.model_store import export_model, load_served_model, use_store
 
-    name, store = params.deploy.registered_model, params.serving.store
+    store = params.serving.store
     use_store(store)
     tag = export_model(
         MODEL_DIR, name, version, meta["mlflow_run_id"], meta["content_sha256"], threshold, store
@@ -277,7 +280,11 @@ def _check_serving(
 
 
 def _build_bento(tag: str, store: Path) -> str:
-    """`bentoml build` of serving/bentofile.yaml, with the candidate model packed in."""
+    """`bentoml build` of serving/bentofile.yaml, with the candidate model packed in.
+
+    The Bento takes the model's name and version: model `breast-cancer:v3` is packed in
+    Bento `breast-cancer:v3` (BentoML's default would be the service class's name).
+    """
     import bentoml
     import yaml
 
@@ -285,12 +292,12 @@ def _build_bento(tag: str, store: Path) -> str:
 
     use_store(store)
     options = yaml.safe_load(BENTOFILE.read_text(encoding="utf-8"))
-    version = tag.split(":", 1)[1]
-    for existing in bentoml.bentos.list():  # one Bento per model version: reuse it
-        if existing.tag.version == version and tag in {str(m.tag) for m in existing.info.models}:
+    name, version = tag.split(":", 1)
+    for existing in bentoml.bentos.list(tag):  # one Bento per model version: reuse it
+        if tag in {str(m.tag) for m in existing.info.models}:
             logger.info("Bento %s with model %s exists; reusing it", existing.tag, tag)
             return str(existing.tag)
-    bento = bentoml.bentos.build(**options, models=[tag], version=version, build_ctx=".")
+    bento = bentoml.bentos.build(**options, name=name, models=[tag], version=version, build_ctx=".")
     logger.info("built Bento %s with model %s", bento.tag, tag)
     return str(bento.tag)
 

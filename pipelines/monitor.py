@@ -19,7 +19,7 @@ import pandas as pd
 
 from core import paths
 from core.columns import REFERENCE_PROBABILITY, TIME
-from core.config import DEFAULT_PARAMS, Params, load_params
+from core.config import DEFAULT_PARAMS, Params, load_params, registered_model_name
 from core.io import atomic_path, read_table, write_json, write_parquet, write_text
 from core.records import RecordError, read_record, record_json
 from core.records.deploy import read_champion
@@ -44,6 +44,8 @@ from monitoring.window import (
     combine_labels,
     label_window,
     labelled_table,
+    labels_unjoinable,
+    no_labelled_rows,
     select_window,
     served_by,
 )
@@ -70,19 +72,20 @@ class MonitorInputError(FileNotFoundError):
 def monitor() -> None:
     """Read the window, the labels and the reference; judge; write the outputs; track.
 
-    Reads `params.yaml` (`monitor`, `data.contract`, `data.seed`, `deploy.registered_model`,
-    `serving.store`, `serving.prediction_log.directory`, `tracking`), the champion pointer
-    `reports/deploy/champion.json`, the prediction log and the labelled batches. Writes
-    `reports/monitor/drift.html` (the Evidently report, or a short page saying why there is
-    none), `reports/monitor/metrics.json` (DVC metric), `reports/monitor/decision.json`
-    (retrain or not, and why) and `data/monitor/window_labelled.parquet` (the window's
-    labelled rows as a contract table). Paths are relative to the working directory, the
-    project root under `dvc repro`.
+    Reads `params.yaml` (`monitor`, `data.contract`, `data.seed`, `deploy.registered_model`
+    (unset: the contract's name), `serving.store`, `serving.prediction_log.directory`,
+    `tracking`), the champion pointer `reports/deploy/champion.json`, the prediction log and
+    the labelled batches. Writes `reports/monitor/drift.html` (the Evidently report, or a
+    short page saying why there is none), `reports/monitor/metrics.json` (DVC metric),
+    `reports/monitor/decision.json` (retrain or not, and why) and
+    `data/monitor/window_labelled.parquet` (the window's labelled rows as a contract table).
+    Paths are relative to the working directory, the project root under `dvc repro`.
     """
     params = load_params(DEFAULT_PARAMS)
     config = params.monitor
     contract = load_contract(params.data.contract)
-    champion = _read_champion(params.deploy.registered_model)
+    model = registered_model_name(params.deploy.registered_model, contract.name)
+    champion = _read_champion(model)
     with timed("reading the prediction log"):
         log = read_prediction_log(
             params.serving.prediction_log.directory,
@@ -90,8 +93,12 @@ def monitor() -> None:
             newest=config.window.rows,
         )
     window = select_window(log, config.window.rows)
-    labels = combine_labels(_read_label_batches(config.labels.directory), contract)
-    labelled = label_window(window, labels, contract)
+    unjoinable = labels_unjoinable(contract)
+    if unjoinable is None:
+        labels = combine_labels(_read_label_batches(config.labels.directory), contract)
+        labelled = label_window(window, labels, contract)
+    else:  # no row id: drift and the estimated quality judge the window without labels
+        labelled = no_labelled_rows(window, contract)
     table, missing = labelled_table(labelled, contract)
     logger.info(
         "window: the newest %d logged rows (monitor.window.rows %d), %d labelled; champion: %s",
@@ -102,7 +109,10 @@ def monitor() -> None:
     )
 
     evidence = WindowEvidence(
-        champion=champion.tag if champion else None, rows=len(window), labelled_rows=len(labelled)
+        champion=champion.tag if champion else None,
+        rows=len(window),
+        labelled_rows=len(labelled),
+        labels_unjoinable=unjoinable,
     )
     if champion is not None and len(window) >= config.window.min_rows:
         basis = _read_basis(champion, params.serving.store, contract)
@@ -126,10 +136,10 @@ def monitor() -> None:
     write_json(build_monitor_metrics(record, drift), paths.MONITOR_METRICS)
     write_text(record_json(record), paths.MONITOR_DECISION)
     write_parquet(table, paths.LABELLED_WINDOW)
-    _log_decision(decision, drift, missing)
+    _log_decision(decision, drift, missing, unjoinable)
     if drift is not None and champion is not None and config.workspace.enabled:
-        _record_in_workspace(params, champion, record, drift, window)
-    _track(params, champion, record)
+        _record_in_workspace(params, model, champion, record, drift, window)
+    _track(params, model, champion, record)
     logger.info(
         "wrote %s, %s, %s and %s",
         paths.DRIFT_REPORT,
@@ -214,6 +224,7 @@ def _read_basis(champion: ServingChampion, store: Path, contract: DataContract) 
 
 def _record_in_workspace(
     params: Params,
+    model: str,
     champion: ServingChampion,
     record: MonitorDecision,
     drift: DriftResult,
@@ -249,7 +260,7 @@ def _record_in_workspace(
         with timed("Evidently workspace"):
             record_window(
                 config.workspace.directory,
-                params.deploy.registered_model,
+                model,
                 snapshot,
                 build_dashboard_panels(),
             )
@@ -257,7 +268,12 @@ def _record_in_workspace(
         logger.warning("window not added to the Evidently workspace: %s", exc)
 
 
-def _log_decision(decision: RetrainDecision, drift: DriftResult | None, missing: list[str]) -> None:
+def _log_decision(
+    decision: RetrainDecision,
+    drift: DriftResult | None,
+    missing: list[str],
+    unjoinable: str | None,
+) -> None:
     if drift is not None:
         for column in (*drift.columns, *([drift.prediction] if drift.prediction else [])):
             logger.info(
@@ -275,13 +291,14 @@ def _log_decision(decision: RetrainDecision, drift: DriftResult | None, missing:
             missing,
         )
     logger.info("decision: %s", "retrain" if decision.retrain else "no retrain")
-    for reason in decision.reasons:
-        logger.info("  %s", reason)
+    for reason in decision.reasons:  # the one line on labels that cannot be joined: a warning
+        (logger.warning if reason == unjoinable else logger.info)("  %s", reason)
 
 
-def _track(params: Params, champion: ServingChampion | None, record: MonitorDecision) -> None:
+def _track(
+    params: Params, name: str, champion: ServingChampion | None, record: MonitorDecision
+) -> None:
     """One MLflow run with the metrics, decision.json and drift.html; tag the champion version."""
-    name = params.deploy.registered_model
     tracking = start_tracking(params.tracking.experiment)
     tags = {
         "registered_model": name,

@@ -86,7 +86,7 @@ def model_tag(name: str, version: int) -> str:
     except ValueError as exc:
         raise ModelStoreError(
             f"{name!r} cannot name a BentoML model: {exc}; use lowercase letters, digits, "
-            "'-', '_' or '.' for deploy.registered_model"
+            "'-', '_' or '.' for deploy.registered_model (or the contract's name)"
         ) from None
 
 

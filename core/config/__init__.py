@@ -42,6 +42,7 @@ from core.config.model import (
     SearchConfig,
     SearchValue,
     TrainConfig,
+    registered_model_name,
 )
 from core.config.monitor import (
     CalibrationConfig,
@@ -132,4 +133,5 @@ __all__ = [
     "WorkspaceConfig",
     "load_params",
     "parse_params",
+    "registered_model_name",
 ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from core.config.base import Frozen, require_shares
+from core.config.base import ConfigError, Frozen, require_shares
+from core.names import model_name_problem, slugify
 
 # --- train ----------------------------------------------------------------------------
 
@@ -131,9 +133,14 @@ class RecentWindowConfig(Frozen):
 
 
 class DeployConfig(Frozen):
-    """The champion/challenger gate, the model registry and the serving store."""
+    """The champion/challenger gate, the model registry and the serving store.
 
-    registered_model: str = Field("milling-failure", min_length=1)
+    `registered_model` names the MLflow registered model, its BentoML models
+    (`<name>:v3`) and Bentos; unset, it is the data contract's name
+    (`registered_model_name`).
+    """
+
+    registered_model: str | None = None
     primary_metric: RankingMetric = "average_precision"
     thresholds: dict[GateMetric, float] = {"roc_auc": 0.85, "average_precision": 0.5}  # noqa: RUF012
     tolerance: float = Field(0.01, ge=0, le=1)
@@ -141,7 +148,36 @@ class DeployConfig(Frozen):
     infra_validation: InfraValidationConfig = InfraValidationConfig()
     recent_window: RecentWindowConfig = RecentWindowConfig()
 
+    @field_validator("registered_model")
+    @classmethod
+    def _names_a_model(cls, value: str | None) -> str | None:
+        problem = None if value is None else model_name_problem(value)
+        if problem is not None:
+            raise ValueError(f"{value!r} cannot name a registered model: {problem}")
+        return value
+
     @model_validator(mode="after")
     def _thresholds_are_shares(self) -> DeployConfig:
         require_shares(self.thresholds, "deploy.thresholds")
         return self
+
+
+def registered_model_name(configured: str | None, contract_name: str | Callable[[], str]) -> str:
+    """The registered model's name: `deploy.registered_model`, else the contract's name as a slug.
+
+    Every reader of the name (deploy, monitor, the `lifecycle` commands) asks here, passing
+    `params.deploy.registered_model`: `Breast Cancer` -> `breast-cancer`. `contract_name`
+    may be a function that loads the contract, called only when the name is derived (a set
+    name needs no contract file). A name that cannot be derived fails in one line.
+    """
+    if configured is not None:
+        return configured
+    raw = contract_name() if callable(contract_name) else contract_name
+    name = slugify(raw)
+    problem = model_name_problem(name) if name else "it holds no ASCII letter or digit"
+    if problem is not None:
+        raise ConfigError(
+            f"the data contract's name {raw!r} cannot name the registered model "
+            f"({problem}); rename the contract or set deploy.registered_model in params.yaml"
+        )
+    return name

@@ -9,7 +9,7 @@ import pydantic
 import pytest
 import yaml
 
-from core.config import ConfigError, Params, load_params, parse_params
+from core.config import ConfigError, Params, load_params, parse_params, registered_model_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -198,3 +198,53 @@ def test_estimation_settings_are_checked_with_their_key(raw: dict) -> None:
     bad.setdefault("monitor", {}).setdefault("estimation", {})["confidence"] = 1.0
     with pytest.raises(ConfigError, match=r"monitor\.estimation\.confidence"):
         parse_params(bad)
+
+
+# --- the registered model's name --------------------------------------------------------
+
+
+def test_the_default_project_names_its_model_by_configuration(raw: dict) -> None:
+    assert registered_model_name(parse_params(raw).deploy.registered_model, "milling") == (
+        "milling-failure"
+    )
+
+
+@pytest.mark.parametrize(
+    ("contract", "expected"),
+    [("breast-cancer", "breast-cancer"), ("Breast Cancer (WDBC)", "breast-cancer-wdbc")],
+)
+def test_an_unset_registered_model_is_the_contracts_name(
+    raw: dict, contract: str, expected: str
+) -> None:
+    raw["deploy"]["registered_model"] = None
+    configured = parse_params(raw).deploy.registered_model
+    assert configured is None
+    assert registered_model_name(configured, contract) == expected
+    assert registered_model_name(configured, lambda: contract) == expected
+
+
+def test_a_set_name_never_loads_the_contract(raw: dict) -> None:
+    def no_contract() -> str:
+        raise AssertionError("the contract was loaded")
+
+    configured = parse_params(raw).deploy.registered_model
+    assert registered_model_name(configured, no_contract) == "milling-failure"
+
+
+@pytest.mark.parametrize(
+    ("contract", "problem"),
+    [("±±", "it holds no ASCII letter or digit"), ("x" * 64, "longer than 63 characters")],
+)
+def test_a_contract_name_that_cannot_name_a_model_says_so(
+    raw: dict, contract: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem) as caught:
+        registered_model_name(None, contract)
+    assert "set deploy.registered_model in params.yaml" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_registered_model_bentoml_cannot_take_names_the_key(raw: dict) -> None:
+    raw["deploy"]["registered_model"] = "Milling Failure"
+    with pytest.raises(ConfigError, match=r"deploy.registered_model: .*cannot name a registered"):
+        parse_params(raw)

@@ -65,8 +65,8 @@ def test_first_model_becomes_champion_on_thresholds_alone(copy: ProjectCopy) -> 
     assert decision["infra_check"]["passed"] and decision["infra_check"]["rows"] == 200
     assert _aliases(copy) == {"champion": 1}
     assert _serving_pointer(copy) == f"{MODEL}:v1"
-    assert decision["bento"] == "failure_predictor:v1"
-    assert (copy.path / ".bentoml/bentos/failure_predictor/v1/bento.yaml").exists()
+    assert decision["bento"] == f"{MODEL}:v1"  # the Bento follows the registered model
+    assert (copy.path / f".bentoml/bentos/{MODEL}/v1/bento.yaml").exists()
 
 
 def test_mlflow_holds_params_metrics_model_dataset_and_plots(copy: ProjectCopy) -> None:

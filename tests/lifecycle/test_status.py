@@ -384,6 +384,7 @@ def monitored(
     params = {
         **PARAMS,
         "data": {**PARAMS["data"], "seed": 42},
+        "deploy": {"registered_model": MODEL_NAME},
         "monitor": MONITOR_PARAMS,
         "serving": {"store": str(store)},
         "tracking": {"experiment": "status-test"},

@@ -613,6 +613,30 @@ def test_a_window_without_contract_columns_is_refused(project: Path) -> None:
 
 
 @pytest.mark.slow
+def test_without_a_row_id_the_watch_judges_windows_but_writes_no_feedback(project: Path) -> None:
+    contract = yaml.safe_load(CONTRACT_PATH.read_text())
+    contract["name"] = "no-ids"
+    contract["columns"] = [c for c in contract["columns"] if c.get("role") != "id"]
+    (project / "no-ids.yaml").write_text(yaml.safe_dump(contract))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["contract"] = "no-ids.yaml"
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+    done = _watch(project, "--once")
+
+    assert done.returncode == 0, done.stderr
+    [record] = _records(project)
+    assert (record["policy"]["retrain"], record["action"]) == (True, "skipped")
+    assert record["skipped_reason"] == (
+        "Nothing new to train on: the data contract 'no-ids' has no unique id column, so no "
+        "labels are joined to the window."
+    )
+    assert [r["purpose"] for r in record["repro"]] == ["monitor"]
+    assert list((project / "data" / "feedback").glob("batch-*")) == []
+    assert _one_line(done.stderr).count("no feedback batches are written") == 1
+
+
+@pytest.mark.slow
 def test_a_failed_dvc_repro_fails_watch_once(tmp_path: Path) -> None:
     _write_params(tmp_path)  # a folder with params.yaml, but no DVC project
 

@@ -125,13 +125,13 @@ def _infra(passed: bool) -> InfraCheck:
 def test_a_failed_infra_check_withdraws_the_promotion() -> None:
     decision = decide_deployment(NAME, _challenger(), None, None, CONFIG)
     reasons = list(decision.reasons)
-    passed = record_infra_check(decision, 2, True, _infra(True), "failure_predictor:v2")
+    passed = record_infra_check(decision, 2, True, _infra(True), f"{NAME}:v2")
     failed = record_infra_check(decision, 2, False, _infra(False), None)
     assert passed.promote and passed.reasons[-1] == "infra check passed: fine"
     assert (passed.registered_version, passed.version_created, passed.bento) == (
         2,
         True,
-        "failure_predictor:v2",
+        f"{NAME}:v2",
     )
     assert not failed.promote
     assert failed.reasons[-1] == "infra check failed, nothing moved: 5 rows differ"

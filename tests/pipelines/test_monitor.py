@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +21,7 @@ from core import paths
 from core.config import Params, SyntheticSourceConfig
 from core.paths import MONITOR_PROFILE_FILE, REFERENCE_FILE
 from core.records import record_json
-from features.contract import DataContract
+from features.contract import DataContract, load_contract
 from features.synthetic import generate_process_data
 from monitoring.profile import build_monitor_profile
 from pipelines import monitor
@@ -98,6 +99,7 @@ def project(
     """A working directory with params.yaml and champion v1; no traffic, no labels yet."""
     params = {
         "data": {"contract": str(CONTRACT_PATH), "seed": 42},
+        "deploy": {"registered_model": NAME},
         "monitor": MONITOR_PARAMS,
         "serving": {"store": str(store)},
         "tracking": {"experiment": "monitor-test"},
@@ -320,6 +322,70 @@ def test_drift_without_enough_labels_waits_for_them(
     )
     assert decision["drift"]["dataset_drift"] is True
     assert decision["quality"]["judged"] is False
+
+
+def use_contract_without_ids(contract: DataContract) -> DataContract:
+    """The project's contract less its id columns (a user's table without a row counter)."""
+    raw = yaml.safe_load(CONTRACT_PATH.read_text(encoding="utf-8"))
+    raw["name"] = "no-ids"
+    raw["columns"] = [c for c in raw["columns"] if c["name"] not in contract.ids]
+    Path("no-ids.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    params = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
+    params["data"]["contract"] = "no-ids.yaml"
+    Path("params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    return load_contract("no-ids.yaml")
+
+
+NO_JOIN = (
+    "labels cannot be joined: the data contract 'no-ids' declares no unique id column (role "
+    "id, unique: true) to join labels on; drift and estimated quality are judged without them"
+)
+
+
+def test_without_an_id_the_window_is_judged_on_drift_and_estimated_quality(
+    project: Path, tiny: TinyModel, contract: DataContract, caplog
+):
+    caplog.set_level(logging.INFO)
+    configure_monitor(verdict={"on_material_drift": "retrain"})
+    frame = serve_traffic(
+        tiny, use_contract_without_ids(contract), WINDOW_ROWS, "failure_mechanism"
+    )
+    labels_for(frame.iloc[:700], contract).to_parquet("data/labels/batch-001.parquet")  # unusable
+
+    monitor.main()
+
+    decision, metrics, html, labelled = read_outputs()
+    assert (decision["retrain"], decision["action"]) == (False, "alert")
+    assert decision["reasons"][0] == (
+        "alert, no retrain without labels: Rotational speed [rpm], Torque [Nm] drift (87% of "
+        "the champion's importance); labels cannot be joined and monitor.labels.required is true"
+    )
+    assert decision["reasons"][-1] == NO_JOIN
+    assert decision["drift"]["drifted_columns"] == ["Rotational speed [rpm]", "Torque [Nm]"]
+    assert decision["estimate"]["rows"] == WINDOW_ROWS and decision["estimate"]["trusted"]
+    assert decision["data_quality"]["passed"] is True
+    assert decision["quality"]["judged"] is False and decision["window"]["labelled_rows"] == 0
+    assert metrics["window"]["labelled_rows"] == 0
+    assert html.count(escape(NO_JOIN)) == 1  # the drift report's verdict says it too
+    assert labelled.empty and "UDI" not in labelled.columns
+    warned = [r.getMessage().strip() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned.count(NO_JOIN) == 1 and caplog.text.count(NO_JOIN) == 1
+
+
+def test_without_an_id_and_without_traffic_the_decision_still_says_it_once(
+    project: Path, tiny: TinyModel, contract: DataContract
+):
+    serve_traffic(tiny, use_contract_without_ids(contract), 120)
+
+    monitor.main()
+
+    decision, _, html, _ = read_outputs()
+    assert decision["reasons"] == [
+        "not enough traffic: 120 of 500 rows needed for a verdict (monitor.window.min_rows) "
+        "in the newest prediction log window",
+        NO_JOIN,
+    ]
+    assert "No drift report" in html and html.count(escape(NO_JOIN)) == 1
 
 
 def test_bad_labels_file_fails_naming_the_file_and_columns(

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -29,6 +30,7 @@ from core.model_files import model_content_hash
 from lifecycle.cli import app
 from pipelines.edges import alias_history, registry
 from pipelines.edges.registry import RegistryError, RegistryUnavailableError
+from tests.conftest import CONTRACT_PATH
 from tests.mlflow_server import MlflowServer, free_port
 
 runner = CliRunner()
@@ -351,6 +353,26 @@ def test_cli_reads_the_model_name_from_params(sqlite: Backend, name: str, tmp_pa
     result = runner.invoke(app, ["champion"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(name) and "champion  none" in result.output
+
+
+def test_cli_names_the_model_after_the_contract_when_params_do_not(
+    sqlite: Backend, name: str, tmp_path: Path
+) -> None:
+    contract = yaml.safe_load(CONTRACT_PATH.read_text())
+    contract["name"] = name.upper()  # the derived name is lowercase
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(contract))
+    (tmp_path / "params.yaml").write_text(  # cwd
+        "data:\n  contract: c.yaml\ndeploy:\n  registered_model: null\n"
+    )
+    _register_both(sqlite, name)
+    result = runner.invoke(app, ["champion"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(name)
+
+    (tmp_path / "c.yaml").unlink()
+    result = runner.invoke(app, ["champion"])
+    assert result.exit_code == 2
+    assert "c.yaml: data contract not found" in result.output and "or pass --model" in result.output
 
 
 # --- an unavailable tracking server -----------------------------------------------------
