@@ -10,6 +10,8 @@ would put its CDN `<script>` tags.
 
 `.dvc/config` names the file (`plots.html_template`), so the plain commands use it. It is
 generated, not committed: about 0.9 MB of minified JavaScript, derived from a pinned package.
+It is built once at install, not by the evaluate stage: the bundle takes seconds and some
+150 MB to build, which every evaluate run (each retrain of the loop) would pay again.
 """
 
 from __future__ import annotations
