@@ -21,7 +21,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv and install the pinned stack
+# The page template `dvc plots show` fills (.dvc/config names it): Vega inlined, no CDN
+.dvc/plots_template.html: $(VENV)/.installed lifecycle/plots_page.py
+	python -m lifecycle.plots_page
+
+install: $(VENV)/.installed .dvc/plots_template.html ## Create .venv and install the pinned stack
 
 lifecycle: install ## Install, then run the whole lifecycle (dvc repro) on the default data
 	dvc repro

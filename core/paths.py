@@ -39,6 +39,9 @@ TRAIN_METRICS = Path("reports/train/metrics.json")
 # evaluate
 EVALUATION = Path("reports/evaluate/metrics.json")
 PLOTS_DIR = Path("reports/evaluate/plots")
+# the page template `dvc plots show` fills (.dvc/config: plots.html_template), written by
+# `make install` (lifecycle.plots_page): Vega inlined, so the page renders offline
+PLOTS_TEMPLATE = Path(".dvc/plots_template.html")
 # deploy
 DEPLOY_DECISION = Path("reports/deploy/decision.json")
 CHAMPION = Path("reports/deploy/champion.json")  # which model serves: monitor depends on it

@@ -26,7 +26,7 @@ from core.paths import (
     VALIDATION_SUMMARY,
 )
 from features.contract import load_contract
-from features.data_docs import write_data_docs
+from features.data_docs import SUMMARY_PAGE, write_data_docs
 from features.quarantine import check_dataset
 from features.validation import DataValidationError
 from pipelines.edges.runtime import run_stage, timed
@@ -56,7 +56,8 @@ def validate() -> None:
     """Validate the raw dataset and write the stage's outputs.
 
     - `reports/validate/summary.json`: the DVC metric (deterministic), always;
-    - `reports/validate/data_docs/index.html`: GE's data docs, always;
+    - `reports/validate/data_docs/`: GE's data docs (`index.html`) and `summary.html`, a page
+      of every validation's status and counts that renders offline, always;
     - on success only, `data/validated/dataset.parquet` (the rows that passed) and
       `data/validated/quarantine.parquet` (rows set aside by `validate.quarantine`; no rows
       when none were).
@@ -78,8 +79,10 @@ def validate() -> None:
     write_json(outcome.summary(), VALIDATION_SUMMARY)
     with timed("writing data docs"):
         write_data_docs(outcome.reports, DATA_DOCS_DIR)
-    report = DATA_DOCS_DIR / "index.html"
-    logger.info("data docs: %s", report)
+    report = DATA_DOCS_DIR / SUMMARY_PAGE
+    logger.info(
+        "data docs: %s (Great Expectations' index: %s)", report, report.with_name("index.html")
+    )
 
     if not outcome.success:
         discard_outputs()

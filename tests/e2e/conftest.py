@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.paths import PLOTS_TEMPLATE
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
@@ -82,6 +84,8 @@ def project_copy(tmp_path_factory: pytest.TempPathFactory) -> ProjectCopy:
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target)
+    if (ROOT / PLOTS_TEMPLATE).is_file():  # written by `make install`, not committed
+        shutil.copy2(ROOT / PLOTS_TEMPLATE, dest / PLOTS_TEMPLATE)
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run([*git, "add", "-A"], cwd=dest, check=True)

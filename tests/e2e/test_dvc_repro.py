@@ -49,6 +49,7 @@ def test_first_run_completes_every_stage(project_copy: ProjectCopy) -> None:
     decision = json.loads(project_copy.read("reports/deploy/decision.json"))
     assert decision["promote"] is True, decision["reasons"]
     assert (project_copy.path / "reports/validate/data_docs/index.html").exists()
+    assert (project_copy.path / "reports/validate/data_docs/summary.html").exists()  # offline
     assert (project_copy.path / "reports/monitor/drift.html").exists()
     metadata = json.loads(project_copy.read("data/raw/metadata.json"))
     assert metadata["rows"] == 20_000 and metadata["source"]["source"] == "synthetic"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from monitoring.drift import (
     drift_summary,
     sample_window,
 )
+from monitoring.verdict import RetrainDecision, add_verdict_to_report
 
 ROWS = 3000
 BASE_MIX = (0.6, 0.3, 0.1)  # L, M, H
@@ -346,3 +348,17 @@ def test_without_current_scores_prediction_drift_is_not_judged(reference, contra
         "prediction drift not judged: the window has no failure probabilities to compare"
     )
     assert drift_summary(result)["prediction"] is None
+
+
+def test_the_monitors_drift_page_needs_no_network(numeric_shift: DriftResult, tmp_path) -> None:
+    """reports/monitor/drift.html as the monitor writes it: Evidently's page with its
+    JavaScript and icon font inline (no <script src>, no <link href>, no external font)."""
+    out = tmp_path / "drift.html"
+    numeric_shift.snapshot.save_html(str(out))  # as pipelines.monitor does
+    decision = RetrainDecision(False, ("drift on Torque",), action="drift")
+    page = add_verdict_to_report(out.read_text(encoding="utf-8"), decision, numeric_shift)
+
+    assert not re.search(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=", page, re.I)
+    assert "url(data:font/ttf;base64," in page  # the Material Icons font, embedded
+    assert "window.drawDashboard(" in page and len(page) > 1_000_000  # the inlined UI bundle
+    assert "<h1>Monitor verdict: drift</h1>" in page

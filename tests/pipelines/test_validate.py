@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from core.paths import DATA_DOCS_DIR, QUARANTINE, RAW_DATA, VALIDATED_DATA, VALIDATION_SUMMARY
+from features.data_docs import SUMMARY_PAGE
 from pipelines import validate as stage
 from tests.conftest import CONTRACT_PATH
 from tests.factories import make_valid_frame
@@ -82,6 +83,8 @@ def test_failure_exits_non_zero_and_writes_no_validated_data(
     summary = json.loads(VALIDATION_SUMMARY.read_text(encoding="utf-8"))
     assert summary["success"] is False and summary["rows_validated"] == 0
     assert (DATA_DOCS_DIR / "index.html").is_file()  # the report is there to read
+    assert f"(details: {DATA_DOCS_DIR / SUMMARY_PAGE})" in log  # the page that reads offline
+    assert (DATA_DOCS_DIR / SUMMARY_PAGE).is_file()
 
 
 def test_quarantine_sets_bad_rows_aside(project: Path, caplog: pytest.LogCaptureFixture) -> None:
