@@ -95,9 +95,9 @@ def train_champion(frame: pd.DataFrame, contract: Any, params: Any, tag: str) ->
 
 def as_log(window: pd.DataFrame, champion: Champion, contract: Any) -> pd.DataFrame:
     """The window as the prediction log holds it, with its labels beside (same rows)."""
-    from models.evaluation import predict_failure_probability
+    from models.evaluation import predict_probability
 
-    scores = predict_failure_probability(champion.model, window, contract)
+    scores = predict_probability(champion.model, window, contract)
     log = window[[*contract.ids, *contract.features, contract.label]].copy()
     log["time"] = pd.Timestamp("2026-11-01", tz="UTC") + pd.to_timedelta(
         np.arange(len(log)), unit="s"
@@ -151,11 +151,11 @@ def judge(log: pd.DataFrame, champion: Champion, contract: Any, params: Any) -> 
 
 
 def pooled_ap(pairs: list[tuple[Champion, pd.DataFrame]], contract: Any) -> float:
-    from models.evaluation import predict_failure_probability, score_ranking
+    from models.evaluation import predict_probability, score_ranking
 
     y = np.concatenate([frame[contract.label].to_numpy() for _, frame in pairs])
     p = np.concatenate(
-        [predict_failure_probability(c.model, frame, contract) for c, frame in pairs]
+        [predict_probability(c.model, frame, contract) for c, frame in pairs]
     )
     return float(score_ranking(y, p)["average_precision"])
 

@@ -474,7 +474,7 @@ def test_serve_sets_threads_store_and_tracking(tmp_path: Path) -> None:
     argv, env = _serve_invocation("127.0.0.1", 3123, 1, tmp_path, tmp_path / "params.yaml")
 
     assert argv[-4:] == ["--host", "127.0.0.1", "--port", "3123"]
-    assert "serving.service:FailurePredictor" in argv
+    assert "serving.service:Predictor" in argv
     assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
     assert env["BENTOML_HOME"] == str(tmp_path)
     assert env["BENTOML_DO_NOT_TRACK"] == "true"
