@@ -85,8 +85,8 @@ def build_project(folder: Path) -> None:
         {
             "request_id": f"bench-{i}",
             "model_version": "v1",
-            "failure_probability": float(score),
-            "failure": bool(score >= 0.3),
+            "probability": float(score),
+            "predicted": bool(score >= 0.3),
             "threshold": 0.3,
             **record,
         }

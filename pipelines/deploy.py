@@ -70,9 +70,7 @@ def main() -> None:
     threshold = float(challenger.holdout["threshold"])
     before = registry.champion(name)
     holdout = pd.read_parquet(HOLDOUT_SPLIT)
-    challenger_proba = predict_probability(
-        load_model(MODEL_DIR).pipeline, holdout, contract
-    )
+    challenger_proba = predict_probability(load_model(MODEL_DIR).pipeline, holdout, contract)
     evidence = None
     if before is not None and before.sha256 != challenger.content_sha256:
         evidence = _champion_evidence(

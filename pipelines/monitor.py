@@ -262,7 +262,7 @@ def _log_decision(decision: RetrainDecision, drift: DriftResult | None, missing:
         for column in (*drift.columns, *([drift.prediction] if drift.prediction else [])):
             logger.info(
                 "  %-28s %s = %.4g (threshold %.3g)%s",
-                getattr(column, "name", "failure probability"),
+                getattr(column, "name", "probability"),
                 column.method,
                 column.score,
                 column.threshold,

@@ -154,7 +154,7 @@ def main() -> None:
 
 def reference_data(train: pd.DataFrame, oof: np.ndarray, contract: DataContract) -> pd.DataFrame:
     """The model's reference data: the training split's ids and features (contract names),
-    its label as `label` and its out-of-fold failure probability as `probability`."""
+    its label as `label` and its out-of-fold probability as `probability`."""
     columns = [*contract.ids, *contract.features]
     clash = sorted({REFERENCE_LABEL, REFERENCE_PROBABILITY} & set(columns))
     if clash:

@@ -40,7 +40,7 @@ def served(model: object, frame: pd.DataFrame, contract: DataContract) -> pd.Dat
         np.arange(len(log)), unit="s"
     )
     log["model_version"] = "v1"
-    log["failure_probability"] = predict_probability(model, frame, contract)
+    log["probability"] = predict_probability(model, frame, contract)
     log["threshold"] = 0.3
     return log
 

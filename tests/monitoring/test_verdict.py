@@ -217,7 +217,7 @@ def test_a_retrain_waits_for_labels_when_they_are_required():
 def test_without_scores_prediction_drift_is_not_judged():
     decision = decide_window(evidence(drift=drift(prediction=None)), CONFIG)
     assert decision.reasons[2] == (
-        "prediction drift not judged: the window has no failure probabilities to compare"
+        "prediction drift not judged: the window has no served probabilities to compare"
     )
 
 

@@ -7,7 +7,6 @@ recorded, so the last test can stop the server and find exactly those in the log
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 import time
@@ -32,7 +31,6 @@ from serving.prediction_log import read_prediction_log
 from tests.serving.server import (
     CONTRACT_PATH,
     MODEL_NAME,
-    ROOT,
     RunningServer,
     TinyModel,
     promote,
@@ -478,14 +476,6 @@ def test_serve_sets_threads_store_and_tracking(tmp_path: Path) -> None:
     assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
     assert env["BENTOML_HOME"] == str(tmp_path)
     assert env["BENTOML_DO_NOT_TRACK"] == "true"
-
-
-@pytest.fixture(scope="module")
-def service_module() -> Any:
-    """serving.service imported in this process (it reads the repository's params.yaml)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LIFECYCLE_PARAMS", str(ROOT / "params.yaml"))
-        return importlib.import_module("serving.service")
 
 
 def test_the_gate_lets_requests_through_when_no_key_is_set(service_module: Any) -> None:
