@@ -191,7 +191,8 @@ def test_drifted_labelled_window_calls_for_a_retrain_and_is_tracked(
     assert metrics["drift"]["current_rows"] == 1000  # sampled to monitor.sample_rows
     assert metrics["drift"]["prediction"]["current_rows"] == 1000
     assert metrics["window"] == {"rows": 1500, "labelled_rows": 700, "champion_rows": 1500}
-    assert html.lstrip().startswith("<!DOCTYPE html>") and "probability" in html
+    assert html.lstrip().startswith("<!DOCTYPE html>")
+    assert "Value Drift for column probability" in html  # the served scores, by the log's name
     assert list(labelled.columns) == contract.column_names
     assert len(labelled) == 700 and labelled["UDI"].tolist() == frame["UDI"][:700].tolist()
     pd.testing.assert_series_equal(
