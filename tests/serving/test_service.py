@@ -316,7 +316,8 @@ def test_a_body_that_is_not_json_is_refused(client: httpx.Client) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ["/predict", "/predict_batch", "/admin/reload"])
 def test_the_api_key_is_required(server: RunningServer, deployment: Deployment, path: str) -> None:
-    body = {"records": [_valid_record()]} if path == "/predict_batch" else _valid_record()
+    bodies = {"/predict": _valid_record(), "/predict_batch": {"records": [_valid_record()]}}
+    body = bodies.get(path, {})  # /admin/reload takes no parameters
     url = f"{server.url}{path}"
     without = httpx.post(url, json=body)
     wrong = httpx.post(url, json=body, headers={"X-API-Key": "no"})
