@@ -189,7 +189,7 @@ def service_document(settings: ServiceSettings) -> ServiceDocument:
                     500: Answer(
                         ReloadResult, "The new champion could not be loaded; `error` says why."
                     ),
-                    **{status: answer for status, answer in refused.items() if status != 504},
+                    **refused,
                 },
                 summary="Serve the store's champion now, instead of at the next poll.",
             ),
@@ -370,6 +370,7 @@ class Predictor:
     async def reload(self, ctx: bentoml.Context) -> ReloadResult:
         """Load the champion named in the store's pointer now, instead of at the next poll.
 
+        Takes no parameters: no body or `{}` (anything else is a 400, as on the other routes).
         Protected: when the environment variable named by `serving.api_key_env` is set,
         the request needs header `X-API-Key` with its value (401 otherwise). Answers 500,
         and keeps serving the current model, when the new champion cannot be loaded. With
