@@ -2,7 +2,8 @@
 
 No column is named here. `build_record_model` makes one field per `id` and `feature` column
 of the contract, with its type, range, categories, pattern and description, so the OpenAPI
-document and the 4xx messages follow the contract when it changes.
+document and the 4xx messages follow the contract when it changes. `build_answer_models`
+names the answer's probability and label fields as the contract's `answer:` block says.
 """
 
 from __future__ import annotations
