@@ -476,7 +476,7 @@ class InvalidRequest(BaseModel):
 
 
 class ErrorAnswer(BaseModel):
-    """Any other refusal or failure: one line saying why."""
+    """Any other refusal or error: one line saying why."""
 
     error: str = Field(description="What went wrong and, where it helps, what to do.")
 

@@ -17,14 +17,18 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from serving.openapi import correct_document, openapi_components
+from serving.prediction_log import read_prediction_log
 from serving.schema import InvalidRequest
 from tests.serving.server import (
     BIN,
+    CONTRACT_PATH,
     RunningServer,
     promote,
+    request_rows,
     serve,
     train_tiny_model,
     write_project,
@@ -132,6 +136,53 @@ def test_an_empty_reload_body_still_reloads(service: RunningServer) -> None:
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["error"] is None and answer.json()["model_version"] == "v1"
+
+
+# --- a contract without an `answer:` block ------------------------------------------
+
+
+@pytest.mark.slow
+def test_without_an_answer_block_the_answer_and_document_speak_the_contracts_words(
+    tmp_path: Path,
+) -> None:
+    """The milling columns renamed as a user's own data: label `Outcome`, no `answer:`."""
+    raw = yaml.safe_load(CONTRACT_PATH.read_text(encoding="utf-8"))
+    del raw["answer"]
+    raw.update(name="plant", description="Readings of a machine with an outcome.")
+    raw["columns"] = [
+        {**c, "name": "Outcome", "description": "1 when the run went wrong."}
+        if c["role"] == "label"
+        else c
+        for c in raw["columns"]
+        if c["role"] != "ignore"  # the failure modes
+    ]
+    contract = tmp_path / "plant.yaml"
+    contract.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    promote(train_tiny_model(tmp_path / "model", max_iter=5, rows=1000), tmp_path / ".bentoml", 1)
+    params = {
+        "data": {"contract": str(contract)},
+        "serving": {"store": ".bentoml", "workers": 1, "prediction_log": {"directory": "log"}},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    record = request_rows(1, seed=5).to_dict(orient="records")[0]
+
+    with serve(tmp_path) as running:
+        single = httpx.post(f"{running.url}/predict", json=record, timeout=10).json()
+        batch = httpx.post(
+            f"{running.url}/predict_batch", json={"records": [record]}, timeout=10
+        ).json()
+        document = httpx.get(f"{running.url}/docs.json", timeout=10).text
+
+    assert list(single) == ["probability", "outcome", "threshold", "model_version", "request_id"]
+    assert list(batch["predictions"][0]) == ["probability", "outcome"]
+    assert single["outcome"] == (single["probability"] >= single["threshold"])
+    assert "failure" not in document.lower() and "milling" not in document.lower()
+    assert "'Outcome' is 1" in document and "plant: predictions of 'Outcome'" in document
+    logged = read_prediction_log(tmp_path / "log")  # flushed when the server stopped
+    assert logged["probability"].tolist() == [single["probability"]] + [
+        p["probability"] for p in batch["predictions"]
+    ]
+    assert "predicted" in logged.columns and "outcome" not in logged.columns
 
 
 # --- the document's corrections, in process ------------------------------------------
