@@ -95,17 +95,17 @@ def train_champion(frame: pd.DataFrame, contract: Any, params: Any, tag: str) ->
 
 def as_log(window: pd.DataFrame, champion: Champion, contract: Any) -> pd.DataFrame:
     """The window as the prediction log holds it, with its labels beside (same rows)."""
-    from models.evaluation import predict_failure_probability
+    from models.evaluation import predict_probability
 
-    scores = predict_failure_probability(champion.model, window, contract)
+    scores = predict_probability(champion.model, window, contract)
     log = window[[*contract.ids, *contract.features, contract.label]].copy()
     log["time"] = pd.Timestamp("2026-11-01", tz="UTC") + pd.to_timedelta(
         np.arange(len(log)), unit="s"
     )
     log["request_id"] = [f"r{i}" for i in range(len(log))]
     log["model_version"] = champion.basis.label
-    log["failure_probability"] = scores
-    log["failure"] = scores >= champion.threshold
+    log["probability"] = scores
+    log["predicted"] = scores >= champion.threshold
     log["threshold"] = champion.threshold
     return log
 
@@ -129,9 +129,7 @@ def judge(log: pd.DataFrame, champion: Champion, contract: Any, params: Any) -> 
     seconds = time.perf_counter() - start
     before, after = decide_window(unlabelled, config), decide_window(labelled, config)
     y = log[contract.label].to_numpy()
-    realized = (
-        score_ranking(y, log["failure_probability"].to_numpy()) if 0 < y.sum() < len(y) else {}
-    )
+    realized = score_ranking(y, log["probability"].to_numpy()) if 0 < y.sum() < len(y) else {}
     estimate = labelled.estimate
     drift = labelled.drift
     return {
@@ -151,12 +149,10 @@ def judge(log: pd.DataFrame, champion: Champion, contract: Any, params: Any) -> 
 
 
 def pooled_ap(pairs: list[tuple[Champion, pd.DataFrame]], contract: Any) -> float:
-    from models.evaluation import predict_failure_probability, score_ranking
+    from models.evaluation import predict_probability, score_ranking
 
     y = np.concatenate([frame[contract.label].to_numpy() for _, frame in pairs])
-    p = np.concatenate(
-        [predict_failure_probability(c.model, frame, contract) for c, frame in pairs]
-    )
+    p = np.concatenate([predict_probability(c.model, frame, contract) for c, frame in pairs])
     return float(score_ranking(y, p)["average_precision"])
 
 

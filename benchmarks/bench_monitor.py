@@ -46,7 +46,7 @@ def build_project(folder: Path) -> None:
     from core.paths import REFERENCE_FILE
     from features.contract import load_contract
     from features.synthetic import generate_process_data
-    from models.evaluation import predict_failure_probability
+    from models.evaluation import predict_probability
     from models.training import SKOPS_TRUSTED_TYPES, fit_model
     from serving.model_store import export_model, use_store
     from serving.prediction_log import PredictionLogger
@@ -66,7 +66,7 @@ def build_project(folder: Path) -> None:
     content = save_model(model, model_dir, meta, SKOPS_TRUSTED_TYPES[family])
     reference = train[[*contract.ids, *contract.features]].copy()
     reference["label"] = train[contract.label]
-    reference["probability"] = predict_failure_probability(model, train, contract)
+    reference["probability"] = predict_probability(model, train, contract)
     reference.to_parquet(model_dir / REFERENCE_FILE, index=False)
     store = folder / params.serving.store
     use_store(store)
@@ -80,14 +80,14 @@ def build_project(folder: Path) -> None:
         SyntheticSourceConfig(rows=WINDOW_ROWS, seed=5, scenario="sensor_offset"),
         first_udi=10_000_001,
     )
-    scores = predict_failure_probability(model, window, contract)
+    scores = predict_probability(model, window, contract)
     served = window[[*contract.ids, *contract.features]].to_dict(orient="records")
     rows = [
         {
             "request_id": f"bench-{i}",
             "model_version": "v1",
-            "failure_probability": float(score),
-            "failure": bool(score >= 0.3),
+            "probability": float(score),
+            "predicted": bool(score >= 0.3),
             "threshold": 0.3,
             **record,
         }

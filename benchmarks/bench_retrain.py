@@ -50,7 +50,7 @@ def run(sizes: tuple[int, ...], seeds: tuple[int, ...]) -> list[dict]:
     from features.contract import load_contract
     from features.synthetic import generate_process_data
     from models.bootstrap import paired_bootstrap
-    from models.evaluation import predict_failure_probability
+    from models.evaluation import predict_probability
     from models.training import fit_model, split_data
 
     params = load_params(ROOT / "params.yaml")
@@ -77,7 +77,7 @@ def run(sizes: tuple[int, ...], seeds: tuple[int, ...]) -> list[dict]:
             for part, frame in parts:
                 y = frame[label].to_numpy()
                 for name, model in (("challenger", challenger), ("champion", champion)):
-                    proba = predict_failure_probability(model, frame, contract)
+                    proba = predict_probability(model, frame, contract)
                     result[f"{part}_{name}_ap"] = round(float(average_precision_score(y, proba)), 4)
                     result[f"{part}_{name}_roc_auc"] = round(float(roc_auc_score(y, proba)), 4)
                 result[f"{part}_rows"], result[f"{part}_positives"] = len(y), int(y.sum())
@@ -87,8 +87,8 @@ def run(sizes: tuple[int, ...], seeds: tuple[int, ...]) -> list[dict]:
                 if part != "recent":  # deploy's non-inferiority test on these rows
                     comparison = paired_bootstrap(
                         y,
-                        predict_failure_probability(challenger, frame, contract),
-                        predict_failure_probability(champion, frame, contract),
+                        predict_probability(challenger, frame, contract),
+                        predict_probability(champion, frame, contract),
                         params.deploy.primary_metric,
                         resamples=params.deploy.bootstrap.resamples,
                         confidence=params.deploy.bootstrap.confidence,

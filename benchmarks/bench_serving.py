@@ -80,7 +80,7 @@ WRK_TIMEOUT = "2s"  # wrk counts a slower answer as a timeout (a socket error)
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 MODEL_NAME = "milling-failure"
-SERVICE_NAME = "FailurePredictor"  # the BentoML service class in serving/service.py
+SERVICE_NAME = "Predictor"  # the BentoML service class in serving/service.py
 BENTOML_OVERRIDES = "BENTOML_CONFIG_OVERRIDES"
 TRAIN_ROWS = 20_000
 THREAD_VARIABLES = (  # the same list `lifecycle serve` sets (lifecycle.cli)
@@ -155,7 +155,7 @@ def without_gc_fixes_scenario(connections: tuple[int, ...] = CONNECTIONS) -> Sce
 
 
 # The ablation: serving/service.py as shipped has two fixes for garbage-collector pauses,
-# both in FailurePredictor.__init__; this undoes them without touching the code. It is
+# both in Predictor.__init__; this undoes them without touching the code. It is
 # loaded into the server's processes as a `sitecustomize` module (PYTHONPATH), before the
 # service module is imported, for the `bentoml-without-gc-fixes` row (and `without=`
 # variants) only:
@@ -231,7 +231,7 @@ def _child_build(workdir: Path) -> None:
     from core.model_files import save_model
     from features.contract import load_contract
     from features.synthetic import generate_process_data
-    from models.evaluation import choose_threshold, predict_failure_probability
+    from models.evaluation import choose_threshold, predict_probability
     from models.training import SKOPS_TRUSTED_TYPES, fit_model, predict_out_of_fold, split_data
     from pipelines.train import _log_model  # exactly how the train stage logs the model
     from serving.model_store import export_model, load_served_model, write_champion_pointer
@@ -282,7 +282,7 @@ def _child_build(workdir: Path) -> None:
     split = {"dataframe_split": {"columns": contract.features, "data": [values]}}
     (workdir / "body-bentoml.json").write_text(json.dumps(record))
     (workdir / "body-mlflow.json").write_text(json.dumps(split))
-    probability = float(predict_failure_probability(model, row, contract)[0])
+    probability = float(predict_probability(model, row, contract)[0])
     print(
         json.dumps(
             {
@@ -313,7 +313,7 @@ def _child_inprocess(workdir: Path, numeric_threads: int) -> None:
     import pipelines  # noqa: F401
     from core.config import load_params
     from features.contract import load_contract
-    from models.evaluation import predict_failure_probability
+    from models.evaluation import predict_probability
     from serving.model_store import load_served_model, read_champion_pointer
     from serving.schema import build_record_model, records_to_frame
 
@@ -343,11 +343,11 @@ def _child_inprocess(workdir: Path, numeric_threads: int) -> None:
             "calls_per_s": round(len(times) / sum(times), 1),
         }
 
-    one_row_predict = per_call(lambda: predict_failure_probability(pipeline, one_row, contract))
+    one_row_predict = per_call(lambda: predict_probability(pipeline, one_row, contract))
 
     def service_path() -> None:  # what the service does per row, minus HTTP and the log
         record = record_model.model_validate_json(body)
-        predict_failure_probability(pipeline, records_to_frame([record], contract), contract)
+        predict_probability(pipeline, records_to_frame([record], contract), contract)
 
     one_row_service_path = per_call(service_path)
 
@@ -355,7 +355,7 @@ def _child_inprocess(workdir: Path, numeric_threads: int) -> None:
     batched = []
     for rows in (8, 64, 1000, 10_000):
         frame = big.head(rows)
-        stats = per_call(lambda f=frame: predict_failure_probability(pipeline, f, contract), 2.0, 5)
+        stats = per_call(lambda f=frame: predict_probability(pipeline, f, contract), 2.0, 5)
         batched.append(
             {
                 "rows": rows,
@@ -628,7 +628,7 @@ def start_server(scenario: Scenario, workdir: Path, build: dict[str, Any]) -> Se
 def confirm_ablation(server: Server) -> list[str]:
     """The server log's lines saying each undone fix was undone, in the service's process.
 
-    A ready service has run FailurePredictor.__init__, so the lines are there or the
+    A ready service has run Predictor.__init__, so the lines are there or the
     ablation did not take effect (and the row would measure the service as shipped).
     """
     text = server.log.read_text(errors="replace")

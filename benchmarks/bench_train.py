@@ -39,7 +39,7 @@ def _child(rows: int, repeats: int) -> None:
     from core.config import SyntheticSourceConfig, load_params
     from features.contract import load_contract
     from features.synthetic import generate_process_data
-    from models.evaluation import choose_threshold, predict_failure_probability, score_predictions
+    from models.evaluation import choose_threshold, predict_probability, score_predictions
     from models.training import fit_model, predict_out_of_fold, split_data
 
     params = load_params(ROOT / "params.yaml")
@@ -57,7 +57,7 @@ def _child(rows: int, repeats: int) -> None:
         phases["fit_s"] = time.perf_counter() - start - phases["out_of_fold_s"]
         y = train[contract.label].to_numpy()
         point = choose_threshold(y, oof, params.evaluate.operating_point)
-        proba = predict_failure_probability(model, holdout, contract)
+        proba = predict_probability(model, holdout, contract)
         phases["holdout_average_precision"] = score_predictions(
             holdout[contract.label].to_numpy(), proba, point.threshold
         )["average_precision"]

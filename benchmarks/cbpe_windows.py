@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import DataConfig, OperatingPointConfig, TrainConfig
 from features.contract import load_contract
-from models.evaluation import choose_threshold, predict_failure_probability
+from models.evaluation import choose_threshold, predict_probability
 from models.training import fit_model, predict_out_of_fold, split_data
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def build_windows(real: pd.DataFrame) -> pd.DataFrame:
         {
             "part": "pool",
             "label": pool[contract.label].to_numpy(),
-            "probability": predict_failure_probability(model, pool, contract),
+            "probability": predict_probability(model, pool, contract),
         }
     )
     windows = _window_members(pool, np.random.default_rng(seed))

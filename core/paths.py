@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # The model's reference data: its training split (contract feature columns), the label
-# ("label") and its out-of-fold failure probability ("probability"). The train stage writes
+# ("label") and its out-of-fold probability ("probability"). The train stage writes
 # it beside the model; the serving store keeps it with the model; the monitor compares
 # production traffic with the champion's copy.
 REFERENCE_FILE = "validation_predictions.parquet"

@@ -8,22 +8,97 @@ derived from it; nothing else lists the columns by hand.
 
 from __future__ import annotations
 
+import functools
+import keyword
 import math
 import re
+import unicodedata
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Dtype = Literal["integer", "float", "string", "categorical"]
 Role = Literal["id", "feature", "label", "ignore"]
 NUMERIC_DTYPES: frozenset[str] = frozenset({"integer", "float"})
+# the fields every served answer carries beside the probability and the label
+ANSWER_SHARED_FIELDS = ("threshold", "model_version", "request_id")
+_RESERVED_NAMES = frozenset(dir(BaseModel))
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ContractError(ValueError):
     """A contract file that cannot be used; the message names the column and the problem."""
+
+
+@functools.lru_cache(maxsize=1024)
+def field_name(column: str) -> str:
+    """A stable snake_case identifier for a column: "Air temperature [K]" -> "air_temperature_k".
+
+    Accents are dropped, each run of other non-alphanumerics becomes one underscore, and the
+    result is lower-cased. A leading digit gets a `c_` prefix; a Python keyword, a BaseModel
+    attribute or a `model_` name gets a trailing underscore. `field_name(field_name(x))`
+    equals `field_name(x)`.
+    """
+    plain = unicodedata.normalize("NFKD", column).encode("ascii", "ignore").decode()
+    snake = re.sub(r"[^0-9a-zA-Z]+", "_", plain).strip("_").lower()
+    if not snake:
+        raise ValueError(f"column {column!r}: no letters or digits to make a field name from")
+    if snake[0].isdigit():
+        snake = f"c_{snake}"
+    if keyword.iskeyword(snake) or snake in _RESERVED_NAMES or snake.startswith("model_"):
+        snake = f"{snake}_"
+    return snake
+
+
+class Answer(BaseModel):
+    """The field names of the served answer: the probability and the predicted label.
+
+    Either may be left out: the probability is then `probability`, the label the contract's
+    label column as a snake_case identifier (`Machine failure` -> `machine_failure`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    probability: str = "probability"
+    label: str | None = None
+
+    @field_validator("probability", "label")
+    @classmethod
+    def _an_identifier(cls, name: str | None) -> str | None:
+        if name is not None:
+            problem = answer_name_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        return name
+
+    @model_validator(mode="after")
+    def _names_differ(self) -> Answer:
+        if self.label is not None and self.label == self.probability:
+            raise ValueError(
+                f"probability and label are both '{self.label}'; give them different names"
+            )
+        return self
+
+
+def answer_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a field of the answer, or None when it can."""
+    if not _IDENTIFIER.fullmatch(name) or keyword.iskeyword(name):
+        return f"'{name}' is not a valid identifier (letters, digits, _; not a Python keyword)"
+    if name in ANSWER_SHARED_FIELDS:
+        return f"'{name}' is taken: every answer has {', '.join(ANSWER_SHARED_FIELDS)}"
+    if name in _RESERVED_NAMES or name.startswith("model_"):
+        return f"'{name}' is reserved by pydantic (an attribute of its models or model_*)"
+    return None
 
 
 class Column(BaseModel):
@@ -112,6 +187,8 @@ class DataContract(BaseModel):
     name: str
     description: str = ""
     columns: tuple[Column, ...] = Field(min_length=1)
+    # the served answer's field names; absent: `probability` and the label column's snake name
+    answer: Answer = Answer()
 
     @model_validator(mode="after")
     def _roles_are_consistent(self) -> DataContract:
@@ -127,11 +204,31 @@ class DataContract(BaseModel):
             raise ValueError(f"label column '{label.name}' cannot be nullable")
         if not any(c.role == "feature" for c in self.columns):
             raise ValueError("at least one column must have role 'feature'")
+        if self.answer.label is None:
+            default = field_name(label.name)
+            problem = answer_name_problem(default)
+            if problem is None and default == self.answer.probability:
+                problem = f"'{default}' is also the probability's name"
+            if problem is not None:
+                raise ValueError(
+                    f"the answer's label would be named after label column '{label.name}', "
+                    f"but {problem}; set answer.label in the contract"
+                )
         return self
 
     @cached_property
     def by_name(self) -> dict[str, Column]:
         return {c.name: c for c in self.columns}
+
+    @property
+    def probability_field(self) -> str:
+        """The served answer's name for the probability of the positive label."""
+        return self.answer.probability
+
+    @property
+    def label_field(self) -> str:
+        """The served answer's name for the predicted label (probability >= threshold)."""
+        return self.answer.label or field_name(self.label)
 
     @property
     def column_names(self) -> list[str]:

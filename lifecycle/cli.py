@@ -189,7 +189,7 @@ def _point_serving_at(name: str, version: int) -> None:
 
 
 # `lifecycle serve`: what it starts, and the thread counts it sets for the numeric libraries
-SERVICE = "serving.service:FailurePredictor"
+SERVICE = "serving.service:Predictor"
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -210,7 +210,7 @@ def serve_command(
 ) -> None:
     """Serve the champion from the project's model store over HTTP (BentoML).
 
-    Replaces this process with `bentoml serve serving.service:FailurePredictor`, with
+    Replaces this process with `bentoml serve serving.service:Predictor`, with
     BENTOML_HOME set to `serving.store`, the numeric libraries' thread counts set to
     `serving.numeric_threads` and BentoML's usage tracking off. The service itself reads
     the rest of the `serving` block of params.yaml.

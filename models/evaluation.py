@@ -29,9 +29,7 @@ MISSING_GROUP = "<missing>"
 _FLOOR_SLACK = 1e-12  # so a share that equals the floor (9/10 vs 0.9) counts as meeting it
 
 
-def predict_failure_probability(
-    model: Pipeline, frame: pd.DataFrame, contract: DataContract
-) -> np.ndarray:
+def predict_probability(model: Pipeline, frame: pd.DataFrame, contract: DataContract) -> np.ndarray:
     """Probability of the positive class for each row."""
     return model.predict_proba(feature_frame(frame, contract))[:, 1]
 

@@ -1,9 +1,9 @@
 """Check a model's probability calibration at training time, and fit a calibrator when needed.
 
 Performance estimation before labels (`monitoring.estimation`) reads each calibrated
-probability as the chance that the row is a failure, so it is only as good as the
+probability as the chance that the row is positive, so it is only as good as the
 calibration. A model trained with `class_weight="balanced"` on a few percent of positives
-scores far above the true failure rate; such a model gets an isotonic calibrator, fitted on
+scores far above the true positive rate; such a model gets an isotonic calibrator, fitted on
 the out-of-fold probabilities of its training split. That is what scikit-learn's
 `CalibratedClassifierCV(method="isotonic", ensemble=False)` fits (`cross_val_predict`, then
 `IsotonicRegression(out_of_bounds="clip")` on the held-out scores); the out-of-fold scores

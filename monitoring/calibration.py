@@ -188,7 +188,7 @@ def render_calibration(calibration: DriftCalibration) -> str:
     ]
     named = dict(calibration.columns)
     if calibration.prediction is not None:
-        named["failure probability (prediction drift)"] = calibration.prediction
+        named["served probability (prediction drift)"] = calibration.prediction
     for name, column in named.items():
         display = STATTESTS[column.kind].display_name
         for size in column.sizes:

@@ -139,7 +139,7 @@ def build_dashboard_panels() -> dict[str, list[DashboardPanelPlot]]:
 
     "Drift": the share and the number of drifted feature columns (Evidently's
     `DriftedColumnsCount`) and every column's drift score (`ValueDrift`, one line per
-    column, the served failure probability among them). "Quality": per metric of
+    column, the served probability among them). "Quality": per metric of
     `QUALITY_METRICS`, the estimated, realized and floor values. Panel titles are unique
     across tabs, so a workspace can add the ones it lacks by title.
     """

@@ -3,7 +3,7 @@
 The column mapping comes from the data contract: its numeric features are compared as numerical
 columns, its other features as categorical; ids, the label and ignored columns are left out, so a
 current window without labels (production traffic) works. Evidently picks each column's test and
-gives the verdict. Prediction drift compares the served failure probabilities with the
+gives the verdict. Prediction drift compares the served probabilities with the
 reference's out-of-fold probabilities in the same report, so the HTML shows both. With a
 `DriftCalibration` (measured on the champion's training period, `monitoring.calibration`),
 each calibrated column gets its fixed method and calibrated threshold instead of Evidently's
@@ -24,6 +24,7 @@ from evidently.core.report import Snapshot  # what `Report.run` returns (aliased
 from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset
 
+from core.columns import PROBABILITY
 from core.config import MonitorConfig
 from core.records.drift_calibration import DriftCalibration
 from features.contract import DataContract
@@ -36,7 +37,7 @@ _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"
 _DRIFTED_COLUMNS_COUNT = "evidently:metric_v2:DriftedColumnsCount"
 _FAIL = "FAIL"  # a failed drift test means "drift detected"
 _DECIMALS = 6  # rounding of floats in the JSON summary, so equal results give equal bytes
-PREDICTION_COLUMN = "failure_probability"  # the scores' column in the report
+PREDICTION_COLUMN = PROBABILITY  # the scores' column in the report, as in the prediction log
 
 
 class DriftInputError(ValueError):
@@ -85,7 +86,7 @@ class DriftResult:
 
 @dataclass(frozen=True)
 class PredictionDrift:
-    """The drift verdict for the failure probabilities, and how many scores each side had."""
+    """The drift verdict for the served probabilities, and how many scores each side had."""
 
     method: str
     score: float
@@ -127,7 +128,7 @@ def detect_drift(
     `config.per_column_threshold` per contract feature (null or absent: Evidently's default
     for the test it picks), `config.prediction_drift_threshold` for the scores (one more
     Evidently `ValueDrift` in the same report).
-    With both `reference_scores` and `current_scores` (failure probabilities), their drift is
+    With both `reference_scores` and `current_scores` (the model's probabilities), their drift is
     judged too. Each is aligned to its frame by index: a row without a score (absent or NaN),
     such as one another model version served, is left out of that comparison only.
     With `calibration` (calibrated), each feature it covers gets its method and the threshold
@@ -254,7 +255,7 @@ def describe_prediction_drift(result: DriftResult, config: MonitorConfig) -> str
     """The prediction-drift verdict as one sentence naming the test, score and threshold."""
     prediction = result.prediction
     if prediction is None:
-        return "prediction drift not judged: the window has no failure probabilities to compare"
+        return "prediction drift not judged: the window has no served probabilities to compare"
     if prediction.calibrated:
         source = "calibrated on the champion's training period"
     elif config.prediction_drift_threshold is not None:
@@ -264,7 +265,7 @@ def describe_prediction_drift(result: DriftResult, config: MonitorConfig) -> str
     verdict = "prediction drift" if prediction.drifted else "no prediction drift"
     return (
         f"{verdict}: {prediction.method} {prediction.score:.4g} on {prediction.current_rows} "
-        f"served failure probabilities against {prediction.reference_rows} reference ones "
+        f"served probabilities against {prediction.reference_rows} reference ones "
         f"(threshold {prediction.threshold:.4g}, {source})"
     )
 

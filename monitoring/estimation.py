@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from core.columns import PROBABILITY
 from core.config import EstimationConfig
 from core.records.estimation import MetricEstimate, PerformanceEstimate, ProbabilityCalibration
 from models.probability_calibration import apply_probability_calibration, check_probabilities
@@ -39,7 +40,7 @@ def estimate_performance(
 ) -> PerformanceEstimate:
     """The estimated quality of a window from the model's own `probabilities` (no labels).
 
-    `probabilities` are the scores as served (the prediction log's `failure_probability`);
+    `probabilities` are the scores as served (the prediction log's `probability` column);
     `threshold` is the operating threshold on them; `calibration` (fitted at training time)
     turns them into the probabilities the estimate trusts.
     """
@@ -212,5 +213,5 @@ def _check_scores(probabilities: np.ndarray) -> np.ndarray:
     if len(scores) == 0:
         raise ValueError("no probabilities to estimate on: the window has no champion rows")
     return check_probabilities(
-        scores, "the prediction log's 'failure_probability' must hold the served scores"
+        scores, f"the prediction log's '{PROBABILITY}' must hold the served scores"
     )

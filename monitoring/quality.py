@@ -35,7 +35,7 @@ def assess_quality(
 ) -> QualitySummary:
     """Score the champion's labelled rows and name every metric below its floor.
 
-    `labelled` needs the label, `failure_probability` and `threshold` columns (the log's).
+    `labelled` needs the label, `probability` and `threshold` columns (the log's).
     `floors` default to `monitor.quality.thresholds`. The bootstrap intervals depend only on
     the rows and `seed`.
     """

@@ -79,7 +79,7 @@ def served_by(window: pd.DataFrame, version: str) -> pd.DataFrame:
 
 
 def scores_to_compare(window: pd.DataFrame, version: str) -> pd.Series:
-    """The failure probabilities to compare with the champion's reference scores.
+    """The served probabilities to compare with the champion's reference scores.
 
     Those of the rows the champion (`version`) served; when it served none yet (just
     promoted), those of every row, so the scores production saw are still judged.

@@ -35,7 +35,7 @@ from core.paths import (
 from core.records import record_json
 from core.records.deploy import Challenger, ChampionRecord, DeployDecision, InfraCheck, RecentWindow
 from features.contract import DataContract, load_contract
-from models.evaluation import predict_failure_probability
+from models.evaluation import predict_probability
 from models.promotion import (
     ChampionEvidence,
     compare_with_champion,
@@ -72,9 +72,7 @@ def main() -> None:
     threshold = float(challenger.holdout["threshold"])
     before = registry.champion(name)
     holdout = pd.read_parquet(HOLDOUT_SPLIT)
-    challenger_proba = predict_failure_probability(
-        load_model(MODEL_DIR).pipeline, holdout, contract
-    )
+    challenger_proba = predict_probability(load_model(MODEL_DIR).pipeline, holdout, contract)
     evidence = None
     if before is not None and before.sha256 != challenger.content_sha256:
         evidence = _champion_evidence(
@@ -130,7 +128,7 @@ def _champion_evidence(
     challenger_threshold: float,
 ) -> ChampionEvidence:
     """The champion scored on the holdout, less its own training rows, and the recent window."""
-    champion_proba = predict_failure_probability(
+    champion_proba = predict_probability(
         registry.load_champion_model(champion.name), holdout, contract
     )
     unseen = _unseen_by_champion(champion, params.serving.store, contract, holdout)

@@ -31,7 +31,7 @@ from models.evaluation import (
     choose_threshold,
     confusion_rows,
     curve_points,
-    predict_failure_probability,
+    predict_probability,
     score_by_group,
     score_predictions,
 )
@@ -55,7 +55,7 @@ def main() -> None:
 
     holdout = pd.read_parquet(HOLDOUT_SPLIT)
     y_true = holdout[contract.label].to_numpy()
-    proba = predict_failure_probability(loaded.pipeline, holdout, contract)
+    proba = predict_probability(loaded.pipeline, holdout, contract)
     metrics = {
         "holdout": score_predictions(y_true, proba, point.threshold),
         "operating_point": asdict(point),

@@ -278,7 +278,7 @@ def _log_decision(
         for column in (*drift.columns, *([drift.prediction] if drift.prediction else [])):
             logger.info(
                 "  %-28s %s = %.4g (threshold %.3g)%s",
-                getattr(column, "name", "failure probability"),
+                getattr(column, "name", "probability"),
                 column.method,
                 column.score,
                 column.threshold,

@@ -34,7 +34,7 @@ from core.paths import (
 from core.records import record_json
 from core.records.profile import MonitorProfile
 from features.contract import DataContract, load_contract
-from models.evaluation import predict_failure_probability, score_ranking
+from models.evaluation import predict_probability, score_ranking
 from models.training import (
     SKOPS_TRUSTED_TYPES,
     family_params,
@@ -80,7 +80,7 @@ def main() -> None:
 
     y_train = train[contract.label].to_numpy()
     metrics = {
-        "train": score_ranking(y_train, predict_failure_probability(model, train, contract)),
+        "train": score_ranking(y_train, predict_probability(model, train, contract)),
         "cv": score_ranking(y_train, oof),
     }
     if search is not None:
@@ -154,7 +154,7 @@ def main() -> None:
 
 def reference_data(train: pd.DataFrame, oof: np.ndarray, contract: DataContract) -> pd.DataFrame:
     """The model's reference data: the training split's ids and features (contract names),
-    its label as `label` and its out-of-fold failure probability as `probability`."""
+    its label as `label` and its out-of-fold probability as `probability`."""
     columns = [*contract.ids, *contract.features]
     clash = sorted({REFERENCE_LABEL, REFERENCE_PROBABILITY} & set(columns))
     if clash:

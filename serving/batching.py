@@ -38,7 +38,7 @@ class RowBatcher:
         self._expected = 1
 
     async def submit(self, row: Any) -> tuple[ServedModel, float]:
-        """The model that scored the row and its failure probability."""
+        """The model that scored the row and its probability of the positive label."""
         if self._task is None or self._task.done():
             self._queue = asyncio.Queue()
             self._task = asyncio.get_running_loop().create_task(self._run())

@@ -3,7 +3,8 @@
 Everything here reaches under BentoML's public API (`bentoml._internal`, underscore
 arguments) and was checked on BentoML 1.4.40 (`PATCHED_VERSION`); after an upgrade, read
 this file first and run tests/serving/test_bentoml_patches.py and test_model_store.py.
-The fix, `cancel_request_timeout_timers`, stops a per-request memory leak; `open_model_store`,
+The fix, `cancel_request_timeout_timers`, stops a per-request memory leak;
+`bentoml_openapi_document` reads the OpenAPI document BentoML builds; `open_model_store`,
 `create_model` and `point_bentoml_home` reach BentoML's model store at an explicit path.
 """
 
@@ -81,6 +82,15 @@ def cancel_request_timeout_timers() -> bool:
     traffic.TimeoutMiddleware.__call__ = __call__
     _applied = True
     return True
+
+
+def bentoml_openapi_document(service: Any) -> dict[str, Any]:
+    """The OpenAPI document BentoML builds for `service` (a `@bentoml.service` class), as JSON.
+
+    BentoML 1.4.40 serves `service.openapi_spec.asdict()` at `/docs.json`
+    (`_bentoml_impl/server/app.py`); `serving.openapi` corrects it.
+    """
+    return service.openapi_spec.asdict()
 
 
 # --- BentoML's model store at an explicit path ------------------------------------------

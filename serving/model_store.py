@@ -49,7 +49,7 @@ class ServedModel:
     pipeline: Pipeline
     tag: str  # e.g. "milling-failure:v3"
     version: str  # the registry version as a label, e.g. "v3"
-    threshold: float  # the operating threshold: failure = probability >= threshold
+    threshold: float  # the operating threshold: predicted = probability >= threshold
     content_sha256: str
     run_id: str | None
     meta: dict[str, Any]

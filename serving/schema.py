@@ -2,21 +2,20 @@
 
 No column is named here. `build_record_model` makes one field per `id` and `feature` column
 of the contract, with its type, range, categories, pattern and description, so the OpenAPI
-document and the 4xx messages follow the contract when it changes.
+document and the 4xx messages follow the contract when it changes. `build_answer_models`
+names the answer's probability and label fields as the contract's `answer:` block says.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
-import keyword
 import math
 import numbers
 import operator
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,39 +30,19 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError, SchemaError
 
-from features.contract import Column, DataContract
+from features.contract import Column, DataContract, field_name
 
 RECORD_MODEL_NAME = "ProcessRecord"
 BATCH_MODEL_NAME = "ProcessBatch"
 SERVED_ROLES = frozenset({"id", "feature"})  # what a client sends; labels are never inputs
-_RESERVED_NAMES = frozenset(dir(BaseModel))
 _JSON_KINDS = {"bool": "a boolean", "str": "a string", "list": "an array", "dict": "an object"}
 _INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 # --- names ----------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1024)
-def field_name(column: str) -> str:
-    """A stable snake_case identifier for a column: "Air temperature [K]" -> "air_temperature_k".
-
-    Accents are dropped, each run of other non-alphanumerics becomes one underscore, and the
-    result is lower-cased. A leading digit gets a `c_` prefix; a Python keyword, a BaseModel
-    attribute or a `model_` name gets a trailing underscore. `field_name(field_name(x))`
-    equals `field_name(x)`.
-    """
-    plain = unicodedata.normalize("NFKD", column).encode("ascii", "ignore").decode()
-    snake = re.sub(r"[^0-9a-zA-Z]+", "_", plain).strip("_").lower()
-    if not snake:
-        raise ValueError(f"column {column!r}: no letters or digits to make a field name from")
-    if snake[0].isdigit():
-        snake = f"c_{snake}"
-    if keyword.iskeyword(snake) or snake in _RESERVED_NAMES or snake.startswith("model_"):
-        snake = f"{snake}_"
-    return snake
 
 
 def served_columns(contract: DataContract) -> list[Column]:
@@ -307,51 +286,48 @@ def _column_array(values: list[Any], column: Column) -> np.ndarray:
 
 
 class Prediction(BaseModel):
-    """The answer for one record."""
+    """The answer for one record; `build_answer_models` names its fields from the contract."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-    failure_probability: float = Field(
-        ge=0, le=1, description="The model's probability that this process ends in a failure."
-    )
-    failure: bool = Field(description="True when failure_probability >= threshold.")
-    threshold: float = Field(
-        ge=0, le=1, description="The operating threshold chosen when the model was evaluated."
-    )
-    model_version: str = Field(description="The registered model version that answered.")
-    request_id: str = Field(description="This request's id; the prediction log keys on it.")
+    probability_field: ClassVar[str] = "probability"
+    label_field: ClassVar[str] = "predicted"
 
     @classmethod
     def from_probability(
         cls, probability: float, threshold: float, model_version: str, request_id: str
     ) -> Prediction:
-        return cls(
-            failure_probability=float(probability),
-            failure=bool(probability >= threshold),
-            threshold=threshold,
-            model_version=model_version,
-            request_id=request_id,
+        return cls.model_validate(
+            {
+                cls.probability_field: float(probability),
+                cls.label_field: bool(probability >= threshold),
+                "threshold": threshold,
+                "model_version": model_version,
+                "request_id": request_id,
+            }
         )
+
+    def scored(self) -> tuple[float, bool]:
+        """(probability, predicted label), whatever the contract names them."""
+        return getattr(self, self.probability_field), getattr(self, self.label_field)
 
 
 class RecordPrediction(BaseModel):
-    """One record's answer within a batch."""
+    """One record's answer within a batch; fields named from the contract."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    probability_field: ClassVar[str] = "probability"
+    label_field: ClassVar[str] = "predicted"
 
-    failure_probability: float = Field(ge=0, le=1, description="Probability of a failure.")
-    failure: bool = Field(description="True when failure_probability >= the batch's threshold.")
+    def scored(self) -> tuple[float, bool]:
+        return getattr(self, self.probability_field), getattr(self, self.label_field)
 
 
 class BatchPrediction(BaseModel):
     """The answers for a batch, in request order; what every row shares is stated once."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-    predictions: list[RecordPrediction] = Field(description="One answer per record, in order.")
-    threshold: float = Field(ge=0, le=1, description="The operating threshold of the model.")
-    model_version: str = Field(description="The registered model version that answered.")
-    request_id: str = Field(description="This request's id; the prediction log keys on it.")
+    probability_field: ClassVar[str] = "probability"
+    label_field: ClassVar[str] = "predicted"
 
     @classmethod
     def from_probabilities(
@@ -362,18 +338,87 @@ class BatchPrediction(BaseModel):
         request_id: str,
     ) -> BatchPrediction:
         scores = np.asarray(probabilities, dtype=np.float64)
-        failures = (scores >= threshold).tolist()
+        predicted = (scores >= threshold).tolist()
         return cls.model_validate(
             {
                 "predictions": [
-                    {"failure_probability": p, "failure": f}
-                    for p, f in zip(scores.tolist(), failures, strict=True)
+                    {cls.probability_field: p, cls.label_field: f}
+                    for p, f in zip(scores.tolist(), predicted, strict=True)
                 ],
                 "threshold": threshold,
                 "model_version": model_version,
                 "request_id": request_id,
             }
         )
+
+    def scored(self) -> list[tuple[float, bool]]:
+        """Each record's (probability, predicted label), in request order."""
+        return [record.scored() for record in self.predictions]  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class AnswerModels:
+    """The response models of one contract: one record's answer, a batch row, a batch."""
+
+    single: type[Prediction]
+    record: type[RecordPrediction]
+    batch: type[BatchPrediction]
+
+
+def build_answer_models(contract: DataContract) -> AnswerModels:
+    """The answer models, their two scored fields named by the contract's `answer` block.
+
+    `Prediction` is {probability, label, threshold, model_version, request_id};
+    `BatchPrediction` is {predictions: [{probability, label}], threshold, model_version,
+    request_id}, with the contract's names for probability and label.
+    """
+    probability, label = contract.probability_field, contract.label_field
+    about = (
+        f"The model's probability that '{contract.label}' is 1 (the positive class), "
+        "for this record."
+    )
+    decided = f"True when {probability} >= threshold: the predicted '{contract.label}'."
+    scored = {
+        probability: (float, Field(ge=0, le=1, description=about)),
+        label: (bool, Field(description=decided)),
+    }
+    shared = {
+        "threshold": (
+            float,
+            Field(ge=0, le=1, description="The operating threshold chosen at evaluation."),
+        ),
+        "model_version": (str, Field(description="The registered model version that answered.")),
+        "request_id": (str, Field(description="This request's id; the prediction log keys on it.")),
+    }
+    names = {"probability_field": probability, "label_field": label}
+    record = _answer_model(RecordPrediction, "One record's answer within a batch.", scored, names)
+    single = _answer_model(Prediction, "The answer for one record.", {**scored, **shared}, names)
+    rows = (
+        list[record],  # type: ignore[valid-type]
+        Field(description="One answer per record, in the request's order."),
+    )
+    batch = _answer_model(
+        BatchPrediction,
+        "The answers for a batch, in request order; what every row shares is stated once.",
+        {"predictions": rows, **shared},
+        names,
+    )
+    return AnswerModels(single=single, record=record, batch=batch)
+
+
+def _answer_model(
+    base: type[Any], doc: str, fields: dict[str, tuple[Any, FieldInfo]], names: dict[str, str]
+) -> Any:
+    """A subclass of `base` named like it, with `fields` in order and its field-name ClassVars."""
+    namespace: dict[str, Any] = {
+        "__module__": __name__,
+        "__doc__": doc,
+        "__qualname__": base.__name__,
+        "__annotations__": {name: kind for name, (kind, _) in fields.items()},
+        **{name: info for name, (_, info) in fields.items()},
+        **names,
+    }
+    return type(base.__name__, (base,), namespace)
 
 
 # --- 4xx bodies ------------------------------------------------------------------------
@@ -403,6 +448,37 @@ def describe_validation_error(exc: ValidationError) -> list[dict[str, Any]]:
         item["type"] = error["type"]
         described.append(item)
     return described
+
+
+class Problem(BaseModel):
+    """One problem with a request, as `describe_validation_error` states it."""
+
+    field: str | None = Field(
+        description="The contract column, the unknown key as sent, or `records` for the "
+        "batch as a whole; null when the body itself is the problem (not JSON, not an object)."
+    )
+    name: str | None = Field(description="The field's snake_case name; null for unknown keys.")
+    record: int | SkipJsonSchema[None] = Field(
+        None, description="The record's index within a batch (only for a batch's records)."
+    )
+    message: str = Field(description="What is wrong, in words.")
+    value: Any = Field(
+        None, description="The offending input (absent for a missing field or a whole object)."
+    )
+    type: str = Field(description="The kind of problem, e.g. missing, extra_forbidden.")
+
+
+class InvalidRequest(BaseModel):
+    """A 400: the body does not fit the request schema."""
+
+    error: str = Field(description="One line: the first problem, and how many more.")
+    detail: list[Problem] = Field(description="Every problem found, in order.")
+
+
+class ErrorAnswer(BaseModel):
+    """Any other refusal or error: one line saying why."""
+
+    error: str = Field(description="What went wrong and, where it helps, what to do.")
 
 
 def _snake_or_none(field: str) -> str | None:

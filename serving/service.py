@@ -32,20 +32,22 @@ from starlette.responses import JSONResponse
 from core import OUR_PACKAGES
 from core.config import ServingConfig, load_params
 from features.contract import DataContract, load_contract
-from models.evaluation import predict_failure_probability
+from models.evaluation import predict_probability
 from serving.batching import RowBatcher
-from serving.bentoml_patches import cancel_request_timeout_timers
-from serving.gate import REQUEST_ID_HEADER, RequestGate, request_id_from
+from serving.bentoml_patches import bentoml_openapi_document, cancel_request_timeout_timers
+from serving.gate import API_KEY_HEADER, REQUEST_ID_HEADER, RequestGate, request_id_from
 from serving.model_store import (
     ModelStoreError,
     ServedModel,
     load_served_model,
     read_champion_pointer,
 )
+from serving.openapi import Answer, OpenAPIDocument, Operation, ServiceDocument, correct_document
 from serving.prediction_log import PredictionLogger, prediction_rows
 from serving.schema import (
-    BatchPrediction,
-    Prediction,
+    ErrorAnswer,
+    InvalidRequest,
+    build_answer_models,
     build_batch_model,
     build_record_model,
     example_record,
@@ -116,6 +118,15 @@ ProcessBatch = _openapi_30(
     build_batch_model(ProcessRecord, _SETTINGS.serving.max_batch_rows),
     {"records": [example_record(_SETTINGS.contract)]},
 )
+_ANSWERS = build_answer_models(_SETTINGS.contract)  # field names from the contract's `answer:`
+Prediction = _ANSWERS.single
+BatchPrediction = _ANSWERS.batch
+
+
+class ReloadRequest(BaseModel):
+    """`/admin/reload` takes no parameters: no body, or an empty JSON object."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ReloadResult(BaseModel):
@@ -125,7 +136,67 @@ class ReloadResult(BaseModel):
     tag: str | None = Field(description="The model served after the call, e.g. name:v3.")
     model_version: str | None = Field(description="Its registered version label, e.g. v3.")
     previous_tag: str | None = Field(description="The model served before the call.")
-    error: str | None = Field(None, description="Why the champion could not be loaded.")
+    error: str | None = Field(
+        None, description="Why the champion could not be loaded (500); null when it was."
+    )
+
+
+def service_document(settings: ServiceSettings) -> ServiceDocument:
+    """What the OpenAPI document says of each route: the contract's words, every answer."""
+    contract = settings.contract
+    keyed = bool(os.environ.get(settings.serving.api_key_env))  # as the gate reads it
+    refused = {
+        400: Answer(
+            InvalidRequest, "The body does not fit the schema; `detail` names each problem."
+        ),
+        413: Answer(ErrorAnswer, "The body is over serving.max_body_bytes."),
+        415: Answer(ErrorAnswer, "The body is not JSON (Content-Type: application/json)."),
+        504: Answer(ErrorAnswer, "Not answered within the request timeout."),
+    }
+    if keyed:
+        refused[401] = Answer(ErrorAnswer, f"Missing or wrong {API_KEY_HEADER} header.")
+    scoring = {
+        **refused,
+        500: Answer(ErrorAnswer, "The model failed on this request."),
+        503: Answer(ErrorAnswer, "No champion is loaded yet: deploy one and retry."),
+    }
+    label = f"'{contract.label}'"
+    return ServiceDocument(
+        title=f"{contract.name}: predictions of {label}",
+        description=(
+            f"{contract.description or contract.name} Each answer gives "
+            f"`{contract.probability_field}`, the champion model's probability that {label} "
+            f"is 1, and `{contract.label_field}`, whether it reaches the model's threshold."
+        ),
+        operations={
+            "/predict": Operation(
+                ProcessRecord,
+                body_required=True,
+                answers={200: Answer(Prediction, "The answer for the record."), **scoring},
+                summary=f"Score one record: the probability of {label}.",
+            ),
+            "/predict_batch": Operation(
+                ProcessBatch,
+                body_required=True,
+                answers={200: Answer(BatchPrediction, "One answer per record."), **scoring},
+                summary=f"Score a batch of records: the probability of {label} for each.",
+            ),
+            "/admin/reload": Operation(
+                ReloadRequest,
+                body_required=False,
+                answers={
+                    200: Answer(ReloadResult, "The champion in the store's pointer is served."),
+                    500: Answer(
+                        ReloadResult, "The new champion could not be loaded; `error` says why."
+                    ),
+                    **refused,
+                },
+                summary="Serve the store's champion now, instead of at the next poll.",
+            ),
+        },
+        api_key_header=API_KEY_HEADER if keyed else None,
+        extra_answers={"/readyz": {503: "Not ready: no champion loaded yet."}},
+    )
 
 
 # --- metrics --------------------------------------------------------------------------
@@ -185,8 +256,8 @@ def _metrics() -> _Metrics:
 
 # The decorator takes `serving.workers`, `serving.threads`, `serving.host` and `serving.port`,
 # so even a bare `bentoml serve` binds to loopback by default. BentoML's own overrides
-# (`BENTOML_CONFIG_OVERRIDES`, JSON keyed by the service name `FailurePredictor`, e.g.
-# `{"services": {"FailurePredictor": {"traffic": {"timeout": 10}}}}`) win over the decorator,
+# (`BENTOML_CONFIG_OVERRIDES`, JSON keyed by the service name `Predictor`, e.g.
+# `{"services": {"Predictor": {"traffic": {"timeout": 10}}}}`) win over the decorator,
 # and `bentoml serve --host/--port` over both.
 @bentoml.service(
     workers=_SETTINGS.serving.workers,
@@ -194,11 +265,12 @@ def _metrics() -> _Metrics:
     traffic={"timeout": REQUEST_TIMEOUT_S},
     http={"host": _SETTINGS.serving.host, "port": _SETTINGS.serving.port},
 )
-class FailurePredictor:
-    """Machine-failure probability for milling process records, from the champion model.
+class Predictor:
+    """The champion model's probability of the contract's label for each record sent.
 
-    Each answer names the model version that produced it and the request id under which
-    it was logged.
+    The request and answer fields follow the data contract named in `params.yaml` (its
+    columns, and its `answer:` block for the answer's names). Each answer names the model
+    version that produced it and the request id under which it was logged.
     """
 
     def __init__(self) -> None:
@@ -263,7 +335,7 @@ class FailurePredictor:
 
     @bentoml.api(route="/predict")
     async def predict(self, record: ProcessRecord, /, ctx: bentoml.Context) -> Prediction:
-        """Score one record: its failure probability and whether it crosses the threshold."""
+        """Score one record: the probability of the label and whether it crosses the threshold."""
         request_id = request_id_from(ctx.request.headers.get(REQUEST_ID_HEADER))
         if self._model is None:
             return _not_ready()
@@ -298,6 +370,7 @@ class FailurePredictor:
     async def reload(self, ctx: bentoml.Context) -> ReloadResult:
         """Load the champion named in the store's pointer now, instead of at the next poll.
 
+        Takes no parameters: no body or `{}` (anything else is a 400, as on the other routes).
         Protected: when the environment variable named by `serving.api_key_env` is set,
         the request needs header `X-API-Key` with its value (401 otherwise). Answers 500,
         and keeps serving the current model, when the new champion cannot be loaded. With
@@ -336,7 +409,7 @@ class FailurePredictor:
         if model is None:
             raise RuntimeError("no model loaded")
         frame = records_to_frame(records, self._settings.contract)
-        return model, predict_failure_probability(model.pipeline, frame, self._settings.contract)
+        return model, predict_probability(model.pipeline, frame, self._settings.contract)
 
     async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
         if self._limiter is None:
@@ -435,15 +508,28 @@ class FailurePredictor:
 
 
 # API key, body size, JSON and schema are checked before BentoML parses anything.
-FailurePredictor.add_asgi_middleware(
+Predictor.add_asgi_middleware(
     RequestGate,
     protected=("/predict", "/predict_batch", "/admin/reload"),
-    schemas={"/predict": ProcessRecord, "/predict_batch": ProcessBatch},
+    schemas={
+        "/predict": ProcessRecord,
+        "/predict_batch": ProcessBatch,
+        "/admin/reload": ReloadRequest,
+    },
     api_key_env=_SETTINGS.serving.api_key_env,
     max_body_bytes=_SETTINGS.serving.max_body_bytes,
     # one worker has nothing to rebalance: keep its connections open
     close_every=(
         _SETTINGS.serving.recycle_connection_every if _SETTINGS.serving.workers > 1 else 0
+    ),
+)
+
+
+# /docs.json: BentoML's document, corrected to say what the routes take and answer
+Predictor.add_asgi_middleware(
+    OpenAPIDocument,
+    build=lambda: correct_document(
+        bentoml_openapi_document(Predictor), service_document(_SETTINGS)
     ),
 )
 

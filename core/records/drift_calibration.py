@@ -67,4 +67,4 @@ class DriftCalibration(Record):
     training_rows: int = Field(ge=0)
     block_rows: tuple[int, ...]  # the block sizes calibrated
     columns: dict[str, ColumnCalibration]  # by contract feature name
-    prediction: ColumnCalibration | None  # the out-of-fold failure probabilities
+    prediction: ColumnCalibration | None  # the out-of-fold probabilities

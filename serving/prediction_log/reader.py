@@ -23,6 +23,8 @@ from serving.schema import served_columns
 logger = logging.getLogger(__name__)
 
 _LOG_DTYPES = {PROBABILITY: "float64", PREDICTED: "bool", THRESHOLD: "float64"}
+# the answer's columns as logs written before they had the log's own names call them
+_EARLIER_NAMES = {"failure_probability": PROBABILITY, "failure": PREDICTED}
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})$")
 
 
@@ -133,12 +135,19 @@ def _read_rows(part: Path) -> list[dict[str, Any]]:
         except ValueError:
             row = None
         if isinstance(row, dict):
-            rows.append(row)
+            rows.append(_current_names(row))
         elif number == len(lines):  # no newline after it: the writer stopped mid-line
             logger.warning("prediction log: %s: truncated last line skipped", part)
         else:
             logger.warning("prediction log: %s: unreadable line %d skipped", part, number)
     return rows
+
+
+def _current_names(row: dict[str, Any]) -> dict[str, Any]:
+    """A row logged under the earlier names (`failure_probability`, `failure`), renamed."""
+    if PROBABILITY in row or "failure_probability" not in row:
+        return row
+    return {_EARLIER_NAMES.get(name, name): value for name, value in row.items()}
 
 
 def _empty_frame(columns: list[str], contract: DataContract | None) -> pd.DataFrame:

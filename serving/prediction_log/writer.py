@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from core.clock import format_time
+from core.columns import MODEL_VERSION, PREDICTED, PROBABILITY, REQUEST_ID, THRESHOLD
 from serving.schema import BatchPrediction, Prediction
 
 logger = logging.getLogger(__name__)
@@ -40,22 +41,24 @@ def prediction_rows(
 ) -> list[dict[str, Any]]:
     """Log rows for served records: the answer, then each record by its contract names.
 
-    `time` is added by the logger. A batch gives one row per record, all with its request id.
+    The answer's columns have the log's own names (`core.columns`), whatever the contract
+    calls them in the served answer. `time` is added by the logger. A batch gives one row
+    per record, all with its request id.
     """
-    shared = {"request_id": prediction.request_id, "model_version": prediction.model_version}
+    shared = {REQUEST_ID: prediction.request_id, MODEL_VERSION: prediction.model_version}
     if isinstance(prediction, Prediction):
-        answers = [(prediction.failure_probability, prediction.failure)] * len(records)
+        answers = [prediction.scored()] * len(records)
     else:
-        answers = [(p.failure_probability, p.failure) for p in prediction.predictions]
+        answers = prediction.scored()
     return [
         {
             **shared,
-            "failure_probability": probability,
-            "failure": failure,
-            "threshold": prediction.threshold,
+            PROBABILITY: probability,
+            PREDICTED: predicted,
+            THRESHOLD: prediction.threshold,
             **record.model_dump(by_alias=True),
         }
-        for record, (probability, failure) in zip(records, answers, strict=True)
+        for record, (probability, predicted) in zip(records, answers, strict=True)
     ]
 
 

@@ -148,3 +148,85 @@ def test_an_example_round_trips_with_its_type(contract: DataContract) -> None:
     again = parse_contract(yaml.safe_load(dump_contract(contract)))
     assert again.by_name["UDI"].example == 1 and isinstance(again.by_name["UDI"].example, int)
     assert isinstance(again.by_name["Torque [Nm]"].example, float)
+
+
+# --- the answer's field names ---------------------------------------------------------
+
+
+def test_the_milling_answer_keeps_its_names_by_configuration(contract: DataContract) -> None:
+    assert (contract.probability_field, contract.label_field) == ("failure_probability", "failure")
+
+
+def test_without_an_answer_block_the_label_column_names_the_answer(
+    contract: DataContract,
+) -> None:
+    raw = _raw(contract)
+    del raw["answer"]
+    bare = parse_contract(raw)
+    assert (bare.probability_field, bare.label_field) == ("probability", "machine_failure")
+    assert "answer" not in yaml.safe_load(dump_contract(bare))  # the default is not written
+
+
+def test_a_plain_label_name_is_kept(contract: DataContract) -> None:
+    raw = _raw(contract)
+    del raw["answer"]
+    next(c for c in raw["columns"] if c["role"] == "label")["name"] = "diagnosis"
+    assert parse_contract(raw).label_field == "diagnosis"
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (
+            {"probability": "failure probability"},
+            "answer.probability: Value error, 'failure probability' is not a valid identifier "
+            "(letters, digits, _; not a Python keyword)",
+        ),
+        (
+            {"label": "class"},
+            "answer.label: Value error, 'class' is not a valid identifier "
+            "(letters, digits, _; not a Python keyword)",
+        ),
+        (
+            {"label": "threshold"},
+            "answer.label: Value error, 'threshold' is taken: every answer has threshold, "
+            "model_version, request_id",
+        ),
+        (
+            {"probability": "request_id"},
+            "answer.probability: Value error, 'request_id' is taken: every answer has "
+            "threshold, model_version, request_id",
+        ),
+        (
+            {"probability": "score", "label": "score"},
+            "answer: Value error, probability and label are both 'score'; give them "
+            "different names",
+        ),
+        (
+            {"probability": "p", "colour": "red"},
+            "answer.colour: Extra inputs are not permitted",
+        ),
+    ],
+)
+def test_a_bad_answer_name_is_one_clear_line(
+    contract: DataContract, answer: dict, problem: str
+) -> None:
+    raw = {**_raw(contract), "answer": answer}
+    with pytest.raises(ContractError) as info:
+        parse_contract(raw, "milling.yaml")
+    assert str(info.value).splitlines() == ["milling.yaml: invalid data contract", f"  - {problem}"]
+
+
+def test_a_label_column_whose_snake_name_is_taken_asks_for_an_answer_label(
+    contract: DataContract,
+) -> None:
+    raw = _raw(contract)
+    del raw["answer"]
+    next(c for c in raw["columns"] if c["role"] == "label")["name"] = "Threshold"
+    with pytest.raises(ContractError) as info:
+        parse_contract(raw, "milling.yaml")
+    assert str(info.value).splitlines()[1] == (
+        "  - (top level): Value error, the answer's label would be named after label column "
+        "'Threshold', but 'threshold' is taken: every answer has threshold, model_version, "
+        "request_id; set answer.label in the contract"
+    )

@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 from core.config import SyntheticSourceConfig, load_params
 from features.contract import DataContract
 from features.synthetic import generate_process_data
-from models.evaluation import predict_failure_probability
+from models.evaluation import predict_probability
 from models.training import fit_model, split_data
 from tests.conftest import ROOT
 
@@ -50,8 +50,8 @@ def test_product_id_and_udi_do_not_change_predictions(model: Pipeline, contract:
     frame = generate_process_data(SyntheticSourceConfig(rows=500, seed=3))
     renamed = frame.assign(**{"Product ID": "H99999", "UDI": frame["UDI"] + 10_000})
     np.testing.assert_array_equal(
-        predict_failure_probability(model, frame, contract),
-        predict_failure_probability(model, renamed, contract),
+        predict_probability(model, frame, contract),
+        predict_probability(model, renamed, contract),
     )
 
 
@@ -80,7 +80,7 @@ def test_more_tool_wear_at_high_torque_never_lowers_failure_probability(
             "Rotational speed [rpm]": 1350.0,
         }
     )
-    proba = predict_failure_probability(model, rows, contract)
+    proba = predict_probability(model, rows, contract)
     drops = np.flatnonzero(np.diff(proba) < 0)
     assert drops.size == 0, f"probability falls as wear grows at wear {[wear[i] for i in drops]}"
     assert proba[-1] > proba[0]  # and it does rise into the overstrain region
@@ -107,11 +107,11 @@ CLEAR_FAILURES = {
 
 @pytest.mark.parametrize("case", sorted(CLEAR_FAILURES))
 def test_clear_failure_cases_are_caught(model: Pipeline, contract: DataContract, case: str):
-    proba = predict_failure_probability(model, _rows(**CLEAR_FAILURES[case]), contract)[0]
+    proba = predict_probability(model, _rows(**CLEAR_FAILURES[case]), contract)[0]
     assert proba >= 0.5, f"{case}: failure probability {proba:.3f}"
 
 
 def test_nominal_processes_are_not_failures(model: Pipeline, contract: DataContract):
     rows = _rows(**{"Tool wear [min]": [10.0, 60.0, 120.0], "Torque [Nm]": [35.0, 40.0, 45.0]})
-    proba = predict_failure_probability(model, rows, contract)
+    proba = predict_probability(model, rows, contract)
     assert (proba < 0.5).all(), proba

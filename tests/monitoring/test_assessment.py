@@ -9,7 +9,7 @@ import pytest
 from core.config import Params, SyntheticSourceConfig
 from features.contract import DataContract
 from features.synthetic import generate_process_data
-from models.evaluation import predict_failure_probability
+from models.evaluation import predict_probability
 from models.training import fit_model, predict_out_of_fold, split_data
 from monitoring.assessment import ChampionBasis, assess_window, quality_floors
 from monitoring.profile import build_monitor_profile
@@ -40,7 +40,7 @@ def served(model: object, frame: pd.DataFrame, contract: DataContract) -> pd.Dat
         np.arange(len(log)), unit="s"
     )
     log["model_version"] = "v1"
-    log["failure_probability"] = predict_failure_probability(model, frame, contract)
+    log["probability"] = predict_probability(model, frame, contract)
     log["threshold"] = 0.3
     return log
 

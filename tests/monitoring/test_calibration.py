@@ -363,7 +363,7 @@ def test_record_is_small_json_that_reads_back(calibration, tmp_path):
 def test_report_section_names_the_thresholds(calibration, training, contract):
     page = render_calibration(calibration)
     assert "Drift thresholds calibrated on the training period" in page
-    assert "Air temperature [K]" in page and "failure probability (prediction drift)" in page
+    assert "Air temperature [K]" in page and "served probability (prediction drift)" in page
     assert f"{calibration.columns['Torque [Nm]'].sizes[0].threshold:.4g}" in page
     short = render_calibration(calibrate_drift(training.iloc[:500], contract, CONFIG))
     assert "too few" in short and "<table>" not in short

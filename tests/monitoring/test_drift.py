@@ -12,6 +12,7 @@ import pytest
 from core.config import MonitorConfig
 from features.contract import DataContract
 from monitoring.drift import (
+    PREDICTION_COLUMN,
     DriftInputError,
     DriftResult,
     describe_drift,
@@ -284,7 +285,7 @@ def test_shifted_scores_are_prediction_drift(reference, contract, config):
     assert [c.name for c in result.columns] == contract.features  # scores are not a feature
     assert describe_prediction_drift(result, config) == (
         f"prediction drift: Wasserstein distance (normed) {prediction.score:.4g} on 3000 served "
-        "failure probabilities against 3000 reference ones (threshold 0.1, Evidently's "
+        "probabilities against 3000 reference ones (threshold 0.1, Evidently's "
         "default; monitor.prediction_drift_threshold is null)"
     )
     assert drift_summary(result)["prediction"] == {
@@ -329,7 +330,8 @@ def test_same_scores_are_no_prediction_drift_and_html_shows_them(reference, cont
         current_scores=scores(current, 2),
     )
     assert result.prediction is not None and not result.prediction.drifted
-    assert "failure_probability" in result.snapshot.get_html_str(as_iframe=False)
+    html = result.snapshot.get_html_str(as_iframe=False)
+    assert f"Value Drift for column {PREDICTION_COLUMN}" in html
 
 
 def test_without_current_scores_prediction_drift_is_not_judged(reference, contract, config):
@@ -345,7 +347,7 @@ def test_without_current_scores_prediction_drift_is_not_judged(reference, contra
     )
     assert result.prediction is None
     assert describe_prediction_drift(result, config) == (
-        "prediction drift not judged: the window has no failure probabilities to compare"
+        "prediction drift not judged: the window has no served probabilities to compare"
     )
     assert drift_summary(result)["prediction"] is None
 

@@ -20,7 +20,7 @@ CONFIG = MonitorConfig(
 
 def labelled(y: list[int], proba: list[float], threshold: float | list[float] = 0.5):
     return pd.DataFrame(
-        {LABEL: y, "failure_probability": proba, "threshold": threshold, "UDI": range(len(y))}
+        {LABEL: y, "probability": proba, "threshold": threshold, "UDI": range(len(y))}
     )
 
 

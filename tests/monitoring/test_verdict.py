@@ -73,7 +73,7 @@ def evidence(**changes) -> WindowEvidence:
 
 NO_DRIFT = "no dataset drift: 0 of 2 feature columns drifted (0%, below monitor.drift_share 15%)"
 NO_PREDICTION_DRIFT = (
-    "no prediction drift: Wasserstein distance (normed) 0.03 on 900 served failure "
+    "no prediction drift: Wasserstein distance (normed) 0.03 on 900 served "
     "probabilities against 1000 reference ones (threshold 0.1, Evidently's default; "
     "monitor.prediction_drift_threshold is null)"
 )
@@ -217,7 +217,7 @@ def test_a_retrain_waits_for_labels_when_they_are_required():
 def test_without_scores_prediction_drift_is_not_judged():
     decision = decide_window(evidence(drift=drift(prediction=None)), CONFIG)
     assert decision.reasons[2] == (
-        "prediction drift not judged: the window has no failure probabilities to compare"
+        "prediction drift not judged: the window has no served probabilities to compare"
     )
 
 

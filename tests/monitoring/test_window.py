@@ -170,13 +170,13 @@ def test_bad_label_values_are_refused(frame, contract, column, values, message):
 
 
 def test_latest_prediction_of_an_id_is_joined(log, frame, contract):
-    again = log.iloc[[4]].assign(time=T0 + pd.Timedelta(minutes=5), failure_probability=0.99)
+    again = log.iloc[[4]].assign(time=T0 + pd.Timedelta(minutes=5), probability=0.99)
     window = pd.concat([log, again], ignore_index=True)
     joined = label_window(
         window, combine_labels([("b", labels(frame, [5, 6]))], contract), contract
     )
     assert joined["UDI"].tolist() == [6, 5]  # in time order; UDI 5 at its later time
-    assert joined.loc[joined["UDI"] == 5, "failure_probability"].item() == 0.99
+    assert joined.loc[joined["UDI"] == 5, "probability"].item() == 0.99
     assert joined[LABEL].tolist() == frame.set_index("UDI").loc[[6, 5], LABEL].tolist()
 
 

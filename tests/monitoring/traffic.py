@@ -40,8 +40,8 @@ def make_log(
             "time": start + pd.to_timedelta(np.arange(rows) * step_s, unit="s"),
             "request_id": [f"req-{seed}-{i}" for i in range(rows)],
             "model_version": version,
-            "failure_probability": np.asarray(probability, dtype=float),
-            "failure": np.asarray(probability) >= threshold,
+            "probability": np.asarray(probability, dtype=float),
+            "predicted": np.asarray(probability) >= threshold,
             "threshold": threshold,
         }
     )

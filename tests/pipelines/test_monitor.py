@@ -193,7 +193,8 @@ def test_drifted_labelled_window_calls_for_a_retrain_and_is_tracked(
     assert metrics["drift"]["current_rows"] == 1000  # sampled to monitor.sample_rows
     assert metrics["drift"]["prediction"]["current_rows"] == 1000
     assert metrics["window"] == {"rows": 1500, "labelled_rows": 700, "champion_rows": 1500}
-    assert html.lstrip().startswith("<!DOCTYPE html>") and "failure_probability" in html
+    assert html.lstrip().startswith("<!DOCTYPE html>")
+    assert "Value Drift for column probability" in html  # the served scores, by the log's name
     assert list(labelled.columns) == contract.column_names
     assert len(labelled) == 700 and labelled["UDI"].tolist() == frame["UDI"][:700].tolist()
     pd.testing.assert_series_equal(
@@ -489,6 +490,6 @@ def test_the_drift_report_opens_with_the_verdict_and_the_calibration(
     page = paths.DRIFT_REPORT.read_text(encoding="utf-8")
     body = page[page.index("<body>") :]  # Evidently's report is data in a script before it
     assert "<h1>Monitor verdict: keep</h1><ul><li>keep the champion" in body[:300]
-    assert "failure_probability" in page
+    assert "served probability (prediction drift)" in page
     assert "Drift thresholds calibrated on the training period" in page
     assert "<td>Torque [Nm]</td><td>Wasserstein distance (normed)</td>" in page

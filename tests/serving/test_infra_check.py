@@ -10,7 +10,7 @@ from core.config import SyntheticSourceConfig, TrainConfig
 from core.model_files import save_model
 from features.contract import DataContract
 from features.synthetic import generate_process_data
-from models.evaluation import predict_failure_probability
+from models.evaluation import predict_probability
 from models.training import SKOPS_TRUSTED_TYPES, fit_model
 from serving.infra_check import replay_rows
 from serving.model_store import ServedModel, export_model, load_served_model
@@ -38,7 +38,7 @@ def rows() -> pd.DataFrame:
 
 
 def test_a_good_candidate_passes(served: ServedModel, rows: pd.DataFrame, contract) -> None:
-    expected = predict_failure_probability(served.pipeline, rows, contract)
+    expected = predict_probability(served.pipeline, rows, contract)
     report = replay_rows(served, rows, contract, budget_ms=1000, expected=expected)
     assert report.passed, report.message
     assert report.rows == 50 and report.rejected_rows == 0 and report.mismatched_rows == 0
@@ -46,7 +46,7 @@ def test_a_good_candidate_passes(served: ServedModel, rows: pd.DataFrame, contra
 
 
 def test_over_budget_fails_with_the_numbers(served: ServedModel, rows: pd.DataFrame, contract):
-    expected = predict_failure_probability(served.pipeline, rows, contract)
+    expected = predict_probability(served.pipeline, rows, contract)
     report = replay_rows(served, rows, contract, budget_ms=1e-6, expected=expected)
     assert not report.passed
     assert "exceeds the budget 1e-06 ms" in report.message

@@ -16,8 +16,7 @@ import pytest
 from features.contract import DataContract
 from serving.prediction_log import PredictionLogger, prediction_rows, read_prediction_log
 from serving.schema import (
-    BatchPrediction,
-    Prediction,
+    build_answer_models,
     build_record_model,
     example_record,
     served_columns,
@@ -48,10 +47,7 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
 
 
 def _rows(count: int, prefix: str = "r") -> list[dict[str, object]]:
-    return [
-        {"request_id": f"{prefix}{i}", "failure_probability": i / max(count, 1)}
-        for i in range(count)
-    ]
+    return [{"request_id": f"{prefix}{i}", "probability": i / max(count, 1)} for i in range(count)]
 
 
 def _parts(directory: Path) -> list[str]:
@@ -167,7 +163,7 @@ def test_a_truncated_last_line_is_skipped_with_a_warning(
         logger.log(_rows(3))
     (part,) = tmp_path.rglob("*.jsonl")
     with part.open("ab") as handle:  # a process killed halfway through a line
-        handle.write(b'{"time":"2026-11-05T10:59:59.900Z","request_id":"cut","failure_pro')
+        handle.write(b'{"time":"2026-11-05T10:59:59.900Z","request_id":"cut","probabi')
     with caplog.at_level(logging.WARNING, logger="serving.prediction_log"):
         frame = read_prediction_log(tmp_path)
     assert frame["request_id"].tolist() == ["r0", "r1", "r2"]
@@ -240,8 +236,9 @@ def test_served_predictions_are_logged_by_contract_names(
 ) -> None:
     record_model = build_record_model(contract)
     record = record_model.model_validate({**example_record(contract), "udi": 12})
-    single = prediction_rows([record], Prediction.from_probability(0.8, 0.5, "3", "req-1"))
-    batch = BatchPrediction.from_probabilities([0.1, 0.9], 0.5, "3", "req-2")
+    answers = build_answer_models(contract)  # the answer says failure_probability, failure
+    single = prediction_rows([record], answers.single.from_probability(0.8, 0.5, "3", "req-1"))
+    batch = answers.batch.from_probabilities([0.1, 0.9], 0.5, "3", "req-2")
     with pytest.raises(ValueError):  # a caller's bug: one record for two answers
         prediction_rows([record], batch)
     with PredictionLogger(tmp_path, 100, 0.02) as logger:
@@ -254,13 +251,14 @@ def test_served_predictions_are_logged_by_contract_names(
         "time",
         "request_id",
         "model_version",
-        "failure_probability",
-        "failure",
+        "probability",  # the log's own names, whatever the answer calls them
+        "predicted",
         "threshold",
         *served,
     ]
     assert frame["request_id"].tolist() == ["req-1", "req-2", "req-2"]
-    assert frame["failure"].tolist() == [True, False, True]
+    assert frame["predicted"].tolist() == [True, False, True]
+    assert frame["probability"].tolist() == [0.8, 0.1, 0.9]
     assert frame["UDI"].tolist() == [12, 12, 12]
     assert frame["Air temperature [K]"].tolist() == [300.0] * 3
 
@@ -274,9 +272,27 @@ def test_an_empty_log_reads_as_an_empty_frame_with_the_columns(
         "time",
         "request_id",
         "model_version",
-        "failure_probability",
-        "failure",
+        "probability",
+        "predicted",
         "threshold",
     ]
     assert "Torque [Nm]" in frame.columns and frame["Torque [Nm]"].dtype == "float64"
     assert str(frame["time"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_a_log_written_under_the_earlier_column_names_reads_with_the_current_ones(
+    tmp_path: Path,
+) -> None:
+    part = tmp_path / "date=2026-11-05" / "hour=10" / "part-1-1.jsonl"
+    part.parent.mkdir(parents=True)
+    earlier = {"time": "2026-11-05T10:00:00Z", "request_id": "old", "model_version": "1"}
+    current = {"time": "2026-11-05T10:00:01Z", "request_id": "new", "model_version": "2"}
+    lines = [
+        {**earlier, "failure_probability": 0.7, "failure": True, "threshold": 0.5},
+        {**current, "probability": 0.2, "predicted": False, "threshold": 0.5},
+    ]
+    part.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    frame = read_prediction_log(tmp_path)
+    assert frame["probability"].tolist() == [0.7, 0.2]
+    assert frame["predicted"].tolist() == [True, False]
+    assert "failure_probability" not in frame.columns and "failure" not in frame.columns

@@ -16,8 +16,7 @@ from features.contract import DataContract, dump_contract, parse_contract
 from features.synthetic import generate_process_data
 from models.training import build_pipeline
 from serving.schema import (
-    BatchPrediction,
-    Prediction,
+    build_answer_models,
     build_batch_model,
     build_record_model,
     describe_validation_error,
@@ -365,15 +364,64 @@ def test_the_contract_round_trip_keeps_the_model(contract: DataContract) -> None
 # --- responses ------------------------------------------------------------------------
 
 
-def test_a_prediction_compares_with_the_threshold() -> None:
-    assert Prediction.from_probability(0.3, 0.3, "4", "r1").failure is True
-    assert Prediction.from_probability(np.float64(0.29), 0.3, "4", "r1").failure is False
+def test_a_prediction_compares_with_the_threshold(contract: DataContract) -> None:
+    prediction = build_answer_models(contract).single
+    assert prediction.from_probability(0.3, 0.3, "4", "r1").scored() == (0.3, True)
+    assert prediction.from_probability(np.float64(0.29), 0.3, "4", "r1").scored()[1] is False
     with pytest.raises(ValidationError):
-        Prediction.from_probability(math.nan, 0.3, "4", "r1")
+        prediction.from_probability(math.nan, 0.3, "4", "r1")
 
 
-def test_a_batch_prediction_states_shared_fields_once() -> None:
-    batch = BatchPrediction.from_probabilities(np.array([0.1, 0.5, 0.9]), 0.5, "4", "r2")
-    assert [p.failure for p in batch.predictions] == [False, True, True]
+def test_a_batch_prediction_states_shared_fields_once(contract: DataContract) -> None:
+    answers = build_answer_models(contract)
+    batch = answers.batch.from_probabilities(np.array([0.1, 0.5, 0.9]), 0.5, "4", "r2")
+    assert [predicted for _, predicted in batch.scored()] == [False, True, True]
     assert batch.model_dump()["predictions"][0] == {"failure_probability": 0.1, "failure": False}
     assert (batch.model_version, batch.request_id, batch.threshold) == ("4", "r2", 0.5)
+
+
+def _medical(**answer: str) -> DataContract:
+    """A contract that has nothing to do with machines: a diagnosis from two measurements."""
+    raw: dict[str, Any] = {
+        "name": "clinic",
+        "description": "Tumour measurements with a diagnosis.",
+        "columns": [
+            {"name": "patient_id", "dtype": "integer", "role": "id", "unique": True},
+            {"name": "mean radius", "dtype": "float", "min": 0},
+            {"name": "mean texture", "dtype": "float", "min": 0},
+            {"name": "Diagnosis (malignant)", "dtype": "integer", "role": "label"},
+        ],
+    }
+    if answer:
+        raw["answer"] = answer
+    return parse_contract(raw)
+
+
+def test_the_answer_is_named_after_the_contracts_label_by_default() -> None:
+    answers = build_answer_models(_medical())
+    answer = answers.single.from_probability(0.7, 0.5, "v1", "r1")
+    assert answer.model_dump() == {
+        "probability": 0.7,
+        "diagnosis_malignant": True,
+        "threshold": 0.5,
+        "model_version": "v1",
+        "request_id": "r1",
+    }
+    batch = answers.batch.from_probabilities([0.2], 0.5, "v1", "r2")
+    assert batch.model_dump()["predictions"] == [{"probability": 0.2, "diagnosis_malignant": False}]
+
+
+def test_the_answer_takes_the_contracts_names() -> None:
+    answers = build_answer_models(_medical(probability="malignancy", label="malignant"))
+    assert list(answers.single.model_fields)[:2] == ["malignancy", "malignant"]
+    assert list(answers.record.model_fields) == ["malignancy", "malignant"]
+
+
+def test_the_answer_schema_speaks_of_the_label_not_of_failures() -> None:
+    schemas = [
+        build_answer_models(_medical()).single.model_json_schema(),
+        build_answer_models(_medical()).batch.model_json_schema(),
+    ]
+    text = str(schemas).lower()
+    assert "failure" not in text and "milling" not in text
+    assert "'diagnosis (malignant)' is 1" in text

@@ -7,7 +7,6 @@ recorded, so the last test can stop the server and find exactly those in the log
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 import time
@@ -32,7 +31,6 @@ from serving.prediction_log import read_prediction_log
 from tests.serving.server import (
     CONTRACT_PATH,
     MODEL_NAME,
-    ROOT,
     RunningServer,
     TinyModel,
     promote,
@@ -318,7 +316,8 @@ def test_a_body_that_is_not_json_is_refused(client: httpx.Client) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", ["/predict", "/predict_batch", "/admin/reload"])
 def test_the_api_key_is_required(server: RunningServer, deployment: Deployment, path: str) -> None:
-    body = {"records": [_valid_record()]} if path == "/predict_batch" else _valid_record()
+    bodies = {"/predict": _valid_record(), "/predict_batch": {"records": [_valid_record()]}}
+    body = bodies.get(path, {})  # /admin/reload takes no parameters
     url = f"{server.url}{path}"
     without = httpx.post(url, json=body)
     wrong = httpx.post(url, json=body, headers={"X-API-Key": "no"})
@@ -474,18 +473,10 @@ def test_serve_sets_threads_store_and_tracking(tmp_path: Path) -> None:
     argv, env = _serve_invocation("127.0.0.1", 3123, 1, tmp_path, tmp_path / "params.yaml")
 
     assert argv[-4:] == ["--host", "127.0.0.1", "--port", "3123"]
-    assert "serving.service:FailurePredictor" in argv
+    assert "serving.service:Predictor" in argv
     assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
     assert env["BENTOML_HOME"] == str(tmp_path)
     assert env["BENTOML_DO_NOT_TRACK"] == "true"
-
-
-@pytest.fixture(scope="module")
-def service_module() -> Any:
-    """serving.service imported in this process (it reads the repository's params.yaml)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LIFECYCLE_PARAMS", str(ROOT / "params.yaml"))
-        return importlib.import_module("serving.service")
 
 
 def test_the_gate_lets_requests_through_when_no_key_is_set(service_module: Any) -> None:
