@@ -121,8 +121,8 @@ def build_model_card(inputs: CardInputs) -> ModelCard:
     decision, training = inputs.decision, inputs.training
     if not decision.promote or decision.registered_version is None:
         raise ModelCardError(
-            "a model card is built for a promoted version; this decision promoted none "
-            f"({decision.reasons[-1] if decision.reasons else 'no reasons'})"
+            "a model card is built for a promoted version; this decision of "
+            f"{decision.registered_model!r} promoted none"
         )
     if training.content_sha256 != decision.challenger.content_sha256:
         raise ModelCardError(
