@@ -8,8 +8,11 @@ the registry version's description, which the MLflow UI shows on the version's p
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from models.model_card import CARD_FILE, CARD_HTML_FILE, SHORTENED_NOTE, fit_card
@@ -25,6 +28,7 @@ CARD_ARTIFACT = f"{ARTIFACT_DIR}/{CARD_FILE}"
 MAX_DESCRIPTION_CHARS = 5000
 _CARD_START = "# Model card:"
 _SHORTENED = SHORTENED_NOTE.split("{", 1)[0]
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def publish_card(name: str, version: int, run_id: str, markdown: str, html: str) -> str:
@@ -79,12 +83,30 @@ def _read_artifact(run_id: str) -> str | None:
     try:
         with (
             calls.registry_call(f"fetching {CARD_ARTIFACT} of run {run_id}"),
+            _no_progress_bar(),
             tempfile.TemporaryDirectory(prefix="card-") as tmp,
         ):
-            local = calls.open_client().download_artifacts(run_id, CARD_ARTIFACT, tmp)
+            client = calls.open_client()
+            if CARD_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, ARTIFACT_DIR)}:
+                return None
+            local = client.download_artifacts(run_id, CARD_ARTIFACT, tmp)
             return Path(local).read_text(encoding="utf-8")
     except calls.RegistryUnavailableError:
         raise
     except (RegistryError, MlflowException, OSError) as exc:
         logger.info("no %s in run %s (%s)", CARD_ARTIFACT, run_id, exc)
         return None
+
+
+@contextlib.contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """MLflow's download progress bar off (on stderr it would clutter a one-file fetch),
+    unless the environment chose."""
+    added = _PROGRESS_BAR not in os.environ
+    if added:
+        os.environ[_PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        if added:
+            os.environ.pop(_PROGRESS_BAR, None)

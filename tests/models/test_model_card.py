@@ -155,7 +155,8 @@ def test_a_long_card_keeps_its_leading_whole_sections(milling: CardInputs) -> No
 def test_a_card_is_for_a_promoted_version_only(milling: CardInputs) -> None:
     refused = milling.decision.model_copy(update={"promote": False})
     inputs = CardInputs(**{**milling.__dict__, "decision": refused})
-    with pytest.raises(ModelCardError, match="built for a promoted version; this decision of 'milling-failure' promoted none"):
+    message = "built for a promoted version; this decision of 'milling-failure' promoted none"
+    with pytest.raises(ModelCardError, match=message):
         build_model_card(inputs)
 
 
