@@ -232,7 +232,7 @@ def _summary(inputs: CardInputs) -> str:
     intro = (
         f"{contract.description.strip()}\n\n" if contract.description.strip() else ""
     ) + f"Data contract `{contract.name}`."
-    return intro + "\n\n" + _table(("", ""), rows)
+    return intro + "\n\n" + _table(("Item", "Value"), rows)
 
 
 def _data(inputs: CardInputs) -> str:

@@ -51,7 +51,13 @@ def _use_model(copy: ProjectCopy, family: str, **hyperparameters: object) -> Non
 
 @pytest.fixture(scope="module")
 def copy(project_copy: ProjectCopy) -> ProjectCopy:
-    project_copy.edit_params(lambda raw: raw["ingest"]["synthetic"].update(rows=12_000))
+    def edit(raw: dict) -> None:
+        raw["ingest"]["synthetic"].update(rows=12_000)
+        # a busy two-core machine answers single rows in over 100 ms at p99 at times; these
+        # tests judge the gate and the registry, the infra check's own tests its budget
+        raw["deploy"]["infra_validation"]["p99_budget_ms"] = 5000
+
+    project_copy.edit_params(edit)
     return project_copy
 
 
