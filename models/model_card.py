@@ -441,10 +441,12 @@ def _cell(text: str) -> str:
 
 def _rules(column: Column) -> str:
     rules = []
-    if column.min is not None or column.max is not None:
-        low = "" if column.min is None else f"{column.min:g}"
-        high = "" if column.max is None else f"{column.max:g}"
-        rules.append(f"{low}..{high}")
+    if column.min is not None and column.max is not None:
+        rules.append(f"{column.min:g}..{column.max:g}")
+    elif column.min is not None:
+        rules.append(f">= {column.min:g}")
+    elif column.max is not None:
+        rules.append(f"<= {column.max:g}")
     if column.categories:
         rules.append(", ".join(column.categories))
     if column.pattern:

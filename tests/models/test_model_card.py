@@ -93,6 +93,8 @@ def test_the_card_shows_every_record_it_is_built_from(milling: CardInputs) -> No
     assert milling.contract.description in text
     for column in milling.contract.columns:
         assert f"| `{column.name}` | {column.role} | {column.dtype} |" in text
+    assert "| `UDI` | id | integer | >= 1; unique |" in text
+    assert "| `Type` | feature | categorical | L, M, H |" in text
     # the training data and params
     assert f"md5 `{milling.training.data_md5}`: {milling.training.train_rows} training rows" in text
     assert f"{milling.evaluation.holdout['rows']} holdout rows" in text
