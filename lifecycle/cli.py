@@ -114,9 +114,21 @@ def champion_command(
             help="Registered model name (default: deploy.registered_model, else the contract's)."
         ),
     ] = None,
+    card: Annotated[
+        bool, typer.Option("--card", help="Print the champion's model card (Markdown).")
+    ] = False,
 ) -> None:
-    """Show the registered model's champion and previous versions."""
+    """Show the registered model's champion and previous versions, or the champion's card."""
     name = model or _registered_model_name()
+    if card:
+        from pipelines.edges.model_card import champion_card
+
+        try:
+            registry.require_model(name)
+            typer.echo(champion_card(name), nl=False)
+        except registry.RegistryError as exc:
+            _fail_registry(exc)
+        return
     try:
         registry.require_model(name)
         held = {"champion": registry.champion(name), "previous": registry.previous(name)}

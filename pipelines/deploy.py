@@ -30,12 +30,29 @@ from core.paths import (
     DEPLOY_DECISION,
     EVALUATION,
     HOLDOUT_SPLIT,
+    MODEL_CARD,
+    MODEL_CARD_HTML,
     MODEL_DIR,
+    MONITOR_PROFILE,
 )
-from core.records import record_json
+from core.records import read_record, record_json
 from core.records.deploy import Challenger, ChampionRecord, DeployDecision, InfraCheck, RecentWindow
+from core.records.evaluation import EvaluationReport, read_evaluation
+from core.records.profile import WRITER as PROFILE_WRITER
+from core.records.profile import MonitorProfile
 from features.contract import DataContract, load_contract
 from models.evaluation import predict_probability
+from models.model_card import (
+    CardInputs,
+    ModelCard,
+    ModelCardError,
+    TrainingFacts,
+    build_model_card,
+    card_from_markdown,
+    measure_holdout_calibration,
+    render_card_html,
+    unpromoted_card,
+)
 from models.promotion import (
     ChampionEvidence,
     compare_with_champion,
@@ -47,7 +64,7 @@ from models.promotion import (
     rows_to_compare,
     rows_unseen_by_champion,
 )
-from pipelines.edges import registry
+from pipelines.edges import model_card, registry
 from pipelines.edges.feedback import list_batches, read_ids, row_id_column
 from pipelines.edges.runtime import run_stage
 from pipelines.edges.tracking import start_tracking
@@ -63,16 +80,18 @@ def main() -> None:
     name = registered_model_name(params.deploy.registered_model, contract.name)
     meta = read_json(MODEL_DIR / META_FILE)
     store = params.serving.store
+    evaluation = read_evaluation(EVALUATION)
     challenger = Challenger(
         family=meta["family"],
         content_sha256=meta["content_sha256"],
         mlflow_run_id=meta["mlflow_run_id"],
-        holdout=read_json(EVALUATION)["holdout"],
+        holdout=evaluation.holdout,
     )
     threshold = float(challenger.holdout["threshold"])
     before = registry.champion(name)
     holdout = pd.read_parquet(HOLDOUT_SPLIT)
     challenger_proba = predict_probability(load_model(MODEL_DIR).pipeline, holdout, contract)
+    card: ModelCard | None = None
     evidence = None
     if before is not None and before.sha256 != challenger.content_sha256:
         evidence = _champion_evidence(
@@ -98,6 +117,16 @@ def main() -> None:
         bento = _build_bento(served.tag, store) if infra.passed else None
         decision = record_infra_check(decision, int(version.version), created, infra, bento)
         if decision.promote:
+            card = _publish_card(
+                params,
+                contract,
+                meta,
+                evaluation,
+                decision,
+                int(version.version),
+                holdout,
+                challenger_proba,
+            )
             registry.promote(
                 name, version.version, promotion_evidence(decision), history=ALIAS_HISTORY
             )
@@ -117,6 +146,63 @@ def main() -> None:
     write_text(record_json(decision), DEPLOY_DECISION)
     champion = decision.champion_after
     write_json(champion.model_dump(mode="json") if champion else {}, CHAMPION)
+    _write_card(card, decision)
+
+
+def _publish_card(
+    params: Params,
+    contract: DataContract,
+    meta: dict[str, Any],
+    evaluation: EvaluationReport,
+    decision: DeployDecision,
+    version: int,
+    holdout: pd.DataFrame,
+    proba: np.ndarray,
+) -> ModelCard:
+    """Build the promoted version's card; log it with its run and set it as its description."""
+    profile = read_record(MONITOR_PROFILE, MonitorProfile, writer=PROFILE_WRITER)
+    card = build_model_card(
+        CardInputs(
+            contract=contract,
+            training=TrainingFacts.from_meta(meta),
+            train=params.train,
+            seed=params.data.seed,
+            evaluation=evaluation,
+            holdout_calibration=measure_holdout_calibration(
+                holdout[contract.label].to_numpy(),
+                proba,
+                profile.probabilities,
+                profile.probabilities.check.bins,
+            ),
+            decision=decision,
+            profile=profile,
+        )
+    )
+    model_card.publish_card(
+        decision.registered_model,
+        version,
+        meta["mlflow_run_id"],
+        card.markdown,
+        render_card_html(card),
+    )
+    return card
+
+
+def _write_card(card: ModelCard | None, decision: DeployDecision) -> None:
+    """The champion's card into the stage's outputs: the one just promoted, else the one the
+    registry holds for the champion (or a page saying why there is none)."""
+    if card is None:
+        problem = None
+        if decision.champion_after is not None:
+            try:
+                card = card_from_markdown(model_card.champion_card(decision.registered_model))
+            except (registry.RegistryError, ModelCardError) as exc:
+                problem = str(exc)
+                logger.warning("the champion's model card cannot be read: %s", problem)
+        if card is None:
+            card = unpromoted_card(decision, problem)
+    write_text(card.markdown, MODEL_CARD)
+    write_text(render_card_html(card), MODEL_CARD_HTML)
 
 
 def _champion_evidence(

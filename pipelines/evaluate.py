@@ -25,6 +25,7 @@ from core.paths import (
     PLOTS_DIR,
     VALIDATION_PREDICTIONS,
 )
+from core.records.evaluation import segment_key
 from features.contract import load_contract
 from models.evaluation import (
     calibration_points,
@@ -60,9 +61,7 @@ def main() -> None:
         "holdout": score_predictions(y_true, proba, point.threshold),
         "operating_point": asdict(point),
         **{
-            f"by_{name.lower().replace(' ', '_')}": score_by_group(
-                holdout, y_true, proba, name, point.threshold
-            )
+            segment_key(name): score_by_group(holdout, y_true, proba, name, point.threshold)
             for name in contract.categorical_features
         },
     }

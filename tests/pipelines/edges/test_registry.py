@@ -375,6 +375,66 @@ def test_cli_names_the_model_after_the_contract_when_params_do_not(
     assert "c.yaml: data contract not found" in result.output and "or pass --model" in result.output
 
 
+# --- the model card ---------------------------------------------------------------------
+
+
+def _card(title: str, sections: int) -> str:
+    body = "".join(f"\n\n## Part {i}\n\n" + f"line {i} " * 60 for i in range(sections))
+    return f"# Model card: {title}{body}\n"
+
+
+def test_a_published_card_is_the_description_an_artifact_and_what_the_cli_prints(
+    backend: Backend, name: str, tmp_path: Path
+) -> None:
+    import mlflow
+
+    from pipelines.edges import model_card
+
+    v1, v2 = _register_both(backend, name)
+    registry.promote(name, v1, {}, history=tmp_path / "history.jsonl")
+    card = _card(f"{name} v{v1}", 3)
+    assert model_card.publish_card(name, v1, backend.first.run_id, card, "<p>page</p>") == card
+    client = mlflow.MlflowClient(backend.uri)
+    assert client.get_model_version(name, str(v1)).description == card
+    listed = {a.path for a in client.list_artifacts(backend.first.run_id, "model_card")}
+    assert listed == {"model_card/card.md", "model_card/card.html"}
+    result = runner.invoke(app, ["champion", "--model", name, "--card"])
+    assert result.exit_code == 0, result.output
+    assert result.output == card
+
+    # too long for MLflow's 5,000 characters: the description is shortened, the CLI prints
+    # the whole card from the run's artifact
+    long_card = _card(f"{name} v{v2}", 40)
+    description = model_card.publish_card(name, v2, backend.second.run_id, long_card, "<p/>")
+    assert len(long_card) > 5000 >= len(description)
+    assert client.get_model_version(name, str(v2)).description == description
+    assert "the full card is `model_card/card.md`" in description
+    registry.promote(name, v2, {}, history=tmp_path / "history.jsonl")
+    assert model_card.champion_card(name) == long_card
+
+
+def test_cli_card_without_a_champion_or_a_card_is_one_line(
+    sqlite: Backend, name: str, tmp_path: Path
+) -> None:
+    # a run of its own: the module's runs may hold cards other tests logged
+    (logged,) = _log_pipelines(
+        sqlite.uri, tmp_path / "artifacts", {"plain": (make_pipeline(LogisticRegression()), [])}
+    )
+    version, _ = registry.register(name, logged.model_uri, logged.run_id, logged.sha256)
+    v1 = int(version.version)
+    result = runner.invoke(app, ["champion", "--model", name, "--card"])
+    assert result.exit_code == 2
+    assert result.output == f"error: '{name}' has no champion: no version was promoted yet\n"
+
+    registry.promote(name, v1, {}, history=tmp_path / "history.jsonl")
+    result = runner.invoke(app, ["champion", "--model", name, "--card"])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: '{name}' v{v1} has no model card (the deploy stage writes one when it "
+        "promotes a version)\n"
+    )
+
+
 # --- an unavailable tracking server -----------------------------------------------------
 
 
