@@ -19,8 +19,9 @@ what the README's "Bring your own data" section tells a user to do, and two keys
 No answer, name or page may say "milling" or "failure" (this data says neither): the
 served answer and the OpenAPI document, the registered model, the model in the serving
 store and the Bento, the draft contract and what draft-contract prints, the evaluate
-reports, the data docs, the drift report, the monitor's decision record, what simulate
-prints. Answers carry `probability` and a field named after the contract's label.
+reports, the data docs, the drift report, the monitor's decision record and its Evidently
+dashboard project, what simulate prints. Answers carry `probability` and a field named
+after the contract's label.
 """
 
 from __future__ import annotations
@@ -311,7 +312,8 @@ def test_the_monitor_judges_the_replayed_traffic(byod: Byod) -> None:
     assert "monitor" in byod.second.ran
     decision = json.loads(byod.copy.read("reports/monitor/decision.json"))
     holdout = len(pd.read_parquet(byod.copy.path / HOLDOUT))
-    assert decision["window"]["rows"] == holdout, decision["reasons"]
+    # the replayed holdout and the one POST /predict before it
+    assert decision["window"]["rows"] == holdout + 1, decision["reasons"]
     assert decision["drift"] is not None, decision["reasons"]  # judged, not "too few rows"
     assert decision["action"] in ("keep", "drift", "alert", "retrain")
     assert decision["reasons"], decision
@@ -325,3 +327,8 @@ def test_the_monitor_decision_and_drift_report_say_neither_word(byod: Byod) -> N
     drift = _page_text(monitor / "drift.html")
     assert "mean radius" in drift  # the Evidently report of this data, not a placeholder
     assert _said(drift) == []
+    # the dashboard's project (name, description, panel titles): `make monitor-ui` shows it
+    projects = sorted((monitor / "workspace").glob("*/metadata.json"))
+    assert len(projects) == 1, projects
+    assert _said(projects[0].read_text()) == []
+    assert _said((projects[0].parent / "dashboard.json").read_text()) == []
