@@ -13,7 +13,10 @@ champion exactly as it was.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,10 @@ from pipelines.edges.tracking import start_tracking
 from serving.model_store import ServedModel, write_champion_pointer
 
 logger = logging.getLogger(__name__)
+
+
+class BentoBuildError(RuntimeError):
+    """A Bento that cannot be built here; the message says what is missing."""
 
 
 def main() -> None:
@@ -374,6 +381,7 @@ def _build_bento(tag: str, store: Path) -> str:
 
     from serving.model_store import use_store
 
+    logger.debug("bentoml build uses uv from %s", uv_for_bentoml())
     use_store(store)
     options = yaml.safe_load(BENTOFILE.read_text(encoding="utf-8"))
     name, version = tag.split(":", 1)
@@ -384,6 +392,28 @@ def _build_bento(tag: str, store: Path) -> str:
     bento = bentoml.bentos.build(**options, name=name, models=[tag], version=version, build_ctx=".")
     logger.info("built Bento %s with model %s", bento.tag, tag)
     return str(bento.tag)
+
+
+def uv_for_bentoml() -> str:
+    """The uv `bentoml build` will run; an error where it would download one instead.
+
+    BentoML 1.4 (`bentoml._internal.configuration.get_uv_command`, called on every build)
+    takes `uv` from PATH, else the installed `uv` package (`python -m uv`), which needs no
+    PATH (DVC may run the stage without the venv's bin on it); only when both are missing
+    does it run `pip install uv`, a download in the middle of the lifecycle. The pinned
+    stack has uv (requirements.lock), so that never happens; this makes sure of it.
+    """
+    found = shutil.which("uv")
+    if found is not None:
+        return found
+    try:
+        importlib.metadata.version("uv")
+    except importlib.metadata.PackageNotFoundError:
+        raise BentoBuildError(
+            "bentoml build needs uv, and would pip-install it from the network: install the "
+            "pinned stack (`make install`; uv is in requirements.lock)"
+        ) from None
+    return f"{sys.executable} -m uv"
 
 
 def _repair_pointer(

@@ -77,3 +77,35 @@ def test_without_feedback_the_recent_window_does_not_apply(
         f"no feedback batches in {tmp_path / 'absent'}: the recent-window check does not apply"
         in caplog.text
     )
+
+
+def test_bentoml_build_finds_the_pinned_uv_without_path_or_download(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the venv's bin off PATH (as when DVC runs a stage from elsewhere), the installed
+    uv package is found: BentoML runs `python -m uv` and installs nothing."""
+    from bentoml._internal.configuration import get_uv_command
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert deploy.uv_for_bentoml().endswith(" -m uv")
+    get_uv_command.cache_clear()
+    try:
+        assert get_uv_command()[1:] == ["-m", "uv"]  # BentoML's own lookup agrees
+    finally:
+        get_uv_command.cache_clear()
+
+
+def test_a_missing_uv_stops_the_build_instead_of_downloading_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_version = deploy.importlib.metadata.version
+
+    def version(name: str) -> str:
+        if name == "uv":
+            raise deploy.importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(deploy.importlib.metadata, "version", version)
+    with pytest.raises(deploy.BentoBuildError, match=r"bentoml build needs uv, and would pip-inst"):
+        deploy.uv_for_bentoml()
