@@ -28,6 +28,11 @@ from pipelines.edges.mlflow_connection import (
 logger = logging.getLogger(__name__)
 
 LIFECYCLE_TAG = "lifecycle_run"
+# MLflow 3's UI reads this experiment tag to choose the experiment's page: without it an
+# experiment opens on the GenAI overview ("Traces"); with `custom_model_development` it
+# opens on the runs table. The UI's own "experiment type" selector writes the same tag.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -93,9 +98,12 @@ class Tracking:
 def start_tracking(experiment: str) -> Tracking:
     """Point MLflow at the configured store and experiment, with bounded HTTP retries.
 
-    With no `MLFLOW_TRACKING_URI`, runs go to `sqlite:///mlflow.db` in the project root. So
-    that one attempt fails in seconds rather than minutes, MLflow's HTTP retries and timeout
-    stay capped for the rest of the stage's process (`mlflow_connection`).
+    The experiment is marked as a model-development experiment (`EXPERIMENT_KIND_TAG`), when
+    it is created and on an existing one that has no kind yet, so that its link in the UI
+    opens the runs table; a kind a user chose in the UI is kept. With no
+    `MLFLOW_TRACKING_URI`, runs go to `sqlite:///mlflow.db` in the project root. So that one
+    attempt fails in seconds rather than minutes, MLflow's HTTP retries and timeout stay
+    capped for the rest of the stage's process (`mlflow_connection`).
     """
     import mlflow  # heavy: imported only by stages that track
 
@@ -104,7 +112,12 @@ def start_tracking(experiment: str) -> Tracking:
         limit_http_retries()  # for the rest of the stage's process
     mlflow.set_tracking_uri(uri)
     with unavailable_as_error(f"setting the experiment '{experiment}'"):
-        experiment_id = mlflow.set_experiment(experiment).experiment_id
+        found = mlflow.set_experiment(experiment)
+        experiment_id = found.experiment_id
+        if EXPERIMENT_KIND_TAG not in found.tags:
+            mlflow.MlflowClient().set_experiment_tag(
+                experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
     logger.info("tracking to %s, experiment '%s'", redact_uri(uri), experiment)
     return Tracking(mlflow, experiment_id)
 
