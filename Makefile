@@ -21,7 +21,16 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv and install the pinned stack
+install: $(VENV)/.installed ## Create .venv and install the pinned stack (and Chromium for tests/browser)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "make install: apt-get is unavailable; install Chromium and its driver at /usr/bin/chromium and /usr/bin/chromedriver yourself (tests/browser needs them)" >&2; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	  echo "make install: installing Chromium for tests/browser needs root: sudo apt-get install -y chromium chromium-driver" >&2; \
+	else \
+	  echo "make install: installing Chromium and chromedriver (Debian packages) for tests/browser"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 lifecycle: install ## Install, then run the whole lifecycle (dvc repro) on the default data
 	dvc repro
