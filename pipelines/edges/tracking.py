@@ -28,9 +28,12 @@ from pipelines.edges.mlflow_connection import (
 logger = logging.getLogger(__name__)
 
 LIFECYCLE_TAG = "lifecycle_run"
-# MLflow 3's UI reads this experiment tag to choose the experiment's page: without it an
-# experiment opens on the GenAI overview ("Traces"); with `custom_model_development` it
-# opens on the runs table. The UI's own "experiment type" selector writes the same tag.
+# The experiment's kind, as MLflow 3 records it (its UI's experiment-type selector writes
+# this tag): a model-development experiment, not a GenAI one. MLflow 3.17's UI chooses the
+# page an experiment opens on by the browser's "GenAI | Model training" switch in the
+# sidebar (GenAI, the overview of traces, by default) rather than by this tag, so the
+# README tells users to pick "Model training". The tag still states the kind, for the API
+# and for the UI's own code path that reads it where that switch is off.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 
@@ -99,8 +102,8 @@ def start_tracking(experiment: str) -> Tracking:
     """Point MLflow at the configured store and experiment, with bounded HTTP retries.
 
     The experiment is marked as a model-development experiment (`EXPERIMENT_KIND_TAG`), when
-    it is created and on an existing one that has no kind yet, so that its link in the UI
-    opens the runs table; a kind a user chose in the UI is kept. With no
+    it is created and on an existing one that has no kind yet; a kind a user chose in the
+    UI is kept. With no
     `MLFLOW_TRACKING_URI`, runs go to `sqlite:///mlflow.db` in the project root. So that one
     attempt fails in seconds rather than minutes, MLflow's HTTP retries and timeout stay
     capped for the rest of the stage's process (`mlflow_connection`).
