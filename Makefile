@@ -21,7 +21,15 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv and install the pinned stack (and Chromium for tests/browser)
+install: $(VENV)/.installed ## Create .venv and install the pinned stack
+
+lifecycle: install ## Install, then run the whole lifecycle (dvc repro) on the default data
+	dvc repro
+
+# tests/browser drives Debian's Chromium and chromedriver: `make install` installs them when missing
+install: chromium
+.PHONY: chromium
+chromium:
 	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
 	elif ! command -v apt-get >/dev/null; then \
 	  echo "make install: apt-get is unavailable; install Chromium and its driver at /usr/bin/chromium and /usr/bin/chromedriver yourself (tests/browser needs them)" >&2; \
@@ -31,9 +39,6 @@ install: $(VENV)/.installed ## Create .venv and install the pinned stack (and Ch
 	  echo "make install: installing Chromium and chromedriver (Debian packages) for tests/browser"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
-
-lifecycle: install ## Install, then run the whole lifecycle (dvc repro) on the default data
-	dvc repro
 
 test: install ## Run the whole test suite, the slow end-to-end tests included
 	pytest
