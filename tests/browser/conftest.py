@@ -9,7 +9,6 @@ resolve, so a page that needs a CDN shows as blank here, as it would offline.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, ProjectCopy, copy_project
+from tests.e2e.conftest import ProjectCopy, copy_project
 from tests.mlflow_server import MlflowServer, run_mlflow_server
 from tests.serving.server import serve
 
@@ -26,7 +25,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 BIN = Path(sys.executable).parent
 WINDOW = (1400, 1000)
-PLOTS_TEMPLATE = ".dvc/plots_template.html"  # `dvc plots show`'s page, if `make install` wrote one
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -102,9 +100,6 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Lifecycle:
     `lifecycle simulate`'s 1000 rows, `dvc repro` again (the monitor judges that traffic:
     drift.html is Evidently's report), then `dvc plots show`."""
     copy = copy_project(tmp_path_factory.mktemp("browser-project"))
-    template = ROOT / PLOTS_TEMPLATE  # written by `make install` where the project has one
-    if template.is_file():
-        shutil.copy2(template, copy.path / PLOTS_TEMPLATE)
     first = copy.repro()
     assert first.returncode == 0, first.output
     with serve(copy.path, env={"PYTHONPATH": str(copy.path)}) as server:
