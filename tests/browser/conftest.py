@@ -53,6 +53,17 @@ class Lifecycle:
         return self.copy.path
 
 
+def missing_browser(*paths: Path) -> str | None:
+    """The one-line failure when Chromium or its driver is not installed, else None."""
+    missing = [str(path) for path in paths if not path.is_file()]
+    if not missing:
+        return None
+    return (
+        f"{' and '.join(missing)} not found: `make install` installs "
+        f"{'it' if len(missing) == 1 else 'them'} (apt-get install -y chromium chromium-driver)"
+    )
+
+
 @pytest.fixture(scope="session")
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the browser tests save their screenshots (named after the page)."""
@@ -66,13 +77,9 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     The Service is given the driver's path, so Selenium Manager never runs (it would
     download a driver); the profile is a fresh folder.
     """
-    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.is_file()]
-    if missing:
-        pytest.fail(
-            f"{' and '.join(missing)} not found: `make install` installs them "
-            "(apt-get install -y chromium chromium-driver)",
-            pytrace=False,
-        )
+    message = missing_browser(CHROMIUM, CHROMEDRIVER)
+    if message:
+        pytest.fail(message, pytrace=False)  # CI must run these tests: never a skip
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
