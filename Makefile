@@ -30,6 +30,20 @@ install: $(VENV)/.installed .dvc/plots_template.html ## Create .venv and install
 lifecycle: install ## Install, then run the whole lifecycle (dvc repro) on the default data
 	dvc repro
 
+# tests/browser drives Debian's Chromium and chromedriver: `make install` installs them when missing
+install: chromium
+.PHONY: chromium
+chromium:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "make install: apt-get is unavailable; install Chromium and its driver at /usr/bin/chromium and /usr/bin/chromedriver yourself (tests/browser needs them)" >&2; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	  echo "make install: installing Chromium for tests/browser needs root: sudo apt-get install -y chromium chromium-driver" >&2; \
+	else \
+	  echo "make install: installing Chromium and chromedriver (Debian packages) for tests/browser"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
 test: install ## Run the whole test suite, the slow end-to-end tests included
 	pytest
 

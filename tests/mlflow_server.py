@@ -101,10 +101,14 @@ def _stop(process: subprocess.Popen) -> None:
     process.wait(timeout=STOP_TIMEOUT_S)
 
 
-def start_mlflow_server(root: Path, port: int, log_path: Path) -> subprocess.Popen:
+def start_mlflow_server(
+    root: Path, port: int, log_path: Path, backend_store_uri: str | None = None
+) -> subprocess.Popen:
     """Start `mlflow server` (SQLite store and artifacts under `root`) and wait for /health.
 
-    It runs in its own process group, so stopping the group reaches its workers.
+    With `backend_store_uri`, it serves that store instead (e.g. a lifecycle run's own
+    `mlflow.db`, as `make mlflow-ui` does). It runs in its own process group, so stopping
+    the group reaches its workers.
     """
     url = f"http://127.0.0.1:{port}"
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
@@ -118,7 +122,7 @@ def start_mlflow_server(root: Path, port: int, log_path: Path) -> subprocess.Pop
     )
     command = [
         str(BIN / "mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{root / 'srv.db'}",
+        "--backend-store-uri", backend_store_uri or f"sqlite:///{root / 'srv.db'}",
         "--default-artifact-root", str(root / "art"),
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
@@ -144,12 +148,13 @@ def start_mlflow_server(root: Path, port: int, log_path: Path) -> subprocess.Pop
 
 
 @contextlib.contextmanager
-def run_mlflow_server(root: Path) -> Iterator[MlflowServer]:
-    """Start `mlflow server` on a free port under `root`; stop it on exit."""
+def run_mlflow_server(root: Path, backend_store_uri: str | None = None) -> Iterator[MlflowServer]:
+    """Start `mlflow server` on a free port under `root` (over `backend_store_uri` if given);
+    stop it on exit."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     start = time.monotonic()
-    process = start_mlflow_server(root, port, root / "server.log")
+    process = start_mlflow_server(root, port, root / "server.log", backend_store_uri)
     try:
         yield MlflowServer(
             url=f"http://127.0.0.1:{port}", root=root, start_seconds=time.monotonic() - start

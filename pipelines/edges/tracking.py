@@ -28,6 +28,14 @@ from pipelines.edges.mlflow_connection import (
 logger = logging.getLogger(__name__)
 
 LIFECYCLE_TAG = "lifecycle_run"
+# The experiment's kind, as MLflow 3 records it (its UI's experiment-type selector writes
+# this tag): a model-development experiment, not a GenAI one. MLflow 3.17's UI chooses the
+# page an experiment opens on by the browser's "GenAI | Model training" switch in the
+# sidebar (GenAI, the overview of traces, by default) rather than by this tag, so the
+# README tells users to pick "Model training". The tag still states the kind, for the API
+# and for the UI's own code path that reads it where that switch is off.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -93,9 +101,12 @@ class Tracking:
 def start_tracking(experiment: str) -> Tracking:
     """Point MLflow at the configured store and experiment, with bounded HTTP retries.
 
-    With no `MLFLOW_TRACKING_URI`, runs go to `sqlite:///mlflow.db` in the project root. So
-    that one attempt fails in seconds rather than minutes, MLflow's HTTP retries and timeout
-    stay capped for the rest of the stage's process (`mlflow_connection`).
+    The experiment is marked as a model-development experiment (`EXPERIMENT_KIND_TAG`), when
+    it is created and on an existing one that has no kind yet; a kind a user chose in the
+    UI is kept. With no
+    `MLFLOW_TRACKING_URI`, runs go to `sqlite:///mlflow.db` in the project root. So that one
+    attempt fails in seconds rather than minutes, MLflow's HTTP retries and timeout stay
+    capped for the rest of the stage's process (`mlflow_connection`).
     """
     import mlflow  # heavy: imported only by stages that track
 
@@ -104,7 +115,12 @@ def start_tracking(experiment: str) -> Tracking:
         limit_http_retries()  # for the rest of the stage's process
     mlflow.set_tracking_uri(uri)
     with unavailable_as_error(f"setting the experiment '{experiment}'"):
-        experiment_id = mlflow.set_experiment(experiment).experiment_id
+        found = mlflow.set_experiment(experiment)
+        experiment_id = found.experiment_id
+        if EXPERIMENT_KIND_TAG not in found.tags:
+            mlflow.MlflowClient().set_experiment_tag(
+                experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
     logger.info("tracking to %s, experiment '%s'", redact_uri(uri), experiment)
     return Tracking(mlflow, experiment_id)
 

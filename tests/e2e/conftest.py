@@ -76,10 +76,8 @@ def _project_files() -> list[str]:
     return [f for f in listed if (ROOT / f).is_file()]
 
 
-@pytest.fixture(scope="module")
-def project_copy(tmp_path_factory: pytest.TempPathFactory) -> ProjectCopy:
-    """The repository's files (no lifecycle products) in a fresh git repo."""
-    dest = tmp_path_factory.mktemp("project")
+def copy_project(dest: Path) -> ProjectCopy:
+    """The repository's files (no lifecycle products) copied to `dest`, in a fresh git repo."""
     for name in _project_files():
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -91,3 +89,9 @@ def project_copy(tmp_path_factory: pytest.TempPathFactory) -> ProjectCopy:
     subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
     subprocess.run([*git, "commit", "-qm", "copy"], cwd=dest, check=True)
     return ProjectCopy(dest)
+
+
+@pytest.fixture(scope="module")
+def project_copy(tmp_path_factory: pytest.TempPathFactory) -> ProjectCopy:
+    """The repository's files (no lifecycle products) in a fresh git repo."""
+    return copy_project(tmp_path_factory.mktemp("project"))

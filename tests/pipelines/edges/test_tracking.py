@@ -15,6 +15,7 @@ import pytest
 from pipelines.edges import ledger
 from pipelines.edges.mlflow_connection import HTTP_LIMITS
 from pipelines.edges.tracking import (
+    EXPERIMENT_KIND_TAG,
     TrackingUnavailableError,
     start_tracking,
     unavailable_error,
@@ -124,3 +125,28 @@ def test_the_stage_run_is_noted_for_the_ledger_and_other_errors_pass_through(
     import mlflow
 
     assert mlflow.MlflowClient(mlflow_server.url).get_run(run.info.run_id).info.status == "FAILED"
+
+
+def test_the_experiment_is_a_model_development_one_so_the_ui_opens_its_runs(
+    monkeypatch: pytest.MonkeyPatch, mlflow_server: MlflowServer
+) -> None:
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    client = mlflow.MlflowClient(mlflow_server.url)
+
+    def kind(name: str) -> str | None:
+        return client.get_experiment_by_name(name).tags.get(EXPERIMENT_KIND_TAG)
+
+    start_tracking("kind-new")  # created here
+    assert kind("kind-new") == "custom_model_development"
+
+    client.create_experiment("kind-old")  # made before, as MLflow makes them: no kind
+    assert kind("kind-old") is None
+    start_tracking("kind-old")
+    assert kind("kind-old") == "custom_model_development"
+
+    chosen = client.create_experiment("kind-chosen")
+    client.set_experiment_tag(chosen, EXPERIMENT_KIND_TAG, "genai_development")  # a user's
+    start_tracking("kind-chosen")
+    assert kind("kind-chosen") == "genai_development"
