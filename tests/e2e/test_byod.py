@@ -8,7 +8,8 @@ what the README's "Bring your own data" section tells a user to do, and two keys
 1. `lifecycle draft-contract breast_cancer.csv --label malignant --out
    features/contracts/breast_cancer.yaml`;
 2. in params.yaml, `data.contract`, `ingest.source: file`, `ingest.file.path`,
-   `validate.min_rows: 500`, `validate.label_rate: [0.01, 0.5]`; and two the README does
+   `validate.min_rows: 500`, `validate.label_rate: [0.01, 0.5]`, `deploy.registered_model:
+   null`; and two the README does
    not name: `monitor.window.min_rows`, since the whole holdout (114 rows) is less than
    the default smallest window the monitor judges (1,000 rows); and, for a test machine
    shared with other work, a looser `deploy.infra_validation.p99_budget_ms`;
@@ -143,6 +144,7 @@ def _follow_the_readme(source: Path):
         raw["monitor"]["window"]["min_rows"] = 100  # not in the README: see the docstring
         # the infra check's latency bar is about the machine, not the data: a test machine
         # shared with other work misses the default 50 ms p99 now and then
+        raw["deploy"]["registered_model"] = None  # the README: the contract's name
         raw["deploy"]["infra_validation"]["p99_budget_ms"] = 1000
 
     return edit
@@ -191,7 +193,7 @@ def byod(project_copy: ProjectCopy, tmp_path_factory: pytest.TempPathFactory) ->
 def test_the_draft_names_the_data_and_finds_its_id(byod: Byod) -> None:
     assert byod.draft.returncode == 0, byod.draft.stdout + byod.draft.stderr
     contract = yaml.safe_load((byod.copy.path / CONTRACT).read_text())
-    assert contract["name"] == "breast_cancer"  # from the file, not `my-data`
+    assert contract["name"] == "breast-cancer"  # from the file's stem, not `my-data`
     roles = {c["name"]: c.get("role", "feature") for c in contract["columns"]}
     assert roles[LABEL] == "label"
     assert roles[ID] == "id"  # all distinct strings: an id, by its values
