@@ -52,6 +52,8 @@ lint: install ## Static checks: ruff, and the layers (lint-imports)
 	lint-imports
 
 mlflow-ui: install ## Open the MLflow UI on http://127.0.0.1:5000
+	@echo 'The lifecycle runs: http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning'
+	@echo '(MLflow 3 opens experiments on its GenAI page until "Model training" is chosen in the sidebar once)'
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 benchmarks: install ## Run the benchmarks; results go to benchmarks/results/
