@@ -173,7 +173,11 @@ def _replay(body: bytes, receive: Any) -> Callable[[], Awaitable[dict[str, Any]]
 
 
 async def _reply(send: Any, status: int, body: dict[str, Any]) -> None:
-    payload = json.dumps(body).encode("utf-8")
+    await send_json(send, status, json.dumps(body).encode("utf-8"))
+
+
+async def send_json(send: Any, status: int, payload: bytes) -> None:
+    """One whole JSON response on an ASGI `send`: its status, type and length, then the body."""
     await send(
         {
             "type": "http.response.start",

@@ -21,6 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from serving.gate import send_json
+
 logger = logging.getLogger(__name__)
 
 DOCUMENT_PATH = "/docs.json"
@@ -198,14 +200,4 @@ class OpenAPIDocument:
                 logger.error("could not build the OpenAPI document: %s", exc)
                 status, body = 500, {"error": f"could not build the OpenAPI document: {exc}"}
         payload = self._body if status == 200 else json.dumps(body).encode("utf-8")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await send_json(send, status, payload)
