@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED ?= false
 export DVC_NO_ANALYTICS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install lifecycle test lint mlflow-ui benchmarks cbpe-nannyml monitor-ui clean
+.PHONY: help install orchestrators lifecycle test lint mlflow-ui benchmarks cbpe-nannyml monitor-ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,7 +44,19 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-test: install ## Run the whole test suite, the slow end-to-end tests included
+# Each orchestrator in its own virtual environment (their pins conflict with the project's):
+# .venv-ENGINE from lifecycle/orchestrators/requirements/ENGINE.txt, built with uv (its cache
+# makes a rebuild take seconds). Their tasks call the project's .venv by subprocess.
+ORCHESTRATORS := airflow prefect dagster kubeflow stepfunctions
+orchestrators: $(ORCHESTRATORS:%=.venv-%/.installed) ## Build the orchestrators' own environments
+
+.venv-%/.installed: lifecycle/orchestrators/requirements/%.txt $(VENV)/.installed
+	rm -rf .venv-$*
+	$(VENV)/bin/uv venv --quiet --python $(PYTHON) .venv-$*
+	$(VENV)/bin/uv pip install --quiet --python .venv-$*/bin/python -r $<
+	touch $@
+
+test: install orchestrators ## Run the whole test suite, the slow end-to-end tests included
 	pytest
 
 lint: install ## Static checks: ruff, and the layers (lint-imports)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -468,6 +469,103 @@ def simulate_command(
         _fail_with(done.report.fatal, code=1)
     if done.unanswered:
         _fail_with(f"{done.unanswered} of {rows} rows were not answered", code=1)
+
+
+class Engine(StrEnum):
+    airflow = "airflow"
+    prefect = "prefect"
+    dagster = "dagster"
+    kubeflow = "kubeflow"
+    stepfunctions = "stepfunctions"
+
+
+class ExportMode(StrEnum):
+    shared = "shared"
+    workers = "workers"
+
+
+@app.command("export")
+def export_command(
+    to: Annotated[Engine, typer.Option("--to", help="The orchestrator to export for.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The folder to write into [default: orchestrators/ENGINE]."),
+    ] = None,
+    mode: Annotated[
+        ExportMode,
+        typer.Option(
+            help="shared: every task runs in this project folder (one machine or volume). "
+            "workers: each task runs in a fresh clone, `dvc repro --pull` then `dvc push` "
+            "(needs a DVC remote)."
+        ),
+    ] = ExportMode.shared,
+    repository: Annotated[
+        str | None,
+        typer.Option(help="workers mode: the Git URL or path a worker clones [default: here]."),
+    ] = None,
+) -> None:
+    """Write the lifecycle as ENGINE's own definition, generated from dvc.yaml and params.yaml.
+
+    One task per stage with dvc.yaml's edges, the retry block as the engine's native retries
+    (on exit code 75 only), and a second job running `lifecycle watch --once` every
+    monitor.watch.interval_s. Regenerate after changing dvc.yaml or params.yaml; do not edit.
+    """
+    from core.config import ConfigError
+    from lifecycle.orchestrators.export import ExportSettings, render, write_export
+    from lifecycle.orchestrators.graph import load_pipeline
+
+    root = Path.cwd()
+    try:
+        pipeline = load_pipeline(root)
+    except ConfigError as exc:
+        _fail(str(exc))
+    if mode is ExportMode.workers and repository is None and not (root / ".git").exists():
+        _fail("--mode workers: this folder is not a Git repository; pass --repository URL")
+    settings = ExportSettings(
+        engine=to.value,
+        mode=mode.value,
+        project=str(root.resolve()),
+        python=sys.executable,
+        repository=repository or str(root.resolve()),
+    )
+    target = out if out is not None else Path("orchestrators") / to.value
+    for path in write_export(render(pipeline, settings), target):
+        typer.echo(str(path))
+
+
+@app.command("task", hidden=True)
+def task_command(
+    stage: Annotated[str, typer.Argument(help="The dvc.yaml stage to run.")],
+    run_id: Annotated[
+        str, typer.Option(help="The orchestrator's run id: the ledger and MLflow group by it.")
+    ],
+    pull: Annotated[
+        bool, typer.Option(help="A fresh worker: `dvc repro --pull STAGE` (needs a remote).")
+    ] = False,
+    push: Annotated[bool, typer.Option(help="`dvc push` after the stage succeeded.")] = False,
+) -> None:
+    """Run one stage as an orchestrator's task (what `lifecycle export`'s tasks call).
+
+    Exit code: 0 done or skipped by DVC, 75 transient, 1 permanent, 2 bad config or contract.
+    The last line of stdout is the result as JSON.
+    """
+    import yaml
+
+    from core.paths import DVC_FILE
+    from lifecycle.orchestrators.task import run_task
+
+    root = Path.cwd()
+    if not run_id.strip():
+        _fail("--run-id must not be empty")
+    try:
+        stages = (yaml.safe_load((root / DVC_FILE).read_text(encoding="utf-8")) or {})["stages"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        _fail(f"{DVC_FILE}: cannot read its stages ({exc}); run from the project root")
+    if stage not in stages:
+        _fail(f"no stage {stage!r} in {DVC_FILE}; known: {', '.join(stages)}")
+    result = run_task(stage, root, run_id, pull=pull, push=push)
+    typer.echo(result.to_json())
+    raise typer.Exit(code=result.exit_code)
 
 
 @app.command("status")

@@ -26,7 +26,7 @@ from tenacity import (
     wait_random,
 )
 
-from core import OUR_PACKAGES
+from core import OUR_PACKAGES, exit_codes
 from core.config import ConfigError, RetryConfig, StageRetryConfig, load_params
 from pipelines.edges import ledger
 
@@ -56,9 +56,16 @@ def timed(what: str) -> Iterator[None]:
 
 
 def run_stage(name: str, body: Callable[[], None]) -> None:
-    """Run a stage's body, retrying transient failures; on failure log why and exit non-zero."""
+    """Run a stage's body, retrying transient failures; on failure log why and exit non-zero.
+
+    The exit code says what kind of failure it was (`core.exit_codes`): 75 transient with the
+    attempts used up, 2 bad config or contract, 1 anything else. Under an orchestrator that
+    owns the retries (`LIFECYCLE_RETRY_OWNER=orchestrator`) the stage makes one attempt.
+    """
     configure_logging()
     retry, transient = _retry_settings(name)
+    if os.environ.get(exit_codes.RETRY_OWNER_ENV) == exit_codes.ORCHESTRATOR:
+        retry = retry.model_copy(update={"attempts": 1})  # the orchestrator retries on 75
     start = time.perf_counter()
     logger.info("stage %s: started", name)
     _refuse_a_second_lifecycle_run(name)
@@ -83,10 +90,24 @@ def run_stage(name: str, body: Callable[[], None]) -> None:
                 logger.error("stage %s failed%s: %s", name, after, exc)
             else:
                 logger.exception("stage %s failed%s with an unexpected error", name, after)
-            logger.info("stage %s: failed after %.2f s", name, time.perf_counter() - start)
-            end_stage_process(name, 1)
+            code = exit_codes.exit_code_for(exc, transient)
+            logger.info(
+                "stage %s: failed after %.2f s (exit code %d: %s)",
+                name,
+                time.perf_counter() - start,
+                code,
+                _EXIT_MEANING[code],
+            )
+            end_stage_process(name, code)
     logger.info("stage %s: succeeded in %.2f s", name, time.perf_counter() - start)
     end_stage_process(name, 0)
+
+
+_EXIT_MEANING = {
+    exit_codes.TRANSIENT: "transient, worth another attempt later",
+    exit_codes.FAILED: "permanent, retrying will not help",
+    exit_codes.BAD_CONFIG: "fix params.yaml or the data contract",
+}
 
 
 def end_stage_process(stage: str, code: int) -> None:

@@ -91,7 +91,7 @@ def test_config_error_names_the_key(project: Path, caplog: pytest.LogCaptureFixt
     write_params(project, {"source": "file", "fiel": {"path": "source.csv"}})
     with pytest.raises(SystemExit) as exit_info:
         stage.main()
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 2  # bad config: an orchestrator never retries it
     assert "ingest.fiel: unknown key (did you mean 'file'?)" in caplog.text
     assert "Traceback" not in caplog.text
 
