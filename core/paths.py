@@ -19,6 +19,7 @@ REFERENCE_FILE = "validation_predictions.parquet"
 MONITOR_PROFILE_FILE = "monitor_profile.json"
 
 DVC_FILE = Path("dvc.yaml")  # the stages, in order, and each one's deps
+DVC_LOCK = Path("dvc.lock")  # what DVC recorded of each stage's last run
 LEDGER = Path(".lifecycle/ledger.jsonl")  # every attempt of every stage, appended
 
 # ingest

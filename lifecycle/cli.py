@@ -543,6 +543,10 @@ def task_command(
         bool, typer.Option(help="A fresh worker: `dvc repro --pull STAGE` (needs a remote).")
     ] = False,
     push: Annotated[bool, typer.Option(help="`dvc push` after the stage succeeded.")] = False,
+    upstream_lock: Annotated[
+        list[Path] | None,
+        typer.Option(help="An upstream task's dvc.lock to merge in first (repeatable)."),
+    ] = None,
 ) -> None:
     """Run one stage as an orchestrator's task (what `lifecycle export`'s tasks call).
 
@@ -563,7 +567,15 @@ def task_command(
         _fail(f"{DVC_FILE}: cannot read its stages ({exc}); run from the project root")
     if stage not in stages:
         _fail(f"no stage {stage!r} in {DVC_FILE}; known: {', '.join(stages)}")
-    result = run_task(stage, root, run_id, pull=pull, push=push)
+    for path in upstream_lock or ():
+        if not path.is_file():
+            _fail(f"--upstream-lock {path}: no such file")
+    try:
+        result = run_task(
+            stage, root, run_id, pull=pull, push=push, upstream_locks=upstream_lock or ()
+        )
+    except (ValueError, yaml.YAMLError) as exc:
+        _fail(f"--upstream-lock: {exc}")
     typer.echo(result.to_json())
     raise typer.Exit(code=result.exit_code)
 

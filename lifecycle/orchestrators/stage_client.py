@@ -11,8 +11,8 @@ Exit codes map to exceptions (`core.exit_codes` in the project): 75 `TransientSt
 
 Two modes: `shared` runs the stage in the project folder (every task on one machine or
 volume); `workers` runs it in a fresh clone of the project's Git repository, with the
-upstream task's `dvc.lock` written into it, `dvc repro --pull STAGE` and `dvc push`, and
-returns the new `dvc.lock` for the next task (a share-nothing worker; it needs a DVC remote).
+upstream tasks' `dvc.lock` merged into it, `dvc repro --pull STAGE` and `dvc push`, and
+returns the new `dvc.lock` for the next tasks (a share-nothing worker; it needs a DVC remote).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 # Filled in by `lifecycle export`.
@@ -65,22 +66,26 @@ def python() -> str:
     return os.environ.get("LIFECYCLE_PYTHON", PYTHON)
 
 
-def run_stage(stage: str, run_id: str, dvc_lock: str | None = None) -> dict:
+def run_stage(stage: str, run_id: str, upstream_locks: Sequence[str | None] = ()) -> dict:
     """Run one stage; its `lifecycle task` result, or the `StageFailure` for its exit code.
 
-    In workers mode the result carries `dvc_lock`, the text of dvc.lock after the stage,
-    for the next task; `dvc_lock` is the upstream task's.
+    In workers mode the result carries `dvc_lock`, the text of dvc.lock after the stage, to
+    hand to the next tasks; `upstream_locks` are the upstream tasks' (merged into the
+    worker's dvc.lock before the stage runs, so DVC knows what they produced).
     """
     if os.environ.get("LIFECYCLE_MODE", MODE) != "workers":
         return _task([stage, "--run-id", run_id], project())
     worker = Path(tempfile.mkdtemp(prefix=f"lifecycle-{stage}-"))
     try:
         repository = os.environ.get("LIFECYCLE_REPOSITORY", REPOSITORY)
-        _checked(["git", "clone", "--quiet", repository, str(worker)], None, stage)
-        if dvc_lock is not None:
-            (worker / "dvc.lock").write_text(dvc_lock, encoding="utf-8")
-        result = _task([stage, "--run-id", run_id, "--pull", "--push"], worker)
-        lock = worker / "dvc.lock"
+        _checked(["git", "clone", "--quiet", repository, str(worker / "clone")], stage)
+        arguments = [stage, "--run-id", run_id, "--pull", "--push"]
+        for number, text in enumerate(lock for lock in upstream_locks if lock):
+            path = worker / f"upstream-{number}.lock"
+            path.write_text(text, encoding="utf-8")
+            arguments += ["--upstream-lock", str(path)]
+        result = _task(arguments, worker / "clone")
+        lock = worker / "clone" / "dvc.lock"
         result["dvc_lock"] = lock.read_text(encoding="utf-8") if lock.exists() else None
         return result
     finally:
@@ -130,7 +135,7 @@ def _task(arguments: list[str], cwd: Path) -> dict:
     raise PermanentStageFailure(stage, code, result)
 
 
-def _checked(argv: list[str], cwd: Path | None, stage: str) -> None:
-    process = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, check=False)
+def _checked(argv: list[str], stage: str) -> None:
+    process = subprocess.run(argv, stdin=subprocess.DEVNULL, check=False)
     if process.returncode != 0:  # a clone that fails is the network or the remote
         raise TransientStageFailure(stage, TRANSIENT, {"message": " ".join(argv) + " failed"})

@@ -21,12 +21,16 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import yaml
 
 from core import exit_codes
-from core.paths import LEDGER
+from core.io import write_text
+from core.paths import DVC_LOCK, LEDGER
 from core.records.ledger import AttemptFinished, read_ledger
 from lifecycle.dvc_repro import BIN, ran_stages
 
@@ -52,9 +56,23 @@ class TaskResult:
 
 
 def run_task(
-    stage: str, root: Path, run_id: str, *, pull: bool = False, push: bool = False
+    stage: str,
+    root: Path,
+    run_id: str,
+    *,
+    pull: bool = False,
+    push: bool = False,
+    upstream_locks: Sequence[Path] = (),
 ) -> TaskResult:
-    """Run one stage under DVC in `root` and say how it ended."""
+    """Run one stage under DVC in `root` and say how it ended.
+
+    `upstream_locks` (a worker's) are the upstream tasks' dvc.lock files, merged into
+    `root`'s dvc.lock first (`merge_locks`), so DVC sees what they produced."""
+    if upstream_locks:
+        lock = root / DVC_LOCK
+        texts = [lock.read_text(encoding="utf-8")] if lock.exists() else []
+        texts += [path.read_text(encoding="utf-8") for path in upstream_locks]
+        write_text(merge_locks(texts), lock)
     before = _finished_attempts(root, stage, run_id)
     dvc = [str(BIN / "dvc")] if (BIN / "dvc").exists() else [sys.executable, "-m", "dvc"]
     argv = [*dvc, "repro", "--pull", stage] if pull else [*dvc, "repro", "--single-item", stage]
@@ -80,6 +98,22 @@ def run_task(
     return _result(
         stage, run_id, "failed", _stage_exit_code(tail), start, error_class, message or tail
     )
+
+
+def merge_locks(texts: Sequence[str]) -> str:
+    """dvc.lock texts merged: every stage's entry, a later text's winning. Pure.
+
+    Each text is a whole dvc.lock (`schema: '2.0'`, `stages:`); a worker's own (its clone's
+    committed one) comes first, then the upstream tasks' in the order given."""
+    merged: dict[str, Any] = {}
+    schema = "2.0"
+    for text in texts:
+        loaded = yaml.safe_load(text) or {}
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("stages", {}), dict):
+            raise ValueError("an upstream dvc.lock is not a DVC lock file (no `stages:` mapping)")
+        schema = str(loaded.get("schema", schema))
+        merged.update(loaded.get("stages") or {})
+    return yaml.safe_dump({"schema": schema, "stages": merged}, sort_keys=False)
 
 
 def _stage_exit_code(tail: list[str]) -> int:
