@@ -117,10 +117,10 @@ def pipeline_from(dvc_yaml: Any, params: Params) -> Pipeline:
     raw_params = params.model_dump(mode="json")
     declared: dict[str, tuple[list[str], list[str], str]] = {}
     for name, body in dvc_yaml["stages"].items():
+        if isinstance(body, Mapping) and ("foreach" in body or "matrix" in body):
+            raise ConfigError(f"dvc.yaml: stage {name!r}: foreach/matrix stages are not exported")
         if not isinstance(body, Mapping) or "cmd" not in body:
             raise ConfigError(f"dvc.yaml: stage {name!r} has no cmd")
-        if "foreach" in body or "matrix" in body:
-            raise ConfigError(f"dvc.yaml: stage {name!r}: foreach/matrix stages are not exported")
         deps = [_resolve(_path_of(dep), raw_params) for dep in body.get("deps") or []]
         outs = [
             _resolve(_path_of(out), raw_params)
