@@ -60,35 +60,32 @@ def element_screenshot(element: Any, folder: Path, name: str) -> Painted:
 def wait_for(driver: Any, css: str, what: str, timeout: float = WAIT_S) -> Any:
     """The first visible element matching `css`, waited for explicitly; a clear failure
     (with the page's title and URL) when it never shows."""
-    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    try:
-        return WebDriverWait(driver, timeout).until(_first_visible(By.CSS_SELECTOR, css))
-    except TimeoutException:
-        raise AssertionError(
-            f"{what} ({css}) not shown within {timeout:.0f} s on {driver.current_url} "
-            f"(title {driver.title!r}; the page as it was: {_failure_shot(driver)})"
-        ) from None
+    return _wait_visible(driver, By.CSS_SELECTOR, css, f"{what} ({css})", timeout)
 
 
 def wait_for_text(driver: Any, text: str, what: str, timeout: float = WAIT_S) -> Any:
     """The first visible element whose text is `text` (exactly, spaces normalized; the
     innermost such element, however React split the text into nodes), waited for."""
-    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     literal = _xpath_literal(text)
     xpath = f"//*[normalize-space(.)={literal} and not(*[normalize-space(.)={literal}])]"
+    return _wait_visible(driver, By.XPATH, xpath, f"{what} (text {text!r})", timeout)
+
+
+def _wait_visible(driver: Any, by: str, value: str, described: str, timeout: float) -> Any:
+    """Wait for the first visible match; fail naming it, the page and a screenshot."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
     try:
-        return WebDriverWait(driver, timeout).until(_first_visible(By.XPATH, xpath))
+        return WebDriverWait(driver, timeout).until(_first_visible(by, value))
     except TimeoutException:
         raise AssertionError(
-            f"{what} (text {text!r}) not shown within {timeout:.0f} s on "
-            f"{driver.current_url} (title {driver.title!r}; the page as it was: "
-            f"{_failure_shot(driver)})"
+            f"{described} not shown within {timeout:.0f} s on {driver.current_url} "
+            f"(title {driver.title!r}; the page as it was: {_failure_shot(driver)})"
         ) from None
 
 
