@@ -56,8 +56,10 @@ orchestrators: $(ORCHESTRATORS:%=.venv-%/.installed) ## Build the orchestrators'
 	$(VENV)/bin/uv pip install --quiet --python .venv-$*/bin/python -r $<
 	touch $@
 
+# The suite's slow tests mostly wait (servers, subprocesses): more workers than cores pays.
+TEST_WORKERS ?= 3
 test: install orchestrators ## Run the whole test suite, the slow end-to-end tests included
-	pytest
+	pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install ## Static checks: ruff, and the layers (lint-imports)
 	ruff check .
