@@ -155,8 +155,9 @@ kubeflow` does it when it finds .venv-kubeflow). Deploy: upload the YAML to the 
 The tasks' image (IMAGE below: LIFECYCLE_KFP_IMAGE when compiling) must hold the project
 and its .venv where lifecycle_tasks.py says (or set LIFECYCLE_PROJECT and LIFECYCLE_PYTHON
 in it), kfp itself (`install_kfp_package=False`: nothing installs at run time), and this
-folder at the pipelines' `tasks_dir` parameter. In shared mode every task's pod mounts
-the project's volume.
+folder at the pipelines' `tasks_dir` parameter (this folder by default; where the image
+keeps it elsewhere, add `tasks_dir=PATH` to `kfp run create`). In shared mode every task's
+pod mounts the project's volume.
 
 The watch job: one `lifecycle watch --once` every monitor.watch.interval_s, never two at
 once (the iteration keeps its own lock, cooldown and daily retrain budget):

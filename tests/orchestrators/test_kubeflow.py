@@ -16,6 +16,7 @@ to fail permanently (a bad value under `evaluate:`): one attempt and no retry, t
 it not run; fixed (another valid value), a new KFP run re-runs evaluate and what its new
 results change, never the stages before it. kfp.local has no re-run of a failed run: on a
 cluster KFP's retry of the run would re-run the failed task, DVC skipping the rest alike.
+(d) The watch pipeline once: one `lifecycle watch --once` iteration, logged.
 """
 
 from __future__ import annotations
@@ -78,9 +79,10 @@ def pipeline_module(copy: ProjectCopy) -> Path:
     return out / "lifecycle_pipeline.py"
 
 
-def run_lifecycle(copy: ProjectCopy, module: Path) -> Run:
-    done = subprocess.run(
-        [str(engine_python("kubeflow")), str(module), "--run", "lifecycle"],
+def run_pipeline(copy: ProjectCopy, module: Path, which: str) -> subprocess.CompletedProcess[str]:
+    """`lifecycle_pipeline.py --run WHICH`: the compiled YAML run with kfp.local."""
+    return subprocess.run(
+        [str(engine_python("kubeflow")), str(module), "--run", which],
         cwd=module.parent,
         env=engine_env(copy),
         stdin=subprocess.DEVNULL,
@@ -89,7 +91,10 @@ def run_lifecycle(copy: ProjectCopy, module: Path) -> Run:
         timeout=RUN_TIMEOUT_S,
         check=False,
     )
-    return Run(done)
+
+
+def run_lifecycle(copy: ProjectCopy, module: Path) -> Run:
+    return Run(run_pipeline(copy, module, "lifecycle"))
 
 
 def attempts(copy: ProjectCopy, run_id: str | None) -> list[AttemptFinished]:
@@ -148,3 +153,13 @@ def test_a_permanent_failure_is_not_retried_and_a_new_run_resumes(
     assert set(outcomes) == set(STAGES)
     assert [stage for stage, outcome in outcomes.items() if outcome == "ran"] == ran
     assert (copy.path / "reports/deploy/champion.json").is_file()
+
+
+def test_the_watch_pipeline_runs_one_iteration(copy: ProjectCopy, pipeline_module: Path) -> None:
+    log = copy.path / "reports/watch/iterations.jsonl"
+    before = log.read_text().splitlines() if log.exists() else []
+    done = run_pipeline(copy, pipeline_module, "watch")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    [iteration] = [json.loads(line) for line in log.read_text().splitlines()[len(before) :]]
+    assert iteration["error"] is None
+    assert iteration["action"] == "none"  # no traffic yet: nothing to judge, no retrain
