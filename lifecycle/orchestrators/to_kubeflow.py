@@ -121,7 +121,8 @@ def _docstring(pipeline: Pipeline, settings: ExportSettings) -> str:
             f"Mode workers: each task runs its stage in a fresh clone of {settings.repository} "
             "(`dvc repro --pull`, then `dvc push`: it needs a DVC remote) and returns the "
             "clone's dvc.lock as its `dvc_lock` output; its downstream tasks take those as "
-            "inputs and merge them into their own clone first."
+            "inputs and merge them into their own clone first. A clone or push that fails "
+            "fails the task (KFP retries nothing here, see Retries): start a new run."
         )
     else:
         mode = (
@@ -171,8 +172,9 @@ a backoff, with no condition), a bad config (exit code 2) as readily as a lost t
 server (75). So no task sets one, and each stage retries its own transient errors
 (`lifecycle task --stage-retries`: the `retry` block of params.yaml, as under `dvc repro`;
 each component's docstring says how): one owner of retries. KFP's cache is off on every
-task: DVC decides what is unchanged. After a failure, fix the cause and start a new run (or
-retry the failed one): DVC skips every stage whose inputs did not change.
+task: DVC decides what is unchanged. A task lost with its pod is not retried either. After
+a failure, fix the cause and start a new run (or retry the failed one): DVC skips every
+stage whose inputs did not change.
 
 Try it here without a cluster (kfp.local runs each task as a subprocess of this Python):
 
