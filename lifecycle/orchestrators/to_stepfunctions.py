@@ -412,12 +412,12 @@ def handle(sfn: Any, task: dict[str, Any], run: Callable[[dict], dict] = run_tas
         beating.join()
         error, cause = type(exc).__name__, str(exc)
         logger.warning("%s: %s: %s", what, error, cause)
-        sfn.send_task_failure(taskToken=token, error=error[:MAX_ERROR], cause=cause[:MAX_CAUSE])
+        _answer(sfn.send_task_failure, token, error=error[:MAX_ERROR], cause=cause[:MAX_CAUSE])
         return
     done.set()
     beating.join()
     logger.info("%s: %s", what, result.get("outcome", "done"))
-    sfn.send_task_success(taskToken=token, output=json.dumps(result))
+    _answer(sfn.send_task_success, token, output=json.dumps(result))
 
 
 def serve(
@@ -453,6 +453,13 @@ def serve(
         if once and handled:
             break
     return handled
+
+
+def _answer(send: Callable[..., Any], token: str, **outcome: str) -> None:
+    try:
+        send(taskToken=token, **outcome)
+    except Exception as exc:  # TaskTimedOut, TaskDoesNotExist: the state no longer waits
+        logger.error("the answer was refused (the state gave up on this task): %s", exc)
 
 
 def _heartbeat(sfn: Any, token: str, interval: float, done: threading.Event) -> None:

@@ -12,7 +12,8 @@ environment). moto's AWS lives in this one process, so everything a deployment h
 - the export's own `worker.py`, polling the queue in a thread, as it would on EC2 or ECS.
 
 Then it reads commands from stdin, one a line: `lifecycle RUN_ID` or `watch RUN_ID` starts
-an execution of that state machine named RUN_ID and waits for it to end; the reply is one
+an execution of that state machine named RUN_ID and waits for it to end (`heartbeat N`
+checks the worker's heartbeat, see `heartbeat_check`); the reply is one
 stdout line `SUMMARY {json}`: the execution's status, error, cause, output, wall time and
 history events. The first line it writes is `READY {json}` with what the schedule stored.
 The stages' logs and the worker's go to stderr.
@@ -73,12 +74,14 @@ def create_schedule(export: Path, target_arn: str) -> dict[str, Any]:
     return {key: stored[key] for key in kept} | {"TargetArn": stored["Target"]["Arn"]}
 
 
-def execute(sfn: Any, arn: str, run_id: str) -> dict[str, Any]:
-    """One execution named `run_id`, waited for; its summary."""
+def execute(sfn: Any, arn: str, run_id: str, execution_arn: str | None = None) -> dict[str, Any]:
+    """One execution named `run_id` (started here unless `execution_arn` says it runs),
+    waited for; its summary."""
     started = time.monotonic()
-    execution_arn = sfn.start_execution(stateMachineArn=arn, name=run_id, input="{}")[
-        "executionArn"
-    ]
+    if execution_arn is None:
+        execution_arn = sfn.start_execution(stateMachineArn=arn, name=run_id, input="{}")[
+            "executionArn"
+        ]
     while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == (
         "RUNNING"
     ):
@@ -96,6 +99,29 @@ def execute(sfn: Any, arn: str, run_id: str) -> dict[str, Any]:
         "seconds": round(time.monotonic() - started, 3),
         "events": [event_record(event) for event in history],
     }
+
+
+def heartbeat_check(worker: Any, sfn: Any, sqs: Any, beat_every_s: float) -> dict[str, Any]:
+    """The worker's heartbeat against moto's HeartbeatSeconds: a 2 s heartbeat timeout, a
+    task that runs 5 s, and a message telling the worker to beat every `beat_every_s` / 5
+    seconds (at least 1 s). A scaffold state machine: the exported ones beat every 60 s."""
+    queue_url = sqs.create_queue(QueueName=f"heartbeat-{beat_every_s:g}")["QueueUrl"]
+    body = {"kind": "stage", "stage": "sleep", "task_token.$": "$$.Task.Token"}
+    body["heartbeat_s"] = beat_every_s
+    task = {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken"}
+    task |= {"Parameters": {"QueueUrl": queue_url, "MessageBody": body}}
+    task |= {"HeartbeatSeconds": 2, "End": True}
+    definition = json.dumps({"StartAt": "sleep", "States": {"sleep": task}})
+    name = f"heartbeat-{beat_every_s:g}".replace(".", "-")
+    arn = sfn.create_state_machine(name=name, definition=definition, roleArn=ROLE)[
+        "stateMachineArn"
+    ]
+    started = sfn.start_execution(stateMachineArn=arn, name=name)["executionArn"]
+    messages: list[dict[str, Any]] = []
+    while not messages:
+        messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
+    worker.handle(sfn, json.loads(messages[0]["Body"]), run=lambda _: time.sleep(5) or {})
+    return execute(sfn, arn, name, started)
 
 
 def event_record(event: dict[str, Any]) -> dict[str, Any]:
@@ -133,8 +159,15 @@ def main(argv: list[str]) -> int:
         for line in sys.stdin:
             if not line.strip():
                 continue
-            machine, run_id = line.split()
-            reply("SUMMARY", execute(sfn, arns[machine], run_id))
+            machine, argument = line.split()
+            if machine == "heartbeat":
+                summary = heartbeat_check(worker, sfn, sqs, float(argument))
+            else:
+                summary = execute(sfn, arns[machine], argument)
+            logging.info(
+                "execution %s: %s in %.1f s", argument, summary["status"], summary["seconds"]
+            )
+            reply("SUMMARY", summary)
         stop.set()
         polling.join(timeout=30)
     return 0

@@ -281,6 +281,22 @@ def test_the_worker_refuses_to_start_without_a_queue(copy: ProjectCopy, exported
         assert done.stderr.strip().splitlines()[-1] == message, done.stderr
 
 
+def test_the_worker_heartbeats_while_a_stage_runs(deployment: Deployment) -> None:
+    """moto enforces HeartbeatSeconds (2 s here, a scaffold machine): a 5 s task succeeds
+    only because the worker beats (every second); told to beat every 20 s, it times out."""
+    beating = deployment.run("heartbeat", "2")
+    silent = deployment.run("heartbeat", "100")
+
+    assert beating["status"] == "SUCCEEDED", explain(beating, deployment)
+    assert silent["status"] == "FAILED", explain(silent, deployment)
+    # AWS names it States.HeartbeatTimeout; moto 5.2.5 reports every task timeout as
+    # States.Timeout, so the timing tells: the 2 s heartbeat, not the 5 s task's end
+    assert silent["error"] in ("States.HeartbeatTimeout", "States.Timeout"), silent["error"]
+    at = {event["type"]: event["timestamp"] for event in silent["events"]}
+    assert 2.0 <= at["TaskTimedOut"] - at["TaskStarted"] < 4.0, at
+    assert "the answer was refused (the state gave up on this task)" in deployment.tail()
+
+
 # --- 1. the whole lifecycle, a transient failure retried by Step Functions --------------
 
 
