@@ -5,8 +5,10 @@ The exported definitions are checked by asl-validator (npm), then deployed into 
 state machines, the schedule, and the export's own `worker.py` running the stages in one
 module-scoped project copy. To keep CI time the copy runs reduced params: 5,000 synthetic
 rows (served from a SQLite database, the `sql` source), 3-fold CV and a 50-iteration model
-(`tests.faults.conftest.fast_lifecycle`), and ingest's retry overridden to 2 attempts, 3 s
-apart, no jitter (so the release of the lock below can never race the retry). In order:
+(`tests.faults.conftest.fast_lifecycle`), one OpenMP thread per stage (on a busy two-core
+machine the model's threads oversubscribe it: cross-validation took 15 s, not 1 s), and
+ingest's retry overridden to 2 attempts, 3 s apart, no jitter (so the release of the lock
+below can never race the retry). In order:
 
 1. the whole lifecycle, the source database locked by another connection at first: ingest
    fails for real (`database is locked`, TransientSourceError, exit 75), the worker reports
@@ -117,7 +119,7 @@ def deployment(copy: ProjectCopy, exported: Path) -> Iterator[Deployment]:
         process = subprocess.Popen(
             [str(engine_python("stepfunctions")), str(DRIVER), str(exported)],
             cwd=copy.path,
-            env=engine_env(copy),
+            env=engine_env(copy, OMP_NUM_THREADS="1"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
