@@ -116,7 +116,7 @@ def state_machine(pipeline: Pipeline, settings: ExportSettings) -> dict[str, Any
     order = list(pipeline.stages)
     for position, stage in enumerate(order):
         following = order[position + 1].name if position + 1 < len(order) else None
-        states[stage.name] = _stage_task(pipeline, stage, settings, following)
+        states[stage.name] = _stage_task(stage, settings, following)
         states[_failed(stage.name)] = _record_failure(stage.name, FAILED_STATE)
     states[FAILED_STATE] = {
         "Type": "Fail",
@@ -129,8 +129,10 @@ def state_machine(pipeline: Pipeline, settings: ExportSettings) -> dict[str, Any
         *_header_lines(),
         f"The {pipeline.name} lifecycle: one Task per dvc.yaml stage, run by worker.py "
         f"({settings.mode} mode). dvc.yaml's edges: {edges}.",
-        "The run id is the execution's name. Retry: TransientStageFailure only (exit code 75); "
-        f"{' and '.join(PERMANENT_ERRORS)} are caught and fail the execution.",
+        f"The run id is the execution's name. Retry: {TRANSIENT_ERROR} only (exit code "
+        f"{pipeline.exit_transient}); {' and '.join(PERMANENT_ERRORS)} (exit codes "
+        f"{pipeline.exit_failed} and {pipeline.exit_bad_config}) are caught and fail the "
+        "execution.",
         _placeholder_line([QUEUE_URL]),
     ]
     return {"Comment": " ".join(comment), "StartAt": order[0].name, "States": states}
@@ -236,9 +238,7 @@ def worker_source(pipeline: Pipeline, settings: ExportSettings) -> str:
 # --- parts ------------------------------------------------------------------------------
 
 
-def _stage_task(
-    pipeline: Pipeline, stage: Stage, settings: ExportSettings, following: str | None
-) -> dict[str, Any]:
+def _stage_task(stage: Stage, settings: ExportSettings, following: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": "stage",
         "stage": stage.name,
