@@ -19,8 +19,9 @@ below can never race the retry). In order:
 3. a bad evaluate param: evaluate exits 2 (BadConfigFailure), is not retried, the Catch
    records the stage and the cause, the execution FAILS, and nothing after evaluate runs;
 4. fixed: a new execution resumes at evaluate (DVC skips the stages before it). Step
-   Functions' own RedriveExecution is not implemented by moto 5.2.5, and with a Catch the
-   execution ends in the Fail state, which is what a redrive would restart;
+   Functions' own RedriveExecution is not implemented by moto 5.2.5 (and whether AWS's
+   redrive of a caught failure re-runs the failed Task or only the Fail state it was
+   routed to cannot be checked here);
 5. the watch state machine once, and the schedule as EventBridge Scheduler stores it.
 """
 
