@@ -39,7 +39,7 @@ def render(pipeline: Pipeline, settings: ExportSettings) -> dict[str, str]:
         _IMPORTS,
         _retry_block(pipeline, default),
         _RUN_HELPER,
-        _lifecycle_dag(pipeline, default),
+        _lifecycle_dag(pipeline, default, settings.mode),
         _watch_dag(pipeline),
     ]
     return {DAG_FILE: "\n".join(parts)}
@@ -194,7 +194,16 @@ def run(stage: str, *upstream: dict) -> dict:
 '''
 
 
-def _lifecycle_dag(pipeline: Pipeline, default: Retry) -> str:
+def _lifecycle_dag(pipeline: Pipeline, default: Retry, mode: str) -> str:
+    if mode == "workers":  # each task in a clone of its own: branches may run side by side
+        concurrency = [
+            "    max_active_runs=1,  # one lifecycle at a time: runs share the registry's champion",
+        ]
+    else:
+        concurrency = [
+            "    max_active_runs=1,  # one lifecycle at a time: runs share the project's DVC state",
+            "    max_active_tasks=1,  # one stage at a time: DVC locks the shared workspace",
+        ]
     lines = [
         "",
         "@dag(",
@@ -202,7 +211,7 @@ def _lifecycle_dag(pipeline: Pipeline, default: Retry) -> str:
         "    schedule=None,  # on demand; the watch DAG retrains by itself on drift",
         "    start_date=START,",
         "    catchup=False,",
-        "    max_active_runs=1,  # one lifecycle at a time: all runs share the project's DVC state",
+        *concurrency,
         "    default_args=DEFAULT_ARGS,",
         '    tags=["lifecycle", "dvc"],',
         "    doc_md=__doc__,",

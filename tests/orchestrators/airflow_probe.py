@@ -49,6 +49,7 @@ def main(dags_folder: str) -> None:
             {
                 "dag_id": lifecycle.dag_id,
                 "max_active_runs": lifecycle.max_active_runs,
+                "max_active_tasks": lifecycle.max_active_tasks,
                 "tasks": tasks,
                 "watch": {
                     "dag_id": watch.dag_id,

@@ -239,6 +239,7 @@ def test_airflow_holds_the_retries_and_schedule_of_params(airflow: Airflow) -> N
     probe = json.loads(done.stdout.splitlines()[-1])
     assert probe["dag_id"] == pipeline.name
     assert probe["max_active_runs"] == 1
+    assert probe["max_active_tasks"] == 1  # shared mode: one stage at a time
     assert list(probe["tasks"]) == [stage.name for stage in pipeline.stages]
     for stage in pipeline.stages:
         task = probe["tasks"][stage.name]

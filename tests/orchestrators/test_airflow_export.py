@@ -261,6 +261,8 @@ def test_the_run_id_is_airflows_and_workers_mode_passes_the_dvc_lock_on() -> Non
         assert 'locks = [result.get("dvc_lock") for result in upstream]' in text
         assert "lifecycle_tasks.run_stage(stage, run_id, locks)" in text
     assert "Workers mode: each task clones https://git.example.com/project.git" in workers
+    assert "max_active_tasks=1" in shared  # one `dvc repro` at a time in one workspace
+    assert "max_active_tasks" not in workers  # clones of their own: branches in parallel
     assert "Shared mode" in shared and "Workers mode" not in shared
     files = render(pipeline, settings("workers"))
     assert set(files) == {to_airflow.DAG_FILE, CLIENT_FILE}
