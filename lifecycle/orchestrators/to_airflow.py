@@ -31,7 +31,9 @@ REQUIREMENTS = "lifecycle/orchestrators/requirements/airflow.txt"
 
 
 def render(pipeline: Pipeline, settings: ExportSettings) -> dict[str, str]:
-    """`{"lifecycle_dag.py": text}` for `pipeline`. Pure."""
+    """`{"lifecycle_dag.py": text}` for `pipeline`. Pure; ValueError when two stage names
+    make one Python name."""
+    _check_names(pipeline.stages)
     default = default_retry(pipeline.stages)
     parts = [
         header("airflow"),
@@ -79,6 +81,18 @@ def python_name(stage: str) -> str:
     if not name or name[0].isdigit():
         name = f"stage_{name}"
     return f"{name}_" if keyword.iskeyword(name) else name
+
+
+def _check_names(stages: Iterable[Stage]) -> None:
+    seen: dict[str, str] = {}
+    for stage in stages:
+        name = python_name(stage.name).rstrip("_")
+        if name in seen:
+            raise ValueError(
+                f"dvc.yaml: stages {seen[name]!r} and {stage.name!r} make one Python name, "
+                f"{name!r}; rename one"
+            )
+        seen[name] = stage.name
 
 
 def _docstring(pipeline: Pipeline, settings: ExportSettings) -> str:

@@ -278,3 +278,13 @@ def test_the_output_is_deterministic() -> None:
 def test_a_pipeline_without_stages_is_refused_with_one_line() -> None:
     with pytest.raises(ValueError, match=r"^a pipeline with no stages has nothing to export$"):
         to_airflow.default_retry(())
+
+
+def test_two_stages_of_one_python_name_are_refused_with_one_line() -> None:
+    dvc_yaml = {"stages": {"pre-process": {"cmd": "a"}, "pre_process": {"cmd": "b"}}}
+    with pytest.raises(ValueError) as refused:
+        dag_text(pipeline_with(dvc_yaml=dvc_yaml))
+    assert str(refused.value) == (
+        "dvc.yaml: stages 'pre-process' and 'pre_process' make one Python name, "
+        "'pre_process'; rename one"
+    )
