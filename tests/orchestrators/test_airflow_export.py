@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from core.config import parse_params
+from lifecycle.cli import app
 from lifecycle.orchestrators import to_airflow
 from lifecycle.orchestrators.export import CLIENT_FILE, ExportSettings, render
 from lifecycle.orchestrators.graph import Pipeline, Retry, load_pipeline, pipeline_from
@@ -288,3 +290,17 @@ def test_two_stages_of_one_python_name_are_refused_with_one_line() -> None:
         "dvc.yaml: stages 'pre-process' and 'pre_process' make one Python name, "
         "'pre_process'; rename one"
     )
+
+
+def test_the_cli_says_so_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    dvc_yaml = {"stages": {"pre-process": {"cmd": "a"}, "pre_process": {"cmd": "b"}}}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["export", "--to", "airflow", "--out", "out"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: dvc.yaml: stages 'pre-process' and 'pre_process' make one Python name, "
+        "'pre_process'; rename one"
+    )
+    assert not (tmp_path / "out").exists()
