@@ -535,7 +535,11 @@ def export_command(
         repository=repository or str(root.resolve()),
     )
     target = out if out is not None else Path("orchestrators") / to.value
-    for path in write_export(render(pipeline, settings), target):
+    try:
+        files = render(pipeline, settings)
+    except ValueError as exc:  # a dvc.yaml the engine's renderer cannot express
+        _fail(str(exc))
+    for path in write_export(files, target):
         typer.echo(str(path))
     try:
         notes = finish(to.value, target, root)
