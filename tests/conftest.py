@@ -24,6 +24,7 @@ CONTRACT_PATH = ROOT / "features" / "contracts" / "milling.yaml"
 REAL_AI4I = ROOT.parent / "shared" / "datasets" / "ai4i2020.csv"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test` runs `pytest -n N --dist loadgroup`): one test file per
     worker, so a module's fixtures (a project copy, its lifecycle run, a server) are built once,
