@@ -65,7 +65,7 @@ $(SFN_NPM)/node_modules/.installed: $(SFN_NPM)/package-lock.json
 # The suite's slow tests mostly wait (servers, subprocesses): more workers than cores pays.
 TEST_WORKERS ?= 3
 test: install orchestrators ## Run the whole test suite, the slow end-to-end tests included
-	pytest -n $(TEST_WORKERS) --dist loadgroup
+	pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install ## Static checks: ruff, and the layers (lint-imports)
 	ruff check .

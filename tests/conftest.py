@@ -24,20 +24,12 @@ CONTRACT_PATH = ROOT / "features" / "contracts" / "milling.yaml"
 REAL_AI4I = ROOT.parent / "shared" / "datasets" / "ai4i2020.csv"
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs `pytest -n N --dist loadgroup`): one test file per
-    worker, so a module's fixtures (a project copy, its lifecycle run, a server) are built once,
-    and tests/browser as one group (they share one session lifecycle). Files with slow tests
-    are sent first, so the long ones do not start last."""
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow tests first. `make test` runs `pytest -n N --dist loadfile`: each
+    worker takes whole files (a module's project copy, lifecycle run or server is built
+    once) in this order, so the long files do not start last."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: file order kept
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        relative = item.path.relative_to(ROOT)
-        group = "tests/browser" if relative.parts[:2] == ("tests", "browser") else str(relative)
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
