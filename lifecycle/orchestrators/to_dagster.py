@@ -79,42 +79,68 @@ class DagsterRetry:
     """A stage's `Retry` as Dagster's `RetryPolicy` arguments, and why they are what they are."""
 
     max_retries: int
-    delay: float  # Dagster waits (2**n - 1) * delay before retry n (Backoff.EXPONENTIAL)
+    delay: float
+    exponential: bool  # Backoff.EXPONENTIAL: (2**n - 1) * delay before retry n; else delay
     jitter: bool  # Jitter.PLUS_MINUS: a random -delay..+delay added to each wait
     note: str  # the waits this gives, for the generated comment
+
+    def waits(self) -> list[float]:
+        """The wait before each retry, jitter aside (Dagster's `calculate_delay`)."""
+        factors = [(2**n - 1) if self.exponential else 1 for n in range(1, self.max_retries + 1)]
+        return [factor * self.delay for factor in factors]
+
+    def longest(self) -> float:
+        """The longest wait, jitter included."""
+        return max(self.waits()) + (self.delay if self.jitter else 0)
 
 
 def retry_policy(retry: Retry) -> DagsterRetry | None:
     """The `RetryPolicy` for a stage's `Retry`; None when it makes one attempt only.
 
     Dagster's exponential backoff waits `(2**n - 1) * delay` before retry n and has no cap;
-    `Jitter.PLUS_MINUS` adds a random -delay..+delay. The attempts are kept exactly (the
-    contract every engine honours); when the longest wait, before the last retry, would pass
-    `backoff_max_s`, the delay is lowered until it does not, so backoff_max_s still bounds
-    every wait. Dagster's jitter scales with the delay: `jitter_s` says only whether there is
-    one.
+    `Jitter.PLUS_MINUS` adds a random -delay..+delay (Dagster's jitter scales with the delay:
+    `jitter_s` says only whether there is one). The attempts are kept exactly (the contract
+    every engine honours). When the longest wait would pass `backoff_max_s`, the policy is
+    the one of two that keep every wait within it whose total wait (the outage the retries
+    ride out) is nearest the project's own: exponential from a lowered delay, or a constant
+    wait at the cap.
     """
     retries = retry.retries
     if retries <= 0:
         return None
     jitter = retry.jitter_s > 0
-    factor = 2**retries if jitter else 2**retries - 1  # the longest wait over the delay
-    delay = retry.backoff_initial_s
-    lowered = delay * factor > retry.backoff_max_s
-    if lowered:
-        delay = max(math.floor(retry.backoff_max_s / factor * 1000) / 1000, 0.001)
-    waits = [_seconds((2**n - 1) * delay) for n in range(1, retries + 1)]
+    cap = retry.backoff_max_s
+    spread = 1 if jitter else 0  # PLUS_MINUS adds up to one more delay
+    exact = DagsterRetry(retries, retry.backoff_initial_s, True, jitter, "")
+    if exact.longest() <= cap:
+        return _noted(exact, "")
+    exponential = DagsterRetry(
+        retries, _floor_ms(cap / (2**retries - 1 + spread)), True, jitter, ""
+    )
+    constant = DagsterRetry(retries, _floor_ms(cap / (1 + spread)), False, jitter, "")
+    own = sum(
+        min(retry.backoff_initial_s * 2 ** (n - 1), cap) for n in range(1, retries + 1)
+    )  # the project's waits (core.config.RetryConfig): doubling, capped
+    chosen = min((exponential, constant), key=lambda policy: abs(sum(policy.waits()) - own))
+    how = "the delay lowered" if chosen.exponential else "a constant wait"
+    why = f"; Dagster's backoff has no cap: {how} keeps every wait within backoff_max_s {cap:g} s"
+    return _noted(chosen, why)
+
+
+def _noted(policy: DagsterRetry, why: str) -> DagsterRetry:
+    waits = [_seconds(wait) for wait in policy.waits()]
     if len(waits) > 4:
         waits = [*waits[:3], "...", waits[-1]]
-    note = f"waits {', '.join(waits)} s"
-    if jitter:
-        note += f" ± {_seconds(delay)} s"
-    if lowered:
-        note += (
-            f"; delay lowered from backoff_initial_s {_seconds(retry.backoff_initial_s)} s so "
-            f"the longest stays within backoff_max_s {_seconds(retry.backoff_max_s)} s"
-        )
-    return DagsterRetry(max_retries=retries, delay=delay, jitter=jitter, note=note)
+    note = f"waits {', '.join(waits)} s" if policy.exponential else f"waits {waits[0]} s each"
+    if policy.jitter:
+        note += f" ± {_seconds(policy.delay)} s"
+    return DagsterRetry(
+        policy.max_retries, policy.delay, policy.exponential, policy.jitter, note + why
+    )
+
+
+def _floor_ms(seconds: float) -> float:
+    return math.floor(seconds * 1000) / 1000
 
 
 def _seconds(value: float) -> str:
@@ -298,9 +324,12 @@ _VERBATIM = "\0"  # a paragraph kept as written (code, the graph), not re-wrappe
 def _imports(pipeline: Pipeline, workers: bool) -> str:
     policies = [retry_policy(stage.retry) for stage in pipeline.stages]
     unused = {"MaterializeResult"} if workers else {"Output"}
-    if not any(policies):
-        unused |= {"Backoff", "Jitter", "RetryPolicy"}
-    elif not any(policy.jitter for policy in policies if policy):
+    used = [policy for policy in policies if policy is not None]
+    if not used:
+        unused.add("RetryPolicy")
+    if not any(policy.exponential for policy in used):
+        unused.add("Backoff")
+    if not any(policy.jitter for policy in used):
         unused.add("Jitter")
     names = [name for name in IMPORTED if name not in unused]
     listed = "\n".join(f"    {name}," for name in sorted(names, key=_isort_key))
@@ -412,12 +441,19 @@ def _asset(stage: Stage, names: dict[str, str], workers: bool) -> str:
         decorator += f"    # retry.attempts {stage.retry.attempts}: never retried\n"
     else:
         jitter = "        jitter=Jitter.PLUS_MINUS,\n" if policy.jitter else ""
+        backoff = "        backoff=Backoff.EXPONENTIAL,\n" if policy.exponential else ""
+        note = textwrap.fill(
+            f"retry.attempts {stage.retry.attempts}: {policy.note}",
+            width=LINE,
+            initial_indent="    # ",
+            subsequent_indent="    # ",
+        )
         decorator += (
-            f"    retry_policy=RetryPolicy(  # retry.attempts {stage.retry.attempts}: "
-            f"{policy.note}\n"
+            f"{note}\n"
+            "    retry_policy=RetryPolicy(\n"
             f"        max_retries={policy.max_retries},\n"
             f"        delay={policy.delay!r},\n"
-            "        backoff=Backoff.EXPONENTIAL,\n"
+            f"{backoff}"
             f"{jitter}"
             "    ),\n"
         )
@@ -482,9 +518,12 @@ def _lifecycle_job(pipeline: Pipeline, group: str, workers: bool) -> str:
 def _watch(pipeline: Pipeline, group: str, crons: list[str], cron_note: str | None) -> str:
     watch = pipeline.watch
     cron = _str(crons[0]) if len(crons) == 1 else "[" + ", ".join(map(_str, crons)) + "]"
-    comment = f"monitor.watch.interval_s {watch.interval_s:g} s"
+    if len(f"    cron_schedule={cron},") > LINE:
+        cron = "[\n" + "".join(f"        {_str(c)},\n" for c in crons) + "    ]"
+    about = f"monitor.watch.interval_s {watch.interval_s:g} s"
     if cron_note:
-        comment += f"; {cron_note}"
+        about += f"; {cron_note}"
+    comment = textwrap.fill(about, width=LINE, initial_indent="    # ", subsequent_indent="    # ")
     return f'''
 @op(description="One `lifecycle watch --once` iteration in the project folder.")
 def watch_once(context: OpExecutionContext) -> None:
@@ -518,7 +557,8 @@ def _nothing_in_progress(context: ScheduleEvaluationContext) -> bool:
 watch_schedule = ScheduleDefinition(
     name={_str(group + "_watch_schedule")},
     job=watch_job,
-    cron_schedule={cron},  # {comment}
+{comment}
+    cron_schedule={cron},
     execution_timezone="UTC",
     should_execute=_nothing_in_progress,
 )
