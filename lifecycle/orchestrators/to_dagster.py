@@ -36,7 +36,7 @@ from lifecycle.orchestrators.graph import Pipeline, Retry, Stage
 ENGINE = "dagster"
 DEFINITIONS = "definitions.py"
 INSTANCE = "dagster.yaml"
-DAGSTER_VERSION = "1.13.29"  # lifecycle/orchestrators/requirements/dagster.txt
+DAGSTER_VERSION = "1.13.28"  # requirements/dagster.txt; dagster-webserver (the UI) has it too
 EXCLUSIVE_TAG = "lifecycle/workspace"  # runs carrying it: one at a time per value
 MINUTES_PER_DAY = 24 * 60
 LINE = 100  # the generated code's line length (ruff's, as in pyproject.toml)

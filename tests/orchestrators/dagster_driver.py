@@ -14,6 +14,9 @@ print one JSON list on stdout, an object per command:
     schedule DEFINITIONS NAME JOB      the schedule's cron, and its tick with nothing in
                                        progress, then while a run of JOB is in progress
     instance                           the run queue's tag limits from $DAGSTER_HOME/dagster.yaml
+    load DEFINITIONS                   what Dagster makes of the file: each asset's upstream
+                                       assets, the values it takes, its retry policy; each
+                                       job's executor and run tags
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ def run_command(instance: DagsterInstance, argv: list[str]) -> dict[str, Any]:
         return _schedule(instance, definitions, name, job)
     if command == "instance":
         return _instance(instance)
+    if command == "load":
+        return _load(args[0])
     raise SystemExit(f"unknown command {command!r}")
 
 
@@ -105,8 +110,8 @@ def describe_run(instance: DagsterInstance, run_id: str) -> dict[str, Any]:
             event.step_key, {"starts": 0, "retries": 0, "status": None, "metadata": {}}
         )
         kind = event.event_type
-        if kind == DagsterEventType.STEP_START:
-            step["starts"] += 1
+        if kind in (DagsterEventType.STEP_START, DagsterEventType.STEP_RESTARTED):
+            step["starts"] += 1  # a retry restarts the step
         elif kind == DagsterEventType.STEP_UP_FOR_RETRY:
             step["retries"] += 1
         elif kind == DagsterEventType.STEP_SUCCESS:
@@ -114,9 +119,12 @@ def describe_run(instance: DagsterInstance, run_id: str) -> dict[str, Any]:
         elif kind == DagsterEventType.STEP_FAILURE:
             step["status"] = "failure"
             data = event.step_failure_data
-            step["error"] = data.user_failure_data.description if data.user_failure_data else None
-            step["error"] = step["error"] or (data.error.message if data.error else None)
-            step["allow_retries"] = getattr(data.user_failure_data, "allow_retries", None)
+            messages = [data.user_failure_data.description] if data.user_failure_data else []
+            error = data.error
+            while error is not None:  # Dagster's wrapper, then the exception the step raised
+                messages.append(error.message.strip())
+                error = error.cause
+            step["error"] = "\n".join(message for message in messages if message)
         elif kind == DagsterEventType.STEP_SKIPPED:
             step["status"] = "skipped"
         elif kind == DagsterEventType.ASSET_MATERIALIZATION:
@@ -162,6 +170,29 @@ def _schedule(instance: DagsterInstance, definitions: str, name: str, job: str) 
         "free": free,
         "busy": busy,
     }
+
+
+def _load(definitions: str) -> dict[str, Any]:
+    repository = _repository(definitions).get_definition()
+    graph = repository.asset_graph
+    assets = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        ins = node.assets_def.op.ins if node.assets_def else {}
+        assets[key.to_user_string()] = {
+            "upstream": sorted(parent.to_user_string() for parent in node.parent_keys),
+            # the upstream values the asset's function takes (not `deps`, typed Nothing)
+            "inputs": sorted(name for name, put in ins.items() if not put.dagster_type.is_nothing),
+            "retry_policy": node.assets_def.op.retry_policy._asdict()
+            if node.assets_def and node.assets_def.op.retry_policy
+            else None,
+        }
+    jobs = {
+        job.name: {"executor": job.executor_def.name, "run_tags": dict(job.run_tags)}
+        for job in repository.get_all_jobs()
+        if not job.name.startswith("__")  # Dagster's implicit asset job
+    }
+    return {"assets": assets, "jobs": jobs}
 
 
 def _instance(instance: DagsterInstance) -> dict[str, Any]:

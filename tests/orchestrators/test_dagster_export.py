@@ -22,6 +22,7 @@ from core.paths import DVC_FILE
 from lifecycle.orchestrators.export import ExportSettings, render
 from lifecycle.orchestrators.graph import Pipeline, Retry, load_pipeline, pipeline_from
 from lifecycle.orchestrators.to_dagster import (
+    DAGSTER_VERSION,
     DEFINITIONS,
     INSTANCE,
     asset_names,
@@ -398,3 +399,10 @@ def test_lifecycle_export_with_a_bad_params_file_says_why_in_one_line(tmp_path: 
     assert done.returncode == 2
     assert "retry.default.attempts" in done.stderr, done.stderr
     assert not (tmp_path / "orchestrators").exists()
+
+
+def test_the_documented_webserver_matches_the_pinned_dagster() -> None:
+    pins = (ROOT / "lifecycle/orchestrators/requirements/dagster.txt").read_text()
+    assert f"\ndagster=={DAGSTER_VERSION}\n" in pins
+    source = definitions(load_pipeline(ROOT))
+    assert f"dagster-webserver=={DAGSTER_VERSION}" in source  # `dagster dev` needs it
