@@ -186,6 +186,19 @@ def test_b_default_lifecycle_runs_under_dagster(dagster: Dagster) -> None:
     assert all(a.status == "succeeded" and a.max_attempts == 1 for a in attempts), attempts
     assert json.loads((dagster.copy.path / CHAMPION).read_text())["version"] == 1
     assert run["tags"]["lifecycle/workspace"] == dagster.pipeline.name  # dagster.yaml's limit
+    status = subprocess.run(  # `lifecycle status` groups the stages by Dagster's run id
+        [str(BIN / "lifecycle"), "status", "--run", run["run_id"], "--json"],
+        cwd=dagster.copy.path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["lifecycle_run"] == run["run_id"]
+    assert {s["stage"]: s["state"] for s in shown["stages"]} == dict.fromkeys(
+        stages(dagster), "succeeded"
+    )
 
 
 def test_c_nothing_changed_so_dvc_skips_every_stage(dagster: Dagster) -> None:
