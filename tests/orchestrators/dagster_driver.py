@@ -6,7 +6,7 @@ persistent one in $DAGSTER_HOME (re-execution from failure reads the parent run 
 Commands, several separated by `--` (Dagster takes seconds to import on a busy machine),
 print one JSON list on stdout, an object per command:
 
-    execute DEFINITIONS JOB            execute_job on the job
+    execute DEFINITIONS JOB [ASSET...] execute_job on the job (only these assets, if given)
     reexecute DEFINITIONS JOB RUN_ID   ReexecutionOptions.from_failure(RUN_ID): the failed
                                        steps and the ones after them (RUN_ID `last`: the
                                        latest run of JOB)
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import (
+    AssetKey,
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
@@ -52,8 +53,8 @@ def main(argv: list[str]) -> list[dict[str, Any]]:
 def run_command(instance: DagsterInstance, argv: list[str]) -> dict[str, Any]:
     command, *args = argv
     if command == "execute":
-        definitions, job = args
-        return _execute(instance, definitions, job, None)
+        definitions, job, *assets = args
+        return _execute(instance, definitions, job, None, assets)
     if command == "reexecute":
         definitions, job, parent = args
         parent = _latest(instance, job) if parent == "last" else parent
@@ -90,9 +91,15 @@ def _execute(
     definitions: str,
     job: str,
     options: ReexecutionOptions | None,
+    assets: list[str] | None = None,
 ) -> dict[str, Any]:
     recon_job = _repository(definitions).get_reconstructable_job(job)
-    result = execute_job(recon_job, instance=instance, reexecution_options=options)
+    result = execute_job(
+        recon_job,
+        instance=instance,
+        reexecution_options=options,
+        asset_selection=[AssetKey(asset) for asset in assets] if assets else None,
+    )
     return describe_run(instance, result.run_id)
 
 
