@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,11 +85,24 @@ def copy_project(dest: Path) -> ProjectCopy:
         shutil.copy2(ROOT / name, target)
     if (ROOT / PLOTS_TEMPLATE).is_file():  # written by `make install`, not committed
         shutil.copy2(ROOT / PLOTS_TEMPLATE, dest / PLOTS_TEMPLATE)
+    _loosen_the_latency_budget(dest / "params.yaml")
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
     subprocess.run([*git, "commit", "-qm", "copy"], cwd=dest, check=True)
     return ProjectCopy(dest)
+
+
+def _loosen_the_latency_budget(params: Path) -> None:
+    """The deploy gate's infra check times 200 single-row predictions against a p99 budget
+    (50 ms). The suite runs several workers on two cores (pytest-xdist), where two slow
+    answers in 200 happen now and then, and a withdrawn promotion would fail a test about
+    something else. Copies get 5 s; the check itself is tested with its real budget in
+    tests/models/test_promotion.py, and latency is measured in benchmarks/."""
+    text = params.read_text(encoding="utf-8")
+    loosened, count = re.subn(r"(?m)^(\s+p99_budget_ms:) \d+", r"\1 5000", text)
+    assert count == 1, "params.yaml: deploy.infra_validation.p99_budget_ms not found"
+    params.write_text(loosened, encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
