@@ -1,0 +1,257 @@
+"""The lifecycle under Prefect 3, for real: `lifecycle export --to prefect` run from .venv-prefect.
+
+One project copy and one Prefect database (a temporary PREFECT_HOME; each command starts
+Prefect's ephemeral server on it, offline: no UI, no telemetry), in this order: the whole
+default lifecycle as one flow run; the same again, where DVC skips every stage; a stage
+made to fail permanently, fixed, and the failed flow run re-run with Prefect's own
+`prefect flow-run retry`, which runs only that stage and the ones after it; the watch flow
+once. The engine is driven by subprocess, never imported into the project's environment;
+`prefect_driver.py` reads Prefect's own view (task runs, tasks, deployments).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from core.records.ledger import AttemptFinished, read_ledger
+from lifecycle.orchestrators.graph import Pipeline, load_pipeline
+from tests.e2e.conftest import ProjectCopy, copy_project
+from tests.orchestrators.conftest import BIN, engine_env, engine_python, export
+
+pytestmark = pytest.mark.slow
+
+DRIVER = Path(__file__).with_name("prefect_driver.py")
+TIMEOUT_S = 900
+
+
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def report(self) -> dict:
+        """The last JSON line on stdout (the flow module's or the driver's report)."""
+        lines = [line for line in self.stdout.splitlines() if line.startswith(("{", "["))]
+        assert lines, f"no JSON report on stdout:\n{self.tail}"
+        return json.loads(lines[-1])
+
+    @property
+    def tail(self) -> str:
+        return "\n".join((self.stdout + self.stderr).splitlines()[-40:])
+
+
+@dataclass
+class Prefect:
+    """The exported flow module in a project copy, and the commands run against it."""
+
+    copy: ProjectCopy
+    folder: Path
+    env: dict[str, str]
+    pipeline: Pipeline
+    runs: dict[str, str] = field(default_factory=dict)  # step -> flow run id
+
+    def run(self, *argv: str) -> Done:
+        done = subprocess.run(
+            argv,
+            cwd=self.folder,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+        return Done(done.returncode, done.stdout, done.stderr)
+
+    def flow(self, command: str = "run") -> Done:
+        return self.run(str(engine_python("prefect")), "lifecycle_flow.py", command)
+
+    def retry(self, flow_run: str) -> Done:
+        prefect = engine_python("prefect").parent / "prefect"
+        return self.run(
+            str(prefect),
+            "flow-run",
+            "retry",
+            flow_run,
+            "--entrypoint",
+            "lifecycle_flow.py:lifecycle",
+        )
+
+    def driver(self, *argv: str) -> Done:
+        return self.run(str(engine_python("prefect")), str(DRIVER), *argv)
+
+    def finished(self, run_id: str) -> list[AttemptFinished]:
+        """The ledger's finished attempts of one lifecycle run, in order."""
+        return [
+            entry
+            for entry in read_ledger(self.copy.path / ".lifecycle" / "ledger.jsonl")
+            if isinstance(entry, AttemptFinished) and entry.lifecycle_run == run_id
+        ]
+
+    def needs(self, step: str) -> str:
+        if step not in self.runs:
+            pytest.fail(f"this test needs the flow run of {step!r}, which failed earlier")
+        return self.runs[step]
+
+
+def prefect_env(copy: ProjectCopy, home: Path) -> dict[str, str]:
+    """The engine's environment: its own PREFECT_HOME, the ephemeral server (no
+    PREFECT_API_URL) given time to start on a busy machine, no UI, no telemetry."""
+    env = engine_env(
+        copy,
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="600",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="false",
+        PREFECT_SERVER_LOGGING_LEVEL="WARNING",
+    )
+    for name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE"):
+        env.pop(name, None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def prefect(tmp_path_factory: pytest.TempPathFactory) -> Prefect:
+    copy = copy_project(tmp_path_factory.mktemp("project"))
+    folder = export(copy, "prefect")
+    env = prefect_env(copy, tmp_path_factory.mktemp("prefect-home"))
+    return Prefect(copy, folder, env, load_pipeline(copy.path))
+
+
+def downstream_of(pipeline: Pipeline, stage: str) -> list[str]:
+    """`stage` and every stage that depends on it, directly or not, in the graph's order."""
+    reached = {stage}
+    for later in pipeline.stages:
+        if reached & set(later.upstream):
+            reached.add(later.name)
+    return [s.name for s in pipeline.stages if s.name in reached]
+
+
+def test_the_tasks_and_deployments_prefect_builds_from_the_export(prefect: Prefect) -> None:
+    """Prefect's own objects: each stage's retries and waits from params.yaml, the retry
+    condition true for a transient failure only, the watch every interval_s, one at a time."""
+    done = prefect.driver("inspect", str(prefect.folder))
+    assert done.returncode == 0, done.tail
+    built = done.report
+    for stage in prefect.pipeline.stages:
+        task = built["tasks"][stage.name]
+        assert task["retries"] == stage.retry.retries
+        initial, cap = stage.retry.backoff_initial_s, stage.retry.backoff_max_s
+        assert task["retry_delay_seconds"] == [
+            min(initial * 2**n, cap) for n in range(stage.retry.retries)
+        ]
+        assert task["retry_jitter_factor"] == stage.retry.jitter_s / initial
+        assert task["has_condition"]
+    assert built["only_transient"] == {
+        "TransientStageFailure": True,
+        "PermanentStageFailure": False,
+        "BadConfigFailure": False,
+    }
+    deployments = {d["name"]: d for d in built["deployments"]}
+    assert deployments["watch"]["intervals_s"] == [prefect.pipeline.watch.interval_s]
+    assert deployments["watch"]["concurrency_limit"] == 1
+    assert deployments["watch"]["collision_strategy"] == "CANCEL_NEW"
+    assert deployments["lifecycle"]["intervals_s"] == []  # on demand
+    assert deployments["lifecycle"]["concurrency_limit"] == 1
+
+
+def test_the_default_lifecycle_runs_as_one_prefect_flow_run(prefect: Prefect) -> None:
+    done = prefect.flow()
+    assert done.returncode == 0, done.tail
+    report = done.report
+    names = [stage.name for stage in prefect.pipeline.stages]
+    assert report["state"] == "Completed", report
+    assert report["stages"] == dict.fromkeys(names, "ran")
+    run_id = report["flow_run"]
+    finished = prefect.finished(run_id)  # the stages carry Prefect's flow run id
+    assert [(a.stage, a.attempt, a.status) for a in finished] == [
+        (name, 1, "succeeded") for name in names
+    ]
+    assert (prefect.copy.path / "reports" / "deploy" / "champion.json").is_file()
+    prefect.runs["lifecycle"] = run_id
+
+
+def test_a_second_flow_run_skips_every_stage_as_dvc_would(prefect: Prefect) -> None:
+    prefect.needs("lifecycle")
+    ledger = prefect.copy.path / ".lifecycle" / "ledger.jsonl"
+    before = ledger.read_text()
+    done = prefect.flow()
+    assert done.returncode == 0, done.tail
+    report = done.report
+    assert report["stages"] == dict.fromkeys((s.name for s in prefect.pipeline.stages), "skipped")
+    assert prefect.finished(report["flow_run"]) == []
+    assert ledger.read_text() == before  # no stage attempt at all
+
+
+def test_a_failed_stage_is_resumed_by_prefect_s_retry_of_the_flow_run(prefect: Prefect) -> None:
+    """evaluate fails on a bad value (exit 2: never retried), its downstream tasks do not
+    run; fixed, `prefect flow-run retry` runs evaluate and what follows it, in the same
+    flow run, and takes the stages before it from cache."""
+    prefect.needs("lifecycle")
+    pipeline = prefect.pipeline
+    after = downstream_of(pipeline, "evaluate")
+    before = [s.name for s in pipeline.stages if s.name not in after]
+
+    prefect.copy.edit_params(lambda p: p["evaluate"]["operating_point"].update(at_least=1.5))
+    failed = prefect.flow()
+    assert failed.returncode == 1, failed.tail
+    report = failed.report
+    assert report["state"] == "Failed"
+    assert "stage evaluate failed with exit code 2 (ConfigError)" in report["message"]
+    assert "evaluate.operating_point.at_least" in report["message"]
+    run_id = report["flow_run"]
+    failures = prefect.finished(run_id)
+    assert [(a.stage, a.status) for a in failures] == [("evaluate", "failed")]  # one attempt
+
+    # A new value, so DVC re-runs evaluate (the old one would be skipped as unchanged).
+    prefect.copy.edit_params(lambda p: p["evaluate"]["operating_point"].update(at_least=0.85))
+    resumed = prefect.retry(run_id)
+    assert resumed.returncode == 0, resumed.tail
+    ran = [a.stage for a in prefect.finished(run_id)[len(failures) :]]
+    assert ran[0] == "evaluate", ran
+    assert set(ran) <= set(after), f"the resume ran {ran}, beyond {after}"
+    assert all(a.status == "succeeded" for a in prefect.finished(run_id)[len(failures) :])
+
+    runs = prefect.driver("task-runs", run_id)
+    assert runs.returncode == 0, runs.tail
+    flow_run, *task_runs = runs.report
+    assert flow_run == {"flow_run": "Completed", "run_count": 2}
+    first = {run["task"]: run for run in task_runs[: len(pipeline.stages)]}
+    last = {run["task"]: run for run in task_runs[len(pipeline.stages) :]}
+    assert first["evaluate"]["state_name"] == "Failed"
+    assert first["evaluate"]["run_count"] == 1  # exit 2: no retry
+    for name in after[1:]:
+        assert first[name]["state_name"] == "NotReady" and first[name]["run_count"] == 0
+    for name in before:  # not run again: their results came from the cache
+        assert last[name]["state_name"] == "Cached", last[name]
+    for name in after:
+        assert last[name]["state_name"] == "Completed", last[name]
+    status = subprocess.run(
+        [str(BIN / "dvc"), "status"],
+        cwd=prefect.copy.path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "Data and pipelines are up to date." in status.stdout, status.stdout + status.stderr
+
+
+def test_the_watch_flow_runs_one_iteration(prefect: Prefect) -> None:
+    prefect.needs("lifecycle")
+    log = prefect.copy.path / "reports" / "watch" / "iterations.jsonl"
+    done = prefect.flow("watch")
+    assert done.returncode == 0, done.tail
+    report = done.report
+    assert report["state"] == "Completed"
+    assert report["watch"]["exit_code"] == 0
+    assert report["watch"]["run_id"] == report["flow_run"]
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 1
+    assert records[0]["error"] is None
