@@ -231,7 +231,9 @@ def _task(stage: Stage, names: dict[str, str], settings: ExportSettings) -> str:
         (f"retries={retry.retries}", ""),
     ]
     if retry.retries:
-        waits = ", ".join(f"{wait:g}" for wait in delays(retry))
+        waits = ", ".join(f"{wait:g}" for wait in delays(retry)[:6])
+        if retry.retries > 6:
+            waits += f", ... {retry.retries} in all"
         initial, cap = retry.backoff_initial_s, retry.backoff_max_s
         backoff = f"capped_backoff({initial!r}, {cap!r}, retries={retry.retries})"
         options.append((f"retry_delay_seconds={backoff}", f"[{waits}] s"))

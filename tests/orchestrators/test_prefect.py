@@ -255,3 +255,10 @@ def test_the_watch_flow_runs_one_iteration(prefect: Prefect) -> None:
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(records) == 1
     assert records[0]["error"] is None
+
+
+def test_an_unknown_command_of_the_flow_module_fails_in_one_line(prefect: Prefect) -> None:
+    done = prefect.flow("bogus")
+    assert done.returncode == 2
+    message = done.stderr.strip().splitlines()[-1]
+    assert "invalid choice: 'bogus' (choose from 'run', 'watch', 'serve')" in message, done.stderr
