@@ -61,13 +61,14 @@ def render(pipeline: Pipeline, settings: ExportSettings) -> dict[str, str]:
     """The flow module, by file name. Pure and deterministic."""
     names = function_names(pipeline)
     code = [
-        _IMPORTS.format(client=CLIENT_FILE.removesuffix(".py")),
+        _imports(settings),
         _HELPERS,
         *(_task(stage, names, settings) for stage in pipeline.stages),
         _lifecycle_flow(pipeline, names, settings),
         _watch_flow(pipeline),
         _deployments(pipeline),
-        _MAIN,
+        *([_RUN_LOCK] if settings.mode == "workers" else []),
+        _MAIN_WORKERS if settings.mode == "workers" else _MAIN,
     ]
     text = (
         header("prefect")
@@ -187,14 +188,16 @@ def _docstring(pipeline: Pipeline, settings: ExportSettings) -> str:
     return f'"""{title}\n\n' + "\n\n".join(body) + '\n"""\n'
 
 
-_IMPORTS = """
+def _imports(settings: ExportSettings) -> str:
+    workers = settings.mode == "workers"
+    return f"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-
-from prefect import flow, serve, task
+{"from pathlib import Path" + chr(10) if workers else ""}
+{"import yaml" + chr(10) if workers else ""}from prefect import flow, serve, task
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.context import TaskRunContext
 from prefect.futures import wait
@@ -202,8 +205,9 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from {client} import TransientStageFailure, run_stage, run_watch_once
+from {CLIENT_FILE.removesuffix(".py")} import TransientStageFailure, run_stage, run_watch_once
 """
+
 
 _HELPERS = '''
 def capped_backoff(initial_s: float, max_s: float, retries: int) -> list[float]:
@@ -396,4 +400,54 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+'''
+
+_MAIN_WORKERS = '''
+def summary(command: str, state) -> dict:
+    """The run's one-line report: its flow run id, its state, each stage's outcome."""
+    report = {"flow_run": str(state.state_details.flow_run_id), "state": state.name}
+    if not state.is_completed():
+        report["message"] = state.message
+    elif command == "run":
+        report["stages"] = {stage: result["outcome"] for stage, result in state.result().items()}
+    else:
+        report["watch"] = state.result()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", default="run", choices=("run", "watch", "serve"))
+    parser.add_argument(
+        "--dvc-lock",
+        type=Path,
+        help="run: write the run's dvc.lock here, to commit for the next run's workers",
+    )
+    arguments = parser.parse_args(argv)
+    command = arguments.command
+    if command == "serve":
+        serve(*deployments())
+        return 0
+    state = (lifecycle if command == "run" else watch)(return_state=True)
+    if command == "run" and state.is_completed() and arguments.dvc_lock:
+        arguments.dvc_lock.write_text(run_lock(state.result()), encoding="utf-8")
+    print(json.dumps(summary(command, state)))
+    return 0 if state.is_completed() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+_RUN_LOCK = '''
+def run_lock(results: dict[str, dict]) -> str:
+    """The run's dvc.lock: each stage's entry from the lock its own task returned. The
+    workers clone the repository, so commit it there: the next run's tasks start from it,
+    and DVC skips what it describes as unchanged."""
+    stages = {}
+    for stage, result in results.items():
+        entry = (yaml.safe_load(result["dvc_lock"] or "") or {}).get("stages", {}).get(stage)
+        if entry is not None:
+            stages[stage] = entry
+    return yaml.safe_dump({"schema": "2.0", "stages": stages}, sort_keys=False)
 '''

@@ -18,33 +18,20 @@ from pathlib import Path
 
 import pytest
 
-from core.records.ledger import AttemptFinished, read_ledger
+from core.records.ledger import AttemptFinished
 from lifecycle.orchestrators.graph import Pipeline, load_pipeline
 from tests.e2e.conftest import ProjectCopy, copy_project
-from tests.orchestrators.conftest import BIN, engine_env, engine_python, export
+from tests.orchestrators.conftest import BIN, engine_python, export
+from tests.orchestrators.prefect_run import (
+    Done,
+    driver_command,
+    finished_attempts,
+    flow_command,
+    prefect_env,
+    run,
+)
 
 pytestmark = pytest.mark.slow
-
-DRIVER = Path(__file__).with_name("prefect_driver.py")
-TIMEOUT_S = 900
-
-
-@dataclass
-class Done:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def report(self) -> dict:
-        """The last JSON line on stdout (the flow module's or the driver's report)."""
-        lines = [line for line in self.stdout.splitlines() if line.startswith(("{", "["))]
-        assert lines, f"no JSON report on stdout:\n{self.tail}"
-        return json.loads(lines[-1])
-
-    @property
-    def tail(self) -> str:
-        return "\n".join((self.stdout + self.stderr).splitlines()[-40:])
 
 
 @dataclass
@@ -57,64 +44,25 @@ class Prefect:
     pipeline: Pipeline
     runs: dict[str, str] = field(default_factory=dict)  # step -> flow run id
 
-    def run(self, *argv: str) -> Done:
-        done = subprocess.run(
-            argv,
-            cwd=self.folder,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT_S,
-            check=False,
-        )
-        return Done(done.returncode, done.stdout, done.stderr)
-
     def flow(self, command: str = "run") -> Done:
-        return self.run(str(engine_python("prefect")), "lifecycle_flow.py", command)
+        return run(flow_command(command), self.folder, self.env)
 
     def retry(self, flow_run: str) -> Done:
         prefect = engine_python("prefect").parent / "prefect"
-        return self.run(
-            str(prefect),
-            "flow-run",
-            "retry",
-            flow_run,
-            "--entrypoint",
-            "lifecycle_flow.py:lifecycle",
-        )
+        entrypoint = "lifecycle_flow.py:lifecycle"
+        argv = [str(prefect), "flow-run", "retry", flow_run, "--entrypoint", entrypoint]
+        return run(argv, self.folder, self.env)
 
     def driver(self, *argv: str) -> Done:
-        return self.run(str(engine_python("prefect")), str(DRIVER), *argv)
+        return run(driver_command(*argv), self.folder, self.env)
 
     def finished(self, run_id: str) -> list[AttemptFinished]:
-        """The ledger's finished attempts of one lifecycle run, in order."""
-        return [
-            entry
-            for entry in read_ledger(self.copy.path / ".lifecycle" / "ledger.jsonl")
-            if isinstance(entry, AttemptFinished) and entry.lifecycle_run == run_id
-        ]
+        return finished_attempts(self.copy, run_id)
 
     def needs(self, step: str) -> str:
         if step not in self.runs:
             pytest.fail(f"this test needs the flow run of {step!r}, which failed earlier")
         return self.runs[step]
-
-
-def prefect_env(copy: ProjectCopy, home: Path) -> dict[str, str]:
-    """The engine's environment: its own PREFECT_HOME, the ephemeral server (no
-    PREFECT_API_URL) given time to start on a busy machine, no UI, no telemetry."""
-    env = engine_env(
-        copy,
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="600",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_UI_ENABLED="false",
-        PREFECT_SERVER_LOGGING_LEVEL="WARNING",
-    )
-    for name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE"):
-        env.pop(name, None)
-    return env
 
 
 @pytest.fixture(scope="module")
