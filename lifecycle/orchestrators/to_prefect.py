@@ -122,6 +122,24 @@ def _fill(text: str, indent: str = "") -> str:
     )
 
 
+_WORKERS_NEEDS = [
+    f"After a run, commit its dvc.lock where the workers clone from: `python {FLOW_FILE} run "
+    "--dvc-lock CHECKOUT/dvc.lock`, then commit and push it; the next run's tasks start from "
+    "it, and DVC skips the stages it describes as unchanged (without it they re-run what the "
+    "committed lock does not describe).",
+    "Share-nothing needs: the DVC remote in the committed .dvc/config (not config.local), "
+    "reachable with credentials from every worker; MLFLOW_TRACKING_URI naming a tracking "
+    "server whose artifacts it serves or keeps in an object store (a sqlite file or ./mlruns "
+    "would stay in a clone and vanish with it); serving.store an absolute folder on a volume "
+    "the deploy and monitor workers and the service share; the prediction log and the labels "
+    "reach the monitor stage only through the repository, so the watch flow runs in the "
+    "project folder. Each clone's ledger (.lifecycle/ledger.jsonl) goes with the clone: the "
+    "flow run's task results are the run's record. Independent stages run side by side in "
+    "this process's threads; to spread them over machines give the flow a distributed task "
+    "runner (prefect-dask, prefect-ray).",
+]
+
+
 def _docstring(pipeline: Pipeline, settings: ExportSettings) -> str:
     edges = ", ".join(f"{up} -> {down}" for up, down in pipeline.edges)
     watch = pipeline.watch
@@ -159,6 +177,7 @@ def _docstring(pipeline: Pipeline, settings: ExportSettings) -> str:
         "one and those after it run. The retry must see the run's result storage "
         "(PREFECT_LOCAL_STORAGE_PATH, by default PREFECT_HOME/storage; on several machines a "
         "shared `result_storage` block).",
+        *(_WORKERS_NEEDS if settings.mode == "workers" else []),
         f"Deploy: keep this file and {CLIENT_FILE} together where the project's Python can "
         f"run, and keep `python {FLOW_FILE} serve` running there (a systemd unit, a "
         "container) against your Prefect server: it runs the lifecycle on demand (`prefect "

@@ -232,3 +232,36 @@ def test_jitter_maps_to_prefect_s_factor_of_the_first_wait(pipeline: Pipeline) -
     many = type(retry)(attempts=100, backoff_initial_s=1, backoff_max_s=30, jitter_s=0)
     assert len(to_prefect.delays(many)) == 50  # Prefect's limit; it repeats the last wait
     assert to_prefect.delays(many)[-1] == 30
+
+
+def test_workers_mode_writes_the_run_s_lock_from_each_stage_s_own_task(
+    pipeline: Pipeline,
+) -> None:
+    """`run --dvc-lock`: each stage's entry comes from the lock its own task returned, not
+    from a later task's clone, whose committed lock may hold an older entry for it."""
+    source = module(pipeline, "workers")
+    assert '"--dvc-lock",' in source
+    assert "--dvc-lock" not in module(pipeline, "shared")
+    function = next(
+        node
+        for node in ast.parse(source).body
+        if isinstance(node, ast.FunctionDef) and node.name == "run_lock"
+    )
+    namespace: dict = {"yaml": yaml}
+    exec(compile(ast.Module([function], []), "run_lock", "exec"), namespace)
+
+    def lock(**stages: str) -> str:
+        entries = {name: {"cmd": cmd} for name, cmd in stages.items()}
+        return yaml.safe_dump({"schema": "2.0", "stages": entries})
+
+    results = {
+        "a": {"dvc_lock": lock(a="new a", b="old b")},
+        "b": {"dvc_lock": lock(a="new a", b="new b")},
+        "c": {"dvc_lock": lock(a="old a", c="new c")},  # a branch that never saw a's run
+        "d": {"dvc_lock": None},  # a stage whose task returned no lock
+    }
+    written = yaml.safe_load(namespace["run_lock"](results))
+    assert written == {
+        "schema": "2.0",
+        "stages": {"a": {"cmd": "new a"}, "b": {"cmd": "new b"}, "c": {"cmd": "new c"}},
+    }
