@@ -1,11 +1,10 @@
 """What the Prefect tests ask of Prefect itself; runs in `.venv-prefect`, never the project's.
 
-    python prefect_driver.py task-runs FLOW_RUN_ID   the flow run's task runs, from its API
-    python prefect_driver.py inspect EXPORT_DIR      the exported module's tasks, deployments
-                                                     and retry condition, as Prefect built them
+    python prefect_driver.py inspect EXPORT_DIR
 
-Each prints one JSON document on stdout. `task-runs` talks to PREFECT_API_URL, or starts
-the ephemeral server on PREFECT_HOME's database like every other Prefect command.
+prints, as one JSON document, the exported module's stage tasks (retries, waits, jitter),
+its retry condition's verdict on each failure class and its deployments (schedule,
+concurrency), as Prefect itself built them. No server is needed for that.
 """
 
 from __future__ import annotations
@@ -13,39 +12,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from uuid import UUID
 
-
-def task_runs(flow_run_id: str) -> list[dict]:
-    """Every task run of the flow run, oldest first: its task's name, state and start."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)]))
-        )
-        flow_run = client.read_flow_run(UUID(flow_run_id))
-    rows = [
-        {
-            "task": run.name.rsplit("-", 1)[0],
-            "state_type": run.state_type.value if run.state_type else None,
-            "state_name": run.state_name,
-            "run_count": run.run_count,
-            "created": run.created.isoformat() if run.created else None,
-        }
-        for run in runs
-    ]
-    rows.sort(key=lambda row: row["created"] or "")
-    return [{"flow_run": flow_run.state_name, "run_count": flow_run.run_count}, *rows]
+from prefect import Task
+from prefect.states import Failed
 
 
 def inspect(export_dir: str) -> dict:
     """The module's stage tasks, deployments and `only_transient` verdicts, from Prefect's
     own objects (the module imported as Prefect's runner would import it)."""
-    from prefect import Task
-    from prefect.states import Failed
-
     sys.path.insert(0, export_dir)
     import lifecycle_flow
     import lifecycle_tasks
@@ -85,14 +59,10 @@ def inspect(export_dir: str) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("task-runs", "inspect"):
+    if len(argv) != 2 or argv[0] != "inspect":
         print(__doc__, file=sys.stderr)
         return 2
-    command, argument = argv
-    if command == "task-runs":
-        print(json.dumps(task_runs(argument)))
-    else:
-        print(json.dumps(inspect(str(Path(argument).resolve())), default=str))
+    print(json.dumps(inspect(str(Path(argv[1]).resolve())), default=str))
     return 0
 
 

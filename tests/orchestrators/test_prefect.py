@@ -5,13 +5,16 @@ Prefect's ephemeral server on it, offline: no UI, no telemetry), in this order: 
 default lifecycle as one flow run; the same again, where DVC skips every stage; a stage
 made to fail permanently, fixed, and the failed flow run re-run with Prefect's own
 `prefect flow-run retry`, which runs only that stage and the ones after it; the watch flow
-once. The engine is driven by subprocess, never imported into the project's environment;
-`prefect_driver.py` reads Prefect's own view (task runs, tasks, deployments).
+once; last, a transient failure that Prefect retries with its backoff. The engine is
+driven by subprocess, never imported into the project's environment; Prefect's view comes
+from its task-run log lines and, for the tasks and deployments it builds, from
+`prefect_driver.py`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ import pytest
 from core.records.ledger import AttemptFinished
 from lifecycle.orchestrators.graph import Pipeline, load_pipeline
 from tests.e2e.conftest import ProjectCopy, copy_project
+from tests.mlflow_server import free_port
 from tests.orchestrators.conftest import BIN, engine_python, export
 from tests.orchestrators.prefect_run import (
     Done,
@@ -71,6 +75,18 @@ def prefect(tmp_path_factory: pytest.TempPathFactory) -> Prefect:
     folder = export(copy, "prefect")
     env = prefect_env(copy, tmp_path_factory.mktemp("prefect-home"))
     return Prefect(copy, folder, env, load_pipeline(copy.path))
+
+
+_FINISHED = re.compile(r"Task run '(.+)-[0-9a-f]{3}' - Finished in state (\w+)\(")
+
+
+def task_states(done: Done) -> dict[str, str]:
+    """Each task's final state, from Prefect's task-run log lines (`Finished in state X`)."""
+    return {
+        found.group(1): found.group(2)
+        for found in map(_FINISHED.search, done.stderr.splitlines())
+        if found
+    }
 
 
 def downstream_of(pipeline: Pipeline, stage: str) -> list[str]:
@@ -167,20 +183,21 @@ def test_a_failed_stage_is_resumed_by_prefect_s_retry_of_the_flow_run(prefect: P
     assert set(ran) <= set(after), f"the resume ran {ran}, beyond {after}"
     assert all(a.status == "succeeded" for a in prefect.finished(run_id)[len(failures) :])
 
-    runs = prefect.driver("task-runs", run_id)
-    assert runs.returncode == 0, runs.tail
-    flow_run, *task_runs = runs.report
-    assert flow_run == {"flow_run": "Completed", "run_count": 2}
-    first = {run["task"]: run for run in task_runs[: len(pipeline.stages)]}
-    last = {run["task"]: run for run in task_runs[len(pipeline.stages) :]}
-    assert first["evaluate"]["state_name"] == "Failed"
-    assert first["evaluate"]["run_count"] == 1  # exit 2: no retry
-    for name in after[1:]:
-        assert first[name]["state_name"] == "NotReady" and first[name]["run_count"] == 0
-    for name in before:  # not run again: their results came from the cache
-        assert last[name]["state_name"] == "Cached", last[name]
-    for name in after:
-        assert last[name]["state_name"] == "Completed", last[name]
+    # Prefect's own account, its task-run log lines: what ran, what came from the cache
+    assert (
+        task_states(failed)
+        == {
+            **dict.fromkeys(before, "Completed"),  # DVC skipped them; the tasks completed
+            "evaluate": "Failed",
+            **dict.fromkeys(after[1:], "NotReady"),
+        }
+    )
+    assert "Retry 1/" not in failed.stderr  # exit 2 is never retried
+    assert task_states(resumed) == {
+        **dict.fromkeys(before, "Cached"),  # not run again: their results came from cache
+        **dict.fromkeys(after, "Completed"),
+    }
+    assert f"Executing flow run '{run_id}' locally" in resumed.stdout + resumed.stderr
     status = subprocess.run(
         [str(BIN / "dvc"), "status"],
         cwd=prefect.copy.path,
@@ -211,3 +228,29 @@ def test_an_unknown_command_of_the_flow_module_fails_in_one_line(prefect: Prefec
     assert done.returncode == 2
     message = done.stderr.strip().splitlines()[-1]
     assert "invalid choice: 'bogus' (choose from 'run', 'watch', 'serve')" in message, done.stderr
+
+
+def test_a_transient_failure_is_retried_by_prefect_and_attempts_do_not_multiply(
+    prefect: Prefect,
+) -> None:
+    """train cannot reach its tracking server (exit 75): Prefect runs it `attempts` times
+    in all, waiting its backoff between, each run one attempt of the stage; then it fails
+    and nothing downstream runs."""
+    prefect.needs("lifecycle")
+    train = prefect.pipeline.stage("train")
+    prefect.copy.edit_params(
+        lambda p: p["train"]["hist_gradient_boosting"].update(learning_rate=0.2)
+    )
+    nobody = f"http://127.0.0.1:{free_port()}"
+    env = {**prefect.env, "MLFLOW_TRACKING_URI": nobody}
+    done = run(flow_command("run"), prefect.folder, env)
+    assert done.returncode == 1, done.tail
+    message = done.report["message"]
+    assert "stage train failed with exit code 75 (TrackingUnavailableError)" in message
+    attempts = prefect.finished(done.report["flow_run"])
+    assert [(a.stage, a.attempt, a.status) for a in attempts] == [
+        ("train", 1, "failed")
+    ] * train.retry.attempts  # Prefect's attempts, each the stage's one
+    assert {a.error.error_class for a in attempts if a.error} == {"TrackingUnavailableError"}
+    for retry in range(1, train.retry.attempts):
+        assert f"Retry {retry}/{train.retry.retries} will start" in done.stderr
