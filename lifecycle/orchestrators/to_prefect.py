@@ -167,7 +167,8 @@ def _docstring(pipeline: Pipeline, settings: ExportSettings) -> str:
         None,
         "Without PREFECT_API_URL each command starts Prefect's ephemeral server on "
         "PREFECT_HOME's database; with it (`prefect server start`, or Prefect Cloud) the runs "
-        "show in its UI.",
+        "show in its UI. `serve` needs that server: the ephemeral one runs no scheduler, so "
+        "no watch run would ever be scheduled.",
         "Re-run a failed run, once its cause is fixed:",
         f"    prefect flow-run retry FLOW_RUN_ID --entrypoint {FLOW_FILE}:lifecycle",
         "A flow run of the served deployment needs no --entrypoint: `serve` picks the retry "
