@@ -444,13 +444,17 @@ def main(argv: list[str] | None = None) -> int:
         help="run: write the run's dvc.lock here, to commit for the next run's workers",
     )
     arguments = parser.parse_args(argv)
-    command = arguments.command
+    command, lock = arguments.command, arguments.dvc_lock
+    if lock is not None and command != "run":
+        parser.error(f"--dvc-lock goes with run, not {command}")
+    if lock is not None and not lock.parent.is_dir():
+        parser.error(f"--dvc-lock {lock}: no such folder {lock.parent}")
     if command == "serve":
         serve(*deployments())
         return 0
     state = (lifecycle if command == "run" else watch)(return_state=True)
-    if command == "run" and state.is_completed() and arguments.dvc_lock:
-        arguments.dvc_lock.write_text(run_lock(state.result()), encoding="utf-8")
+    if lock is not None and state.is_completed():
+        lock.write_text(run_lock(state.result()), encoding="utf-8")
     print(json.dumps(summary(command, state)))
     return 0 if state.is_completed() else 1
 

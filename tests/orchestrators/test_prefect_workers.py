@@ -84,6 +84,25 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
         yield Workers(copy, folder, env, load_pipeline(copy.path), remote, store, server)
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["run", "--dvc-lock", "/nowhere/dvc.lock"],
+            "--dvc-lock /nowhere/dvc.lock: no such folder",
+        ),
+        (["watch", "--dvc-lock", "dvc.lock"], "--dvc-lock goes with run, not watch"),
+    ],
+)
+def test_a_bad_dvc_lock_argument_fails_in_one_line_before_any_run(
+    workers: Workers, argv: list[str], message: str
+) -> None:
+    done = workers.flow(*argv)
+    assert done.returncode == 2
+    assert message in done.stderr.strip().splitlines()[-1], done.stderr
+    assert "Starting temporary server" not in done.stderr  # refused before Prefect started
+
+
 def test_each_stage_runs_once_in_its_own_clone_and_pushes_its_outs(workers: Workers) -> None:
     names = [stage.name for stage in workers.pipeline.stages]
     lock = workers.copy.path / "dvc.lock"
