@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -159,14 +158,12 @@ class Watch:
     history: list[WatchRecord]
     stop: StopSignal = field(default_factory=StopSignal)
     clock: Callable[[], dt.datetime] = utc_now
-    run_id: str | None = None  # an orchestrator's run of one iteration: it names the iteration
 
     def run_iteration(self) -> WatchRecord:
         """One iteration, recorded in the watch log and MLflow; never raises for a failure."""
         started = self.clock()
         outcome = IterationOutcome(
-            iteration=self.run_id or f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
-            started=started,
+            iteration=f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}", started=started
         )
         logger.info("iteration %s: started", outcome.iteration)
         try:
@@ -245,11 +242,7 @@ class Watch:
 def run_watch(
     params: Params, root: Path, once: bool = False, interval_s: float | None = None
 ) -> WatchRecord | None:
-    """Hold the lock and iterate until stopped (once, with `once`); the last record.
-
-    `once` under an orchestrator (LIFECYCLE_RUN_ID set, as its watch job sets it): the
-    iteration is named by the orchestrator's run id, so its record and its stages' ledger
-    attempts (`watch-RUN_ID-monitor`) say which engine run they belong to."""
+    """Hold the lock and iterate until stopped (once, with `once`); the last record."""
     watch = params.monitor.watch
     interval = interval_s if interval_s is not None else watch.interval_s
     contract = load_contract(root / params.data.contract)
@@ -260,8 +253,7 @@ def run_watch(
             contract.name,
         )
     lock = acquire_watch_lock(root / watch.lock)
-    run_id = (os.environ.get("LIFECYCLE_RUN_ID") or None) if once else None
-    loop = Watch(params=params, contract=contract, root=root, history=[], run_id=run_id)
+    loop = Watch(params=params, contract=contract, root=root, history=[])
     record = None
     try:
         loop.history = read_watch_history(root / watch.log)

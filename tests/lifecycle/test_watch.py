@@ -478,13 +478,11 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _watch(
-    project: Path, *args: str, timeout: float = 120, **env: str
-) -> subprocess.CompletedProcess[str]:
+def _watch(project: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "lifecycle"), "watch", *args],
         cwd=project,
-        env=_env(**env),
+        env=_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -655,21 +653,6 @@ def test_a_failed_dvc_repro_fails_watch_once(tmp_path: Path) -> None:
     assert record["repro"][0]["stderr_tail"] == [
         "ERROR: you are not inside of a DVC repository (checked up to mount point '/')"
     ]
-
-
-@pytest.mark.slow
-def test_an_orchestrator_s_run_id_names_the_iteration_of_watch_once(tmp_path: Path) -> None:
-    """The watch job of an exported orchestrator sets LIFECYCLE_RUN_ID: its iteration's
-    record and its repros' run ids carry the engine's run id."""
-    _write_params(tmp_path)  # no DVC project: the iteration fails fast, and is recorded
-
-    _watch(tmp_path, "--once", LIFECYCLE_RUN_ID="engine-run-42")
-    _watch(tmp_path, "--once")
-
-    engine, alone = _records(tmp_path)
-    assert engine["iteration"] == "engine-run-42"
-    assert alone["iteration"] != "engine-run-42"  # its own id: time and a random suffix
-    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", alone["iteration"])
 
 
 @pytest.mark.slow
