@@ -48,7 +48,13 @@ chromium:
 # .venv-ENGINE from lifecycle/orchestrators/requirements/ENGINE.txt, built with uv (its cache
 # makes a rebuild take seconds). Their tasks call the project's .venv by subprocess.
 ORCHESTRATORS := airflow prefect dagster kubeflow stepfunctions
-orchestrators: $(ORCHESTRATORS:%=.venv-%/.installed) ## Build the orchestrators' own environments
+SFN_NPM := lifecycle/orchestrators/requirements/stepfunctions-npm
+orchestrators: $(ORCHESTRATORS:%=.venv-%/.installed) $(SFN_NPM)/node_modules/.installed ## Build the orchestrators' own environments
+
+# asl-validator (npm, pinned by its package-lock.json) checks the exported Step Functions ASL
+$(SFN_NPM)/node_modules/.installed: $(SFN_NPM)/package-lock.json
+	npm ci --prefix $(SFN_NPM) --no-audit --no-fund --loglevel=error
+	touch $@
 
 .venv-%/.installed: lifecycle/orchestrators/requirements/%.txt $(VENV)/.installed
 	rm -rf .venv-$*
@@ -56,8 +62,10 @@ orchestrators: $(ORCHESTRATORS:%=.venv-%/.installed) ## Build the orchestrators'
 	$(VENV)/bin/uv pip install --quiet --python .venv-$*/bin/python -r $<
 	touch $@
 
+# The suite's slow tests mostly wait (servers, subprocesses): more workers than cores pays.
+TEST_WORKERS ?= 3
 test: install orchestrators ## Run the whole test suite, the slow end-to-end tests included
-	pytest
+	pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install ## Static checks: ruff, and the layers (lint-imports)
 	ruff check .

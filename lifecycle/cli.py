@@ -511,7 +511,13 @@ def export_command(
     monitor.watch.interval_s. Regenerate after changing dvc.yaml or params.yaml; do not edit.
     """
     from core.config import ConfigError
-    from lifecycle.orchestrators.export import ExportSettings, render, write_export
+    from lifecycle.orchestrators.export import (
+        ExportError,
+        ExportSettings,
+        finish,
+        render,
+        write_export,
+    )
     from lifecycle.orchestrators.graph import load_pipeline
 
     root = Path.cwd()
@@ -529,8 +535,18 @@ def export_command(
         repository=repository or str(root.resolve()),
     )
     target = out if out is not None else Path("orchestrators") / to.value
-    for path in write_export(render(pipeline, settings), target):
+    try:
+        files = render(pipeline, settings)
+    except ValueError as exc:  # a dvc.yaml the engine's renderer cannot express
+        _fail(str(exc))
+    for path in write_export(files, target):
         typer.echo(str(path))
+    try:
+        notes = finish(to.value, target, root)
+    except ExportError as exc:
+        _fail_with(str(exc), code=exc.code)
+    for note in notes:
+        typer.echo(note, err=True)
 
 
 @app.command("task", hidden=True)
@@ -547,6 +563,13 @@ def task_command(
         list[Path] | None,
         typer.Option(help="An upstream task's dvc.lock to merge in first (repeatable)."),
     ] = None,
+    stage_retries: Annotated[
+        bool,
+        typer.Option(
+            help="The stage retries its transient errors itself (`retry` in params.yaml): "
+            "for an engine that cannot retry on exit code 75 only and so sets no retries."
+        ),
+    ] = False,
 ) -> None:
     """Run one stage as an orchestrator's task (what `lifecycle export`'s tasks call).
 
@@ -572,7 +595,13 @@ def task_command(
             _fail(f"--upstream-lock {path}: no such file")
     try:
         result = run_task(
-            stage, root, run_id, pull=pull, push=push, upstream_locks=upstream_lock or ()
+            stage,
+            root,
+            run_id,
+            pull=pull,
+            push=push,
+            upstream_locks=upstream_lock or (),
+            stage_retries=stage_retries,
         )
     except (ValueError, yaml.YAMLError) as exc:
         _fail(f"--upstream-lock: {exc}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,8 +163,12 @@ class Watch:
     def run_iteration(self) -> WatchRecord:
         """One iteration, recorded in the watch log and MLflow; never raises for a failure."""
         started = self.clock()
+        # under an orchestrator (`lifecycle watch --once` as its task) the iteration carries
+        # the engine's run id, so its stage attempts group under it in the ledger and MLflow
+        orchestrated = os.environ.get("LIFECYCLE_RUN_ID", "").strip()
+        stamp = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
         outcome = IterationOutcome(
-            iteration=f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}", started=started
+            iteration=f"{orchestrated}-{stamp}" if orchestrated else stamp, started=started
         )
         logger.info("iteration %s: started", outcome.iteration)
         try:

@@ -22,6 +22,14 @@ from lifecycle.orchestrators.graph import ENGINES, Mode, Pipeline
 CLIENT_FILE = "lifecycle_tasks.py"
 
 
+class ExportError(Exception):
+    """An engine's own step after the files were written (e.g. compiling them) failed."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code  # the exit code: 1 the engine's tool failed, 2 a bad setting
+
+
 @dataclass(frozen=True)
 class ExportSettings:
     engine: str
@@ -50,6 +58,14 @@ def render(pipeline: Pipeline, settings: ExportSettings) -> dict[str, str]:
     files = dict(renderer(settings.engine).render(pipeline, settings))
     files[CLIENT_FILE] = client_source(settings)
     return files
+
+
+def finish(engine: str, out: Path, project: Path) -> list[str]:
+    """The engine's step after its files are written under `out`, where it has one (its
+    renderer's `after_write(out, project)`, e.g. compiling them with the engine's own
+    tools); the lines to tell the user. ExportError when it fails."""
+    after_write = getattr(renderer(engine), "after_write", None)
+    return list(after_write(out, project)) if after_write is not None else []
 
 
 def client_source(settings: ExportSettings) -> str:

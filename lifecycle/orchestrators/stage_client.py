@@ -66,20 +66,29 @@ def python() -> str:
     return os.environ.get("LIFECYCLE_PYTHON", PYTHON)
 
 
-def run_stage(stage: str, run_id: str, upstream_locks: Sequence[str | None] = ()) -> dict:
+def run_stage(
+    stage: str,
+    run_id: str,
+    upstream_locks: Sequence[str | None] = (),
+    *,
+    stage_retries: bool = False,
+) -> dict:
     """Run one stage; its `lifecycle task` result, or the `StageFailure` for its exit code.
 
     In workers mode the result carries `dvc_lock`, the text of dvc.lock after the stage, to
     hand to the next tasks; `upstream_locks` are the upstream tasks' (merged into the
     worker's dvc.lock before the stage runs, so DVC knows what they produced).
+    `stage_retries`: the stage retries its transient errors itself, for an engine that
+    cannot retry on `TransientStageFailure` only (it then sets no retries of its own).
     """
+    retries = ["--stage-retries"] if stage_retries else []
     if os.environ.get("LIFECYCLE_MODE", MODE) != "workers":
-        return _task([stage, "--run-id", run_id], project())
+        return _task([stage, "--run-id", run_id, *retries], project())
     worker = Path(tempfile.mkdtemp(prefix=f"lifecycle-{stage}-"))
     try:
         repository = os.environ.get("LIFECYCLE_REPOSITORY", REPOSITORY)
         _checked(["git", "clone", "--quiet", repository, str(worker / "clone")], stage)
-        arguments = [stage, "--run-id", run_id, "--pull", "--push"]
+        arguments = [stage, "--run-id", run_id, "--pull", "--push", *retries]
         for number, text in enumerate(lock for lock in upstream_locks if lock):
             path = worker / f"upstream-{number}.lock"
             path.write_text(text, encoding="utf-8")

@@ -5,7 +5,10 @@ The engine's task (in the engine's own virtual environment) runs this by subproc
 deps, params and outs are unchanged), or, on a share-nothing worker, `dvc repro --pull STAGE`
 then `dvc push`. The stage gets the orchestrator's run id (`LIFECYCLE_RUN_ID`: the ledger,
 MLflow's parent run and `lifecycle status` group by it) and makes one attempt
-(`LIFECYCLE_RETRY_OWNER=orchestrator`): the engine retries, on exit code 75 only.
+(`LIFECYCLE_RETRY_OWNER=orchestrator`): the engine retries, on exit code 75 only. For an
+engine whose retries cannot tell exit code 75 from 1 or 2 (Kubeflow Pipelines retries any
+failure), `stage_retries` leaves the retries to the stage itself (`retry` in params.yaml,
+transient errors only) and the engine sets none: one owner of retries either way.
 
 The exit code is the stage's (`core.exit_codes`): 0, 75 transient, 1 permanent, 2 bad config.
 The last line of stdout is a JSON `TaskResult`: whether the stage ran or DVC skipped it.
@@ -63,11 +66,13 @@ def run_task(
     pull: bool = False,
     push: bool = False,
     upstream_locks: Sequence[Path] = (),
+    stage_retries: bool = False,
 ) -> TaskResult:
     """Run one stage under DVC in `root` and say how it ended.
 
     `upstream_locks` (a worker's) are the upstream tasks' dvc.lock files, merged into
-    `root`'s dvc.lock first (`merge_locks`), so DVC sees what they produced."""
+    `root`'s dvc.lock first (`merge_locks`), so DVC sees what they produced. With
+    `stage_retries` the stage retries its transient errors itself (the engine must not)."""
     if upstream_locks:
         lock = root / DVC_LOCK
         texts = [lock.read_text(encoding="utf-8")] if lock.exists() else []
@@ -82,6 +87,8 @@ def run_task(
         exit_codes.RETRY_OWNER_ENV: exit_codes.ORCHESTRATOR,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # stages run `python -m`
     }
+    if stage_retries:
+        del env[exit_codes.RETRY_OWNER_ENV]
     start = time.perf_counter()
     code, stdout, tail = _run(argv, root, env)
     if code == 0 and push:

@@ -470,11 +470,12 @@ def test_serve_without_a_champion_exits_2(tmp_path: Path, monkeypatch: pytest.Mo
 def test_serve_sets_threads_store_and_tracking(tmp_path: Path) -> None:
     from lifecycle.cli import _serve_invocation
 
-    argv, env = _serve_invocation("127.0.0.1", 3123, 1, tmp_path, tmp_path / "params.yaml")
+    # 2, not the suite's own OMP_NUM_THREADS=1 (tests/conftest.py): the setting must win
+    argv, env = _serve_invocation("127.0.0.1", 3123, 2, tmp_path, tmp_path / "params.yaml")
 
     assert argv[-4:] == ["--host", "127.0.0.1", "--port", "3123"]
     assert "serving.service:Predictor" in argv
-    assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
+    assert env["OMP_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "2"
     assert env["BENTOML_HOME"] == str(tmp_path)
     assert env["BENTOML_DO_NOT_TRACK"] == "true"
 
