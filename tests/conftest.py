@@ -36,6 +36,7 @@ LONGEST_FILES = (
     "tests/orchestrators/test_stepfunctions.py",
     "tests/orchestrators/test_dagster.py",
     "tests/orchestrators/test_prefect.py",
+    "tests/orchestrators/test_prefect_workers.py",
     "tests/faults/test_tracking_outage.py",
     "tests/e2e/test_byod.py",
     "tests/faults/test_pipeline_faults.py",
