@@ -393,7 +393,7 @@ def deployments() -> list:
 '''
 
 
-_MAIN = '''
+_SUMMARY = '''
 def summary(command: str, state) -> dict:
     """The run's one-line report: its flow run id, its state, each stage's outcome."""
     report = {"flow_run": str(state.state_details.flow_run_id), "state": state.name}
@@ -404,7 +404,9 @@ def summary(command: str, state) -> dict:
     else:
         report["watch"] = state.result()
     return report
+'''
 
+_MAIN = _SUMMARY + '''
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -422,18 +424,7 @@ if __name__ == "__main__":
     sys.exit(main())
 '''
 
-_MAIN_WORKERS = '''
-def summary(command: str, state) -> dict:
-    """The run's one-line report: its flow run id, its state, each stage's outcome."""
-    report = {"flow_run": str(state.state_details.flow_run_id), "state": state.name}
-    if not state.is_completed():
-        report["message"] = state.message
-    elif command == "run":
-        report["stages"] = {stage: result["outcome"] for stage, result in state.result().items()}
-    else:
-        report["watch"] = state.result()
-    return report
-
+_MAIN_WORKERS = _SUMMARY + '''
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
