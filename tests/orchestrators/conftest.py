@@ -51,6 +51,14 @@ def engine_env(copy: ProjectCopy, **extra: str) -> dict[str, str]:
     return env
 
 
+def assert_dvc_up_to_date(copy: ProjectCopy) -> None:
+    """`dvc status` in the copy says every stage is up to date: the lifecycle is complete."""
+    status = subprocess.run(
+        [str(BIN / "dvc"), "status"], cwd=copy.path, capture_output=True, text=True, check=False
+    )
+    assert "Data and pipelines are up to date." in status.stdout, status.stdout + status.stderr
+
+
 @pytest.fixture
 def fresh_copy(tmp_path: Path) -> ProjectCopy:
     return copy_project(tmp_path / "project")

@@ -42,8 +42,8 @@ from core.records.ledger import AttemptFinished, read_ledger
 from core.records.watch import read_watch_history
 from lifecycle.orchestrators.graph import Pipeline, Retry, load_pipeline
 from lifecycle.orchestrators.to_airflow import airflow_waits
-from tests.e2e.conftest import BIN, ProjectCopy, copy_project
-from tests.orchestrators.conftest import engine_env, engine_python, export
+from tests.e2e.conftest import ProjectCopy, copy_project
+from tests.orchestrators.conftest import assert_dvc_up_to_date, engine_env, engine_python, export
 
 pytestmark = pytest.mark.slow
 
@@ -368,10 +368,7 @@ def test_the_failed_stage_is_resumed_with_airflows_clear(servers: Airflow) -> No
     assert resumed and resumed[0].stage == "evaluate", [a.stage for a in resumed]
     assert {a.stage for a in resumed} <= set(after)  # DVC may skip an unchanged downstream
     assert all(a.status == "succeeded" for a in resumed)
-    status = subprocess.run(
-        [str(BIN / "dvc"), "status"], cwd=airflow.copy.path, capture_output=True, text=True
-    )
-    assert "up to date" in status.stdout, status.stdout + status.stderr  # complete
+    assert_dvc_up_to_date(airflow.copy)  # the lifecycle is complete
 
 
 def test_the_watch_dag_runs_one_iteration_on_its_schedule(servers: Airflow) -> None:

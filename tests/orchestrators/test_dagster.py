@@ -44,7 +44,7 @@ from lifecycle.orchestrators.to_dagster import (
 )
 from tests.e2e.conftest import BIN, ProjectCopy, copy_project
 from tests.mlflow_server import free_port
-from tests.orchestrators.conftest import engine_env, engine_python, export
+from tests.orchestrators.conftest import assert_dvc_up_to_date, engine_env, engine_python, export
 
 pytestmark = pytest.mark.slow
 
@@ -243,14 +243,7 @@ def test_d_a_failed_stage_is_re_executed_from_failure(dagster: Dagster) -> None:
     ran = [a.stage for a in dagster.attempts(resumed["run_id"])]
     assert ran[0] == "evaluate" and set(ran) <= {"evaluate", "deploy", "monitor"}, ran
     assert all(a.status == "succeeded" for a in dagster.attempts(resumed["run_id"]))
-    status = subprocess.run(
-        [str(BIN / "dvc"), "status"],
-        cwd=dagster.copy.path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert "Data and pipelines are up to date" in status.stdout, status.stdout + status.stderr
+    assert_dvc_up_to_date(dagster.copy)  # the lifecycle is complete
 
 
 def test_e_the_watch_job_runs_once_and_its_schedule_never_overlaps(dagster: Dagster) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from core.records.ledger import AttemptFinished
 from lifecycle.orchestrators.graph import Pipeline, load_pipeline
 from tests.e2e.conftest import ProjectCopy, copy_project
 from tests.mlflow_server import free_port
-from tests.orchestrators.conftest import BIN, engine_python, export
+from tests.orchestrators.conftest import assert_dvc_up_to_date, engine_python, export
 from tests.orchestrators.prefect_run import (
     Done,
     driver_command,
@@ -198,14 +197,7 @@ def test_a_failed_stage_is_resumed_by_prefect_s_retry_of_the_flow_run(prefect: P
         **dict.fromkeys(after, "Completed"),
     }
     assert f"Executing flow run '{run_id}' locally" in resumed.stdout + resumed.stderr
-    status = subprocess.run(
-        [str(BIN / "dvc"), "status"],
-        cwd=prefect.copy.path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert "Data and pipelines are up to date." in status.stdout, status.stdout + status.stderr
+    assert_dvc_up_to_date(prefect.copy)  # the lifecycle is complete
 
 
 def test_the_watch_flow_runs_one_iteration(prefect: Prefect) -> None:
