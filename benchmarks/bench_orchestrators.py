@@ -27,14 +27,12 @@ Writes benchmarks/results/orchestrators.{json,md}.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_lifecycle import child_env, fresh_copy  # noqa: E402
 from core.records.ledger import AttemptFinished, read_ledger  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -61,37 +60,23 @@ def engine_bin(engine: str, program: str = "python") -> str:
     return str(path)
 
 
-def fresh_copy(dest: Path) -> Path:
-    """HEAD's files in a new git repository (DVC needs one), nothing else."""
-    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True)
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(dest, filter="data")
+def project_copy(dest: Path) -> Path:
+    """HEAD's files in a new git repository (`bench_lifecycle.fresh_copy`), with the page
+    template `dvc plots show` needs (written by `make install`, not committed)."""
+    fresh_copy("HEAD", dest)
     template = ROOT / ".dvc" / "plots_template.html"
     if template.exists():
         (dest / ".dvc" / "plots_template.html").write_bytes(template.read_bytes())
-    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy of HEAD"]):
-        subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
     return dest
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    """The Makefile's environment: the project's venv first, telemetry off, no tracking
-    server (each copy keeps its own mlflow.db)."""
+    """`bench_lifecycle.child_env` (the Makefile's environment), without a tracking server
+    or an orchestrator's run id (each copy keeps its own mlflow.db), plus `extra`."""
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MLFLOW_TRACKING", "LIFECYCLE_")) and k != "PYTHONPATH"
+        k: v for k, v in child_env().items() if not k.startswith(("MLFLOW_TRACKING", "LIFECYCLE_"))
     }
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(
-        DO_NOT_TRACK="true",
-        MLFLOW_DISABLE_TELEMETRY="true",
-        BENTOML_DO_NOT_TRACK="true",
-        GX_ANALYTICS_ENABLED="false",
-        DVC_NO_ANALYTICS="1",
-        **extra,
-    )
+    env.update(extra)
     return env
 
 
@@ -234,7 +219,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-orchestrators-") as tmp:
         for round_ in range(args.rounds):
             for name in names:
-                copy = fresh_copy(Path(tmp) / f"{name}-{round_}" / "project")
+                copy = project_copy(Path(tmp) / f"{name}-{round_}" / "project")
                 engine = make_engine(name, copy)
                 engine.prepare()
                 seconds = engine.lifecycle()
