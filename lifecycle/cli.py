@@ -7,7 +7,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -186,19 +186,47 @@ def _point_serving_at(name: str, version: int) -> None:
     )
 
     try:
-        store = load_params().serving.store
+        serving = load_params().serving
     except ConfigError as exc:
         typer.echo(f"the serving store was not updated: {exc}", err=True)
         return
+    store, shared_env = serving.store, serving.shared_store_env
     if read_champion_pointer(store) is None:
         typer.echo(f"nothing is deployed to the serving store {store}; it was left alone")
         return
     tag = model_tag(name, version)
     try:
-        write_champion_pointer(store, load_served_model(tag, store))
+        served = load_served_model(tag, store)
+        write_champion_pointer(store, served)
     except ModelStoreError as exc:
         _fail(f"the registry moved, but the serving store cannot follow: {exc}")
     typer.echo(f"serving store {store} now points at {tag}; running services switch to it")
+    _point_shared_store_at(served, store, shared_env)
+
+
+def _point_shared_store_at(served: Any, store: Path, shared_env: str) -> None:
+    """Move the shared store's pointer too, when one is configured: every replica follows."""
+    from serving.model_store import ModelStoreError
+    from serving.shared_store import (
+        display_url,
+        open_shared_store,
+        publish_model,
+        shared_store_url,
+        write_shared_pointer,
+    )
+
+    try:
+        url = shared_store_url(shared_env)
+        if url is None:
+            return
+        shared = open_shared_store(url)
+        publish_model(shared, served, store)  # a no-op: deploy published it
+        write_shared_pointer(shared, served)
+    except ModelStoreError as exc:
+        _fail(f"the registry and the local pointer moved, but the shared store did not: {exc}")
+    typer.echo(
+        f"shared store {display_url(shared.url)} now points at {served.tag}; replicas follow"
+    )
 
 
 # `lifecycle serve`: what it starts, and the thread counts it sets for the numeric libraries
