@@ -251,6 +251,10 @@ def serve_command(
 ) -> None:
     """Serve the champion from the project's model store over HTTP (BentoML).
 
+    With a shared store configured (`$LIFECYCLE_SHARED_STORE`, see serving.shared_store_env)
+    the service follows the shared champion pointer instead, and starts (not ready) even
+    before there is one or while the store is unreachable.
+
     Replaces this process with `bentoml serve serving.service:Predictor`, with
     BENTOML_HOME set to `serving.store`, the numeric libraries' thread counts set to
     `serving.numeric_threads` and BentoML's usage tracking off. The service itself reads
@@ -258,6 +262,7 @@ def serve_command(
     """
     from core.config import ConfigError, load_params
     from serving.model_store import ModelStoreError, read_champion_pointer
+    from serving.shared_store import display_url, shared_store_url
 
     params_path = Path("params.yaml").resolve()
     try:
@@ -266,17 +271,19 @@ def serve_command(
         _fail(str(exc))
     store = config.store.resolve()
     try:
-        pointer = read_champion_pointer(store)
+        shared = shared_store_url(config.shared_store_env)  # a bad URL: one line, exit 2
+        pointer = read_champion_pointer(store) if shared is None else None
     except ModelStoreError as exc:
         _fail(str(exc))
-    if pointer is None:
+    if shared is None and pointer is None:
         _fail(
             f"no champion in the model store {store}: run `dvc repro` first "
             "(the deploy stage exports the champion there)"
         )
     host, port = host or config.host, port or config.port
     argv, env = _serve_invocation(host, port, config.numeric_threads, store, params_path)
-    logger.info("serving %s from %s on http://%s:%d", pointer["tag"], store, host, port)
+    source = display_url(shared) if shared else f"{pointer['tag']} from {store}"
+    logger.info("serving %s on http://%s:%d", source, host, port)
     os.execvpe(argv[0], argv, env)
 
 
