@@ -487,7 +487,8 @@ class Predictor:
             self._model = model  # the swap: requests already scoring keep their reference
             _READINESS.serving(model.tag, champion.source)
             self._failed_reload = None
-            self._metrics.reloads.labels(outcome="swapped").inc()
+            if source != "start":  # the first load is no reload
+                self._metrics.reloads.labels(outcome="swapped").inc()
             logger.info("%s reload: now serving %s (was %s)", source, model.tag, previous)
             return ReloadResult(
                 changed=True, tag=model.tag, model_version=model.version, previous_tag=previous

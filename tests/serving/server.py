@@ -141,6 +141,10 @@ def serve_command(
     }
     environment.update(env or {})
     environment["PATH"] = f"{BIN}{os.pathsep}{environment.get('PATH', '')}"
+    # this checkout's code, also where the installed package is another checkout's
+    environment["PYTHONPATH"] = os.pathsep.join(
+        part for part in (str(ROOT), environment.get("PYTHONPATH")) if part
+    )
     log = cwd / f"server-{port}.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
