@@ -40,6 +40,7 @@ from serving.gate import API_KEY_HEADER, REQUEST_ID_HEADER, RequestGate, request
 from serving.model_store import ModelStoreError, ServedModel, load_served_model
 from serving.openapi import Answer, OpenAPIDocument, Operation, ServiceDocument, correct_document
 from serving.prediction_log import PredictionLogger, prediction_rows
+from serving.prediction_log.shared import shared_log_sink
 from serving.readiness import Readiness, ReadinessRoute
 from serving.schema import (
     ErrorAnswer,
@@ -292,9 +293,8 @@ class Predictor:
         self._reload_lock = threading.Lock()
         self._failed_reload: str | None = None  # the last error, logged once per message
         self._model: ServedModel | None = None
-        self._source = ChampionSource(
-            settings.store, shared_store_url(config.shared_store_env), settings.packed
-        )
+        shared_url = shared_store_url(config.shared_store_env)
+        self._source = ChampionSource(settings.store, shared_url, settings.packed)
         logger.info("the champion comes from %s", self._source.describe())
         self._reload("start")
         _warn_about_thread_settings(config.numeric_threads)
@@ -303,6 +303,7 @@ class Predictor:
             settings.prediction_log,
             queue_size=config.prediction_log.queue_size,
             flush_interval_s=config.prediction_log.flush_interval_s,
+            sink=shared_log_sink(config, shared_url),  # None: files under `directory`
         )
         self._prediction_log.start()
         self._log_seen = {"dropped": 0, "write_errors": 0}

@@ -326,6 +326,34 @@ def fetch_model(shared: SharedStore, tag: str, store: Path) -> str:
     return tag
 
 
+def write_object(shared: SharedStore, key: str, data: bytes) -> None:
+    """Write one object under the store (moved into place whole); SharedStoreError if not."""
+    _write_atomically(shared, shared.path(key), data)
+
+
+def list_objects(shared: SharedStore, prefix: str) -> list[str]:
+    """Every object under `prefix`, as keys relative to it (none when it does not exist)."""
+    base = shared.path(prefix)
+    try:
+        found = shared.fs.find(base)
+    except FileNotFoundError:
+        return []
+    except Exception as exc:
+        raise _unreachable(shared, f"listing {base}", exc) from None
+    return sorted(str(key)[len(base) :].lstrip("/") for key in found)
+
+
+def download_object(shared: SharedStore, key: str, local: Path) -> None:
+    """Copy one object to `local` (written beside it, then renamed)."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    partial = local.with_name(f".{local.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        _get_file(shared, shared.path(key), partial)
+        partial.replace(local)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 # --- helpers -------------------------------------------------------------------------------
 
 
