@@ -335,6 +335,12 @@ def list_objects(shared: SharedStore, prefix: str) -> list[str]:
     """Every object under `prefix`, as keys relative to it (none when it does not exist)."""
     base = shared.path(prefix)
     try:
+        shared.fs.info(shared.root)  # `find` answers [] for a store it cannot reach
+    except FileNotFoundError:
+        return []  # nothing published or logged yet
+    except Exception as exc:
+        raise _unreachable(shared, f"listing {base}", exc) from None
+    try:
         found = shared.fs.find(base)
     except FileNotFoundError:
         return []

@@ -20,6 +20,8 @@ import httpx
 import pytest
 
 from serving.model_store import load_served_model
+from serving.prediction_log import read_prediction_log
+from serving.prediction_log.shared import sync_shared_log
 from serving.shared_store import (
     Published,
     open_shared_store,
@@ -77,7 +79,11 @@ def _replica_project(root: Path, name: str) -> Path:
             "workers": 1,
             "threads": 4,
             "batching": {"enabled": False},
-            "prediction_log": {"directory": "predictions", "flush_interval_s": 0.2},
+            "prediction_log": {
+                "directory": "predictions",
+                "flush_interval_s": 0.2,
+                "to_shared_store": True,  # one object per flush in <shared>/predictions/
+            },
         },
     )
     return project
@@ -100,8 +106,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
     return Stack(root=root, link=link, real=real, v1=published[0], v2=published[1])
 
 
-def _env(stack: Stack) -> dict[str, str]:
-    return {"LIFECYCLE_SHARED_STORE": str(stack.link)}
+def _env(stack: Stack, replica: str) -> dict[str, str]:
+    return {"LIFECYCLE_SHARED_STORE": str(stack.link), "LIFECYCLE_REPLICA_ID": replica}
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +118,7 @@ def replica_a(stack: Stack) -> Iterator[RunningServer]:
     argv = [str(BIN / "lifecycle"), "serve", "--port", str(port)]
     stack.down()
     try:
-        with serve_command(argv, project, port, _env(stack), ready=False) as server:
+        with serve_command(argv, project, port, _env(stack, "a"), ready=False) as server:
             yield server
     finally:
         if not stack.link.is_symlink():
@@ -121,7 +127,7 @@ def replica_a(stack: Stack) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def replica_b(stack: Stack, replica_a: RunningServer) -> Iterator[RunningServer]:
-    with serve(_replica_project(stack.root, "replica-b"), env=_env(stack)) as server:
+    with serve(_replica_project(stack.root, "replica-b"), env=_env(stack, "b")) as server:
         yield server
 
 
@@ -222,6 +228,28 @@ def test_a_store_that_goes_away_leaves_the_replicas_serving(
         if line.startswith('lifecycle_model_reloads_total{outcome="failed"}')
     ]
     assert failed and float(failed[0].split()[-1]) >= 2, metrics
-    errors = [line for line in replica_b.tail(400).splitlines() if "unreachable" in line]
-    assert len(errors) == 1, errors  # logged once per message, however many polls
+    lines = replica_b.tail(400).splitlines()
+    reloads = [line for line in lines if "reload failed" in line and "unreachable" in line]
+    assert len(reloads) == 1, reloads  # logged once per message, however many polls
+    writes = [line for line in lines if "prediction log: cannot write" in line]
+    assert len(writes) <= 1, writes  # the log keeps its rows and warns once
     assert read_published(open_shared_store(str(stack.link)), MODEL_NAME, 2) is not None
+
+
+def test_the_monitor_reads_both_replicas_traffic_from_the_shared_log(
+    stack: Stack, replica_a: RunningServer, replica_b: RunningServer
+) -> None:
+    for server in (replica_a, replica_b):
+        assert server.stop() is not None, server.tail()  # a graceful stop flushes the log
+    local = stack.root / "monitor" / "predictions"
+    copied = sync_shared_log(open_shared_store(str(stack.link)), local)
+    log = read_prediction_log(local)
+
+    assert copied > 2
+    assert {path.name for path in local.glob("date=*/hour=*/replica=*")} == {
+        "replica=a",
+        "replica=b",
+    }
+    assert set(log["model_version"]) == {"v1", "v2"} and log["request_id"].notna().all()
+    for name in ("replica-a", "replica-b"):  # nothing in the replicas' local folders
+        assert not (stack.root / name / "predictions").exists()
