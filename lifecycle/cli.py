@@ -262,6 +262,7 @@ def serve_command(
     """
     from core.config import ConfigError, load_params
     from serving.model_store import ModelStoreError, read_champion_pointer
+    from serving.prediction_log.shared import replica_id
     from serving.shared_store import display_url, shared_store_url
 
     params_path = Path("params.yaml").resolve()
@@ -282,6 +283,10 @@ def serve_command(
         )
     host, port = host or config.host, port or config.port
     argv, env = _serve_invocation(host, port, config.numeric_threads, store, params_path)
+    try:  # the shared prediction log names this replica by the port it really listens on
+        env[config.replica_id_env] = replica_id(config.replica_id_env, port)
+    except ModelStoreError as exc:
+        _fail(str(exc))
     source = display_url(shared) if shared else f"{pointer['tag']} from {store}"
     logger.info("serving %s on http://%s:%d", source, host, port)
     os.execvpe(argv[0], argv, env)

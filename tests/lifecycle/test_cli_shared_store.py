@@ -28,6 +28,18 @@ def test_serve_with_a_bad_shared_store_url_exits_2(
     assert "unknown protocol 'nosuch'" in result.output and "Traceback" not in result.output
 
 
+def test_serve_refuses_a_bad_replica_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_project(tmp_path, {"store": "empty-store"})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ENV, str(tmp_path / "shared"))
+    monkeypatch.setenv("LIFECYCLE_REPLICA_ID", "eu west/1")
+
+    result = CliRunner().invoke(app, ["serve"])
+
+    assert result.exit_code == 2
+    assert "LIFECYCLE_REPLICA_ID='eu west/1': a replica id is" in result.output
+
+
 def test_rollback_moves_the_shared_pointer_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
