@@ -7,7 +7,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -186,19 +186,47 @@ def _point_serving_at(name: str, version: int) -> None:
     )
 
     try:
-        store = load_params().serving.store
+        serving = load_params().serving
     except ConfigError as exc:
         typer.echo(f"the serving store was not updated: {exc}", err=True)
         return
+    store, shared_env = serving.store, serving.shared_store_env
     if read_champion_pointer(store) is None:
         typer.echo(f"nothing is deployed to the serving store {store}; it was left alone")
         return
     tag = model_tag(name, version)
     try:
-        write_champion_pointer(store, load_served_model(tag, store))
+        served = load_served_model(tag, store)
+        write_champion_pointer(store, served)
     except ModelStoreError as exc:
         _fail(f"the registry moved, but the serving store cannot follow: {exc}")
     typer.echo(f"serving store {store} now points at {tag}; running services switch to it")
+    _point_shared_store_at(served, store, shared_env)
+
+
+def _point_shared_store_at(served: Any, store: Path, shared_env: str) -> None:
+    """Move the shared store's pointer too, when one is configured: every replica follows."""
+    from serving.model_store import ModelStoreError
+    from serving.shared_store import (
+        display_url,
+        open_shared_store,
+        publish_model,
+        shared_store_url,
+        write_shared_pointer,
+    )
+
+    try:
+        url = shared_store_url(shared_env)
+        if url is None:
+            return
+        shared = open_shared_store(url)
+        publish_model(shared, served, store)  # a no-op: deploy published it
+        write_shared_pointer(shared, served)
+    except ModelStoreError as exc:
+        _fail(f"the registry and the local pointer moved, but the shared store did not: {exc}")
+    typer.echo(
+        f"shared store {display_url(shared.url)} now points at {served.tag}; replicas follow"
+    )
 
 
 # `lifecycle serve`: what it starts, and the thread counts it sets for the numeric libraries
@@ -223,6 +251,10 @@ def serve_command(
 ) -> None:
     """Serve the champion from the project's model store over HTTP (BentoML).
 
+    With a shared store configured (`$LIFECYCLE_SHARED_STORE`, see serving.shared_store_env)
+    the service follows the shared champion pointer instead, and starts (not ready) even
+    before there is one or while the store is unreachable.
+
     Replaces this process with `bentoml serve serving.service:Predictor`, with
     BENTOML_HOME set to `serving.store`, the numeric libraries' thread counts set to
     `serving.numeric_threads` and BentoML's usage tracking off. The service itself reads
@@ -230,6 +262,8 @@ def serve_command(
     """
     from core.config import ConfigError, load_params
     from serving.model_store import ModelStoreError, read_champion_pointer
+    from serving.prediction_log.shared import replica_id
+    from serving.shared_store import display_url, shared_store_url
 
     params_path = Path("params.yaml").resolve()
     try:
@@ -238,17 +272,23 @@ def serve_command(
         _fail(str(exc))
     store = config.store.resolve()
     try:
-        pointer = read_champion_pointer(store)
+        shared = shared_store_url(config.shared_store_env)  # a bad URL: one line, exit 2
+        pointer = read_champion_pointer(store) if shared is None else None
     except ModelStoreError as exc:
         _fail(str(exc))
-    if pointer is None:
+    if shared is None and pointer is None:
         _fail(
             f"no champion in the model store {store}: run `dvc repro` first "
             "(the deploy stage exports the champion there)"
         )
     host, port = host or config.host, port or config.port
     argv, env = _serve_invocation(host, port, config.numeric_threads, store, params_path)
-    logger.info("serving %s from %s on http://%s:%d", pointer["tag"], store, host, port)
+    try:  # the shared prediction log names this replica by the port it really listens on
+        env[config.replica_id_env] = replica_id(config.replica_id_env, port)
+    except ModelStoreError as exc:
+        _fail(str(exc))
+    source = display_url(shared) if shared else f"{pointer['tag']} from {store}"
+    logger.info("serving %s on http://%s:%d", source, host, port)
     os.execvpe(argv[0], argv, env)
 
 

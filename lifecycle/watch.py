@@ -186,6 +186,7 @@ class Watch:
         return record
 
     def _iterate(self, outcome: IterationOutcome) -> None:
+        self._sync_shared_log()
         repro = self._repro("monitor", outcome)
         if repro.returncode != 0:
             raise WatchError(describe_failure(repro))
@@ -235,6 +236,28 @@ class Watch:
             except RecordError as exc:
                 raise WatchError(str(exc)) from None
         outcome.deploy = summarize_deploy(decision, champion_before)
+
+    def _sync_shared_log(self) -> None:
+        """Copy the replicas' new log objects into the local log, the monitor's DVC dep.
+
+        Only with `serving.prediction_log.to_shared_store` and a shared store configured.
+        An unreachable store fails the iteration (its record says so): judging a window
+        that lacks the replicas' traffic would look like a quiet hour.
+        """
+        from serving.model_store import ModelStoreError
+        from serving.prediction_log.shared import sync_shared_log
+        from serving.shared_store import open_shared_store, shared_store_url
+
+        serving = self.params.serving
+        if not serving.prediction_log.to_shared_store:
+            return
+        try:
+            url = shared_store_url(serving.shared_store_env)
+            if url is not None:
+                directory = self.root / serving.prediction_log.directory
+                sync_shared_log(open_shared_store(url), directory)
+        except ModelStoreError as exc:
+            raise WatchError(f"cannot sync the shared prediction log: {exc}") from None
 
     def _repro(self, purpose: Purpose, outcome: IterationOutcome) -> ReproResult:
         result = run_dvc_repro(

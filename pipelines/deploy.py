@@ -70,8 +70,10 @@ from models.promotion import (
 from pipelines.edges import model_card, registry
 from pipelines.edges.feedback import list_batches, read_ids, row_id_column
 from pipelines.edges.runtime import run_stage
+from pipelines.edges.shared_serving import repair_shared_pointer, shared_store
 from pipelines.edges.tracking import start_tracking
 from serving.model_store import ServedModel, write_champion_pointer
+from serving.shared_store import publish_model, write_shared_pointer
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ def main() -> None:
     name = registered_model_name(params.deploy.registered_model, contract.name)
     meta = read_json(MODEL_DIR / META_FILE)
     store = params.serving.store
+    shared = shared_store(params.serving.shared_store_env)  # None: no shared store
     evaluation = read_evaluation(EVALUATION)
     challenger = Challenger(
         family=meta["family"],
@@ -134,10 +137,14 @@ def main() -> None:
                 holdout,
                 challenger_proba,
             )
+            if shared is not None:  # before the alias moves: unreachable = no promotion
+                publish_model(shared, served, store)
             registry.promote(
                 name, version.version, promotion_evidence(decision), history=ALIAS_HISTORY
             )
             write_champion_pointer(store, served)
+            if shared is not None:  # last: replicas switch once everything else moved
+                write_shared_pointer(shared, served)
     after = registry.champion(name)
     if not decision.promote:
         logger.warning(
@@ -145,6 +152,8 @@ def main() -> None:
             f"v{before.version}" if before else "there is none",
         )
         _repair_pointer(after, store, meta, threshold)
+        if shared is not None:
+            repair_shared_pointer(after, shared, store)
     for reason in decision.reasons:
         logger.info("gate: %s", reason)
     decision = decision.model_copy(update={"champion_after": _describe(after)})

@@ -215,11 +215,8 @@ def _monitor_file(tag: str, store: Path, filename: str, what: str) -> Path:
     return path
 
 
-def write_champion_pointer(store: Path, served: ServedModel | dict[str, Any]) -> dict[str, Any]:
-    """Name the model the service should serve; atomic, so readers see old or new, not half.
-
-    The service polls this pointer and swaps models when it changes.
-    """
+def champion_pointer(served: ServedModel | dict[str, Any]) -> dict[str, Any]:
+    """The pointer naming `served`, stamped now and checked (the local and shared pointers)."""
     if isinstance(served, ServedModel):
         pointer = {
             "tag": served.tag,
@@ -233,10 +230,40 @@ def write_champion_pointer(store: Path, served: ServedModel | dict[str, Any]) ->
         if isinstance(pointer["version"], int):  # a registry version number: its label
             pointer["version"] = f"v{pointer['version']}"
     pointer["updated_at"] = utc_now().isoformat(timespec="seconds")  # +00:00, to the second
+    return pointer
+
+
+def check_pointer(pointer: Any, where: Path | str) -> dict[str, Any]:
+    """`pointer` when it has every key, a `name:vN` tag and a usable threshold; else an error."""
+    _check_pointer(pointer, where)
+    return pointer
+
+
+def write_champion_pointer(store: Path, served: ServedModel | dict[str, Any]) -> dict[str, Any]:
+    """Name the model the service should serve; atomic, so readers see old or new, not half.
+
+    The service polls this pointer and swaps models when it changes.
+    """
+    pointer = champion_pointer(served)
     _check_pointer(pointer, Path(store) / POINTER_FILE)
     write_json(pointer, Path(store) / POINTER_FILE)
     logger.info("champion pointer in %s -> %s", store, pointer["tag"])
     return pointer
+
+
+def stored_model_dir(tag: str, store: Path) -> Path:
+    """The folder of `tag` in the store (its model.skops, meta.json and monitor files)."""
+    store = Path(store)
+    stored = _existing(_open_store(store, create=False), tag, store)
+    if stored is None:
+        raise ModelStoreError(f"{tag} is not in the model store {store / 'models'}")
+    return Path(stored.path)
+
+
+def has_model(tag: str, store: Path) -> bool:
+    """True when the store holds exactly `tag` (no prefix match)."""
+    models = Path(store) / "models"
+    return models.is_dir() and _existing(open_model_store(models), tag, Path(store)) is not None
 
 
 def read_champion_pointer(store: Path) -> dict[str, Any] | None:
@@ -319,7 +346,7 @@ def _check_model_dir(model_dir: Path, content_sha256: str) -> dict[str, Any]:
     return meta
 
 
-def _check_pointer(pointer: Any, path: Path) -> None:
+def _check_pointer(pointer: Any, path: Path | str) -> None:
     if not isinstance(pointer, dict):
         raise ModelStoreError(f"{path}: expected a JSON object")
     missing = [key for key in POINTER_KEYS if key not in pointer]

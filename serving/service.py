@@ -35,15 +35,13 @@ from features.contract import DataContract, load_contract
 from models.evaluation import predict_probability
 from serving.batching import RowBatcher
 from serving.bentoml_patches import bentoml_openapi_document, cancel_request_timeout_timers
+from serving.champion_source import Champion, ChampionSource, NoChampion, packed_champion
 from serving.gate import API_KEY_HEADER, REQUEST_ID_HEADER, RequestGate, request_id_from
-from serving.model_store import (
-    ModelStoreError,
-    ServedModel,
-    load_served_model,
-    read_champion_pointer,
-)
+from serving.model_store import ModelStoreError, ServedModel, load_served_model
 from serving.openapi import Answer, OpenAPIDocument, Operation, ServiceDocument, correct_document
 from serving.prediction_log import PredictionLogger, prediction_rows
+from serving.prediction_log.shared import shared_log_sink
+from serving.readiness import Readiness, ReadinessRoute
 from serving.schema import (
     ErrorAnswer,
     InvalidRequest,
@@ -53,6 +51,7 @@ from serving.schema import (
     example_record,
     records_to_frame,
 )
+from serving.shared_store import shared_store_url
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +71,7 @@ class ServiceSettings:
     contract: DataContract
     store: Path
     prediction_log: Path
+    packed: Champion | None  # the model packed in the Bento this runs from, if it does
 
 
 def load_settings(params_path: Path | str | None = None) -> ServiceSettings:
@@ -89,6 +89,7 @@ def load_settings(params_path: Path | str | None = None) -> ServiceSettings:
         contract=load_contract(root / params.data.contract),
         store=(root / serving.store).resolve(),
         prediction_log=(root / serving.prediction_log.directory).resolve(),
+        packed=packed_champion(root),
     )
 
 
@@ -113,6 +114,7 @@ def _openapi_30(model: type[BaseModel], example: Any = None) -> type[BaseModel]:
 
 
 _SETTINGS = load_settings()
+_READINESS = Readiness()  # this worker's /readyz answer
 ProcessRecord = _openapi_30(build_record_model(_SETTINGS.contract))
 ProcessBatch = _openapi_30(
     build_batch_model(ProcessRecord, _SETTINGS.serving.max_batch_rows),
@@ -276,10 +278,11 @@ class Predictor:
     def __init__(self) -> None:
         """Load the champion, start the prediction log and the champion watcher.
 
-        The model comes from the store's champion pointer, through
-        `serving.model_store.load_served_model` (exact trusted types; the project's store
-        only). Without a pointer the service starts but is not ready (`/readyz` 503) until
-        one appears.
+        The model comes from the shared store's pointer when one is configured, else the
+        local store's pointer, else the Bento's packed model (`serving.champion_source`),
+        and loads through `serving.model_store.load_served_model` (exact trusted types).
+        Without a champion, or with the shared store unreachable, the service starts but is
+        not ready (`/readyz` 503) and keeps polling until it can load one.
         """
         _configure_logging()
         cancel_request_timeout_timers()  # see serving/bentoml_patches.py
@@ -290,20 +293,17 @@ class Predictor:
         self._reload_lock = threading.Lock()
         self._failed_reload: str | None = None  # the last error, logged once per message
         self._model: ServedModel | None = None
-        pointer = read_champion_pointer(settings.store)
-        if pointer is None:
-            logger.warning(
-                "no champion pointer in %s yet: not ready until one is written", settings.store
-            )
-        else:
-            self._model = self._load(pointer["tag"])
-            logger.info("serving %s from %s", self._model.tag, settings.store)
+        shared_url = shared_store_url(config.shared_store_env)
+        self._source = ChampionSource(settings.store, shared_url, settings.packed)
+        logger.info("the champion comes from %s", self._source.describe())
+        self._reload("start")
         _warn_about_thread_settings(config.numeric_threads)
 
         self._prediction_log = PredictionLogger(
             settings.prediction_log,
             queue_size=config.prediction_log.queue_size,
             flush_interval_s=config.prediction_log.flush_interval_s,
+            sink=shared_log_sink(config, shared_url),  # None: files under `directory`
         )
         self._prediction_log.start()
         self._log_seen = {"dropped": 0, "write_errors": 0}
@@ -429,9 +429,10 @@ class Predictor:
 
     # --- champion reloads ----------------------------------------------------------------
 
-    def _load(self, tag: str) -> ServedModel:
+    def _load(self, champion: Champion) -> ServedModel:
         """Load a model and check it answers the request schema this service was built with."""
-        model = load_served_model(tag, self._settings.store)
+        tag = champion.tag
+        model = load_served_model(tag, champion.store)
         features = model.meta.get("features")
         if features is not None and list(features) != self._settings.contract.features:
             raise ModelStoreError(
@@ -446,15 +447,25 @@ class Predictor:
             before = self._model
             previous = before.tag if before else None
             try:
-                pointer = read_champion_pointer(self._settings.store)
-                if pointer is None or pointer["tag"] == previous:
+                champion = self._source.find(previous)
+                if champion.tag == previous:
                     return ReloadResult(
                         changed=False,
                         tag=previous,
                         model_version=before.version if before else None,
                         previous_tag=previous,
                     )
-                model = self._load(pointer["tag"])
+                model = self._load(champion)
+            except NoChampion as exc:  # nothing to serve yet: not an error
+                _READINESS.waiting(str(exc))
+                if source != "poll":
+                    logger.warning("%s; not ready until there is one", exc)
+                return ReloadResult(
+                    changed=False,
+                    tag=previous,
+                    model_version=before.version if before else None,
+                    previous_tag=previous,
+                )
             except Exception as exc:  # keep serving what we have
                 self._metrics.reloads.labels(outcome="failed").inc()
                 repeated = source == "poll" and str(exc) == self._failed_reload
@@ -466,6 +477,7 @@ class Predictor:
                     exc,
                 )
                 self._failed_reload = str(exc)
+                _READINESS.waiting(str(exc))
                 return ReloadResult(
                     changed=False,
                     tag=previous,
@@ -474,8 +486,10 @@ class Predictor:
                     error=str(exc),
                 )
             self._model = model  # the swap: requests already scoring keep their reference
+            _READINESS.serving(model.tag, champion.source)
             self._failed_reload = None
-            self._metrics.reloads.labels(outcome="swapped").inc()
+            if source != "start":  # the first load is no reload
+                self._metrics.reloads.labels(outcome="swapped").inc()
             logger.info("%s reload: now serving %s (was %s)", source, model.tag, previous)
             return ReloadResult(
                 changed=True, tag=model.tag, model_version=model.version, previous_tag=previous
@@ -506,6 +520,9 @@ class Predictor:
                 counter.inc(total - self._log_seen[name])
                 self._log_seen[name] = total
 
+
+# /readyz: 200 or 503 as BentoML's, with the model served and its source (or why none)
+Predictor.add_asgi_middleware(ReadinessRoute, readiness=_READINESS)
 
 # API key, body size, JSON and schema are checked before BentoML parses anything.
 Predictor.add_asgi_middleware(

@@ -15,6 +15,10 @@ class PredictionLogConfig(Frozen):
     directory: Path = Path("data/predictions")
     queue_size: int = Field(100_000, ge=100)  # bounded memory: beyond it, records are counted lost
     flush_interval_s: float = Field(1.0, gt=0, le=60)
+    # with a shared store configured (serving.shared_store_env): write each flush as one
+    # object under <shared>/predictions/ instead of `directory`, so the monitor reads every
+    # replica's traffic (`lifecycle watch` syncs it into `directory` before each run)
+    to_shared_store: bool = False
 
 
 class BatchingConfig(Frozen):
@@ -41,5 +45,10 @@ class ServingConfig(Frozen):
     max_batch_rows: int = Field(1000, ge=1)
     reload_poll_s: float = Field(2.0, gt=0, le=3600)  # how often the service checks the champion
     store: Path = Path(".bentoml")  # the project's own BentoML home: models load only from here
+    # the environment variable holding the shared serving store's URL (s3://bucket/serving, a
+    # folder or file://...); unset or empty: no shared store. Credentials come from the
+    # environment too (AWS_*), never from params.yaml
+    shared_store_env: str = Field("LIFECYCLE_SHARED_STORE", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    replica_id_env: str = Field("LIFECYCLE_REPLICA_ID", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     batching: BatchingConfig = BatchingConfig()
     prediction_log: PredictionLogConfig = PredictionLogConfig()

@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 _LOG_DTYPES = {PROBABILITY: "float64", PREDICTED: "bool", THRESHOLD: "float64"}
 # the answer's columns as logs written before they had the log's own names call them
 _EARLIER_NAMES = {"failure_probability": PROBABILITY, "failure": PREDICTED}
-_PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})$")
+# date=/hour=, and below it replica=<id>/ when synced from the shared store
+_PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})(/replica=[^/]+)?$")
+_PARTS = ("date=*/hour=*/part-*.jsonl", "date=*/hour=*/replica=*/part-*.jsonl")
 
 
 def read_prediction_log(
@@ -48,7 +50,7 @@ def read_prediction_log(
         raise ValueError(f"newest must be at least 1 row, got {newest}")
     since, until = _as_utc(since), _as_utc(until)
     hours: dict[pd.Timestamp | None, list[Path]] = {}
-    for part in sorted(Path(directory).glob("date=*/hour=*/part-*.jsonl")):
+    for part in sorted(p for pattern in _PARTS for p in Path(directory).glob(pattern)):
         hour = _partition_start(part, Path(directory))
         if hour is None or _overlaps(hour, since, until):
             hours.setdefault(hour, []).append(part)

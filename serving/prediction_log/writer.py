@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel
@@ -34,6 +34,16 @@ logger = logging.getLogger(__name__)
 _RETRY_WHILE_CLOSING_S = 0.1
 
 _Chunk = tuple[float, list[Mapping[str, Any]]]  # one call's time and the rows taken from it
+
+
+class LogSink(Protocol):
+    """Where batches go instead of local files (`serving.prediction_log.shared`)."""
+
+    def part(self, moment: dt.datetime, started: str) -> Any:
+        """The part a row of `moment` goes to; `started` names the logger's start."""
+
+    def write(self, part: Any, payload: bytes) -> None:
+        """Write one batch of lines to `part`; raise OSError to have them kept and retried."""
 
 
 def prediction_rows(
@@ -81,6 +91,7 @@ class PredictionLogger:
         queue_size: int,
         flush_interval_s: float,
         clock: Callable[[], float] = time.time,
+        sink: LogSink | None = None,
     ) -> None:
         if queue_size < 1 or flush_interval_s <= 0:
             raise ValueError("queue_size must be >= 1 and flush_interval_s > 0")
@@ -88,6 +99,7 @@ class PredictionLogger:
         self.queue_size = queue_size
         self.flush_interval_s = flush_interval_s
         self._clock = clock
+        self._sink = sink  # None: append to local files under `directory`
         self._cond = threading.Condition()
         # guarded by _cond
         # A list behind one lock rather than a `queue.Queue` of rows: a request costs one
@@ -101,7 +113,7 @@ class PredictionLogger:
         self._deadline = math.inf
         self._logged = self._dropped = self._write_errors = 0
         # used by the writer only
-        self._kept: dict[Path, list[bytes]] = {}
+        self._kept: dict[Any, list[bytes]] = {}  # part (a Path, or the sink's) -> lines
         self._reported_drops = 0
         self._failed_attempts = 0
         self._wake_rows = max(1, queue_size // 4)
@@ -264,7 +276,10 @@ class PredictionLogger:
             if not lines:
                 continue
             try:
-                _append(path, b"".join(lines))
+                if self._sink is None:
+                    _append(path, b"".join(lines))
+                else:
+                    self._sink.write(path, b"".join(lines))
                 written += len(lines)
             except OSError as exc:
                 failed += 1
@@ -284,7 +299,7 @@ class PredictionLogger:
             self._write_errors += failed
             self._failing = bool(self._kept)
 
-    def _note_failure(self, path: Path, exc: OSError) -> None:
+    def _note_failure(self, path: Any, exc: OSError) -> None:
         self._failed_attempts += 1
         level = logging.WARNING if self._failed_attempts == 1 else logging.DEBUG
         kept = sum(len(lines) for lines in self._kept.values())
@@ -304,9 +319,11 @@ class PredictionLogger:
             )
             self._reported_drops = dropped
 
-    def _part_path(self, moment: dt.datetime) -> Path:
+    def _part_path(self, moment: dt.datetime) -> Any:
         started = dt.datetime.fromtimestamp(self._started or 0.0, dt.UTC)
         start = f"{started:%Y%m%dT%H%M%S}{started.microsecond // 1000:03d}Z"
+        if self._sink is not None:
+            return self._sink.part(moment, start)
         name = f"part-{os.getpid()}-{start}.jsonl"  # the pid at write time: one file per process
         return self.directory / f"date={moment:%Y-%m-%d}" / f"hour={moment:%H}" / name
 

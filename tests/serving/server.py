@@ -118,6 +118,22 @@ class RunningServer:
 def serve(project: Path, env: dict[str, str] | None = None) -> Iterator[RunningServer]:
     """`lifecycle serve` in `project` on a free port; stopped on exit."""
     port = free_port()
+    argv = [str(BIN / "lifecycle"), "serve", "--port", str(port)]
+    with serve_command(argv, project, port, env) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve_command(
+    argv: list[str],
+    cwd: Path,
+    port: int,
+    env: dict[str, str] | None = None,
+    *,
+    ready: bool = True,
+) -> Iterator[RunningServer]:
+    """Run a server command in `cwd` (its own process group), awaited on /readyz 200 unless
+    `ready` is False (then only on /readyz answering at all); stopped on exit."""
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -125,11 +141,15 @@ def serve(project: Path, env: dict[str, str] | None = None) -> Iterator[RunningS
     }
     environment.update(env or {})
     environment["PATH"] = f"{BIN}{os.pathsep}{environment.get('PATH', '')}"
-    log = project / "server.log"
+    # this checkout's code, also where the installed package is another checkout's
+    environment["PYTHONPATH"] = os.pathsep.join(
+        part for part in (str(ROOT), environment.get("PYTHONPATH")) if part
+    )
+    log = cwd / f"server-{port}.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            [str(BIN / "lifecycle"), "serve", "--port", str(port)],
-            cwd=project,
+            argv,
+            cwd=cwd,
             env=environment,
             stdin=subprocess.DEVNULL,
             stdout=output,
@@ -138,16 +158,17 @@ def serve(project: Path, env: dict[str, str] | None = None) -> Iterator[RunningS
         )
     server = RunningServer(url=f"http://127.0.0.1:{port}", process=process, log=log)
     try:
-        _wait_until_ready(server)
+        _wait_until_ready(server, 200 if ready else None)
         yield server
     finally:
         server.stop()
 
 
-def _wait_until_ready(server: RunningServer) -> None:
+def _wait_until_ready(server: RunningServer, status: int | None = 200) -> None:
     def ready() -> bool:
         with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200
+            answer = httpx.get(f"{server.url}/readyz", timeout=2).status_code
+            return status is None or answer == status
         return False
 
     wait_until_up(
