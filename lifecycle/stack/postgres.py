@@ -20,6 +20,7 @@ from lifecycle.stack.settings import DATABASE, HOST, StackError
 logger = logging.getLogger(__name__)
 
 SYSTEM_USER = "postgres"
+DEBIAN_ROOT = Path("/usr/lib/postgresql")  # Debian's packages: /usr/lib/postgresql/N/bin
 START_TIMEOUT_S = 60
 
 
@@ -49,7 +50,7 @@ def find_bin_dir() -> Path:
     if on_path and shutil.which("initdb"):
         return Path(on_path).resolve().parent
     versions = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+        DEBIAN_ROOT.glob("*/bin/pg_ctl"),
         key=lambda path: int(path.parent.parent.name) if path.parent.parent.name.isdigit() else 0,
     )
     if versions:

@@ -42,6 +42,8 @@ def find_tool(name: str, hint: str) -> Path:
 def port_is_free(port: int) -> bool:
     """Nobody listens on 127.0.0.1:port (a bind succeeds)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the servers do: a just-stopped server's TIME_WAIT connections do not count
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:

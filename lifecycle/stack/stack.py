@@ -94,8 +94,14 @@ def _prepare_root(root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StackError(f"cannot create the stack folder {root}: {exc.strerror}") from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise StackError(f"the stack folder {root} is not writable: choose another --root")
+    probe = root / ".write-probe"
+    try:  # a real write: os.access says yes to root even on a read-only file system
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        raise StackError(
+            f"the stack folder {root} is not writable: choose another --root"
+        ) from None
 
 
 def _choose(requested: int | None, running: int | None, default: int, what: str) -> int:
