@@ -275,6 +275,40 @@ def test_a_paused_s3_store_keeps_its_objects(stack: Stack) -> None:
 
 
 @pytest.mark.slow
+def test_the_sql_source_reads_postgresql_through_url_env(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.config import IngestConfig
+    from pipelines.edges.sources import SourceError, describe_source, fetch
+
+    _psql(stack, "CREATE TABLE IF NOT EXISTS source_rows (udi int); SELECT 1")
+    _psql(stack, "INSERT INTO source_rows VALUES (1), (2); SELECT 1")
+    url = stack.postgres_dsn.replace("postgresql://", "postgresql+psycopg2://")
+    monkeypatch.setenv("STACK_SOURCE_URL", url)
+    block = {"url_env": "STACK_SOURCE_URL", "query": "SELECT udi FROM source_rows ORDER BY udi"}
+    config = IngestConfig.model_validate({"source": "sql", "sql": block})
+    assert fetch(config)["udi"].tolist() == [1, 2]
+    password = stack.env["LIFECYCLE_STACK_POSTGRES_PASSWORD"]
+    assert password not in str(describe_source(config))
+    monkeypatch.setenv("STACK_SOURCE_URL", url.replace(password, "wrong-password"))
+    with pytest.raises(SourceError, match="password authentication failed") as error:
+        fetch(config)
+    assert "wrong-password" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_a_stopped_s3_store_refuses_and_comes_back_empty(stack: Stack) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    stack.s3().put_object(Bucket=stack.bucket, Key="gone/soon", Body=b"1")
+    stack.stop_s3()
+    with pytest.raises(EndpointConnectionError):
+        stack.s3().list_buckets()
+    stack.start()  # a new moto_server, the bucket re-created
+    assert stack.s3().list_objects_v2(Bucket=stack.bucket)["KeyCount"] == 0
+
+
+@pytest.mark.slow
 def test_down_stops_everything_and_up_brings_it_back_with_the_runs(stack: Stack) -> None:
     """Last of the file: `stack down`, then the fixture's start() (so the session's stack runs)."""
     runs_before = _psql(stack, "SELECT count(*) FROM runs")
