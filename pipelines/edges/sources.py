@@ -165,7 +165,8 @@ def download_table(config: HttpSourceConfig) -> pd.DataFrame:
     so a partial download can never become an output.
     """
     raw = source_url(config.url, config.url_env, "ingest.http")
-    url, shown = _check_http_url(raw), redact_http_url(raw)
+    where = f"the variable {config.url_env} (ingest.http.url_env)" if config.url_env else None
+    url, shown = _check_http_url(raw, where or "ingest.http.url"), redact_http_url(raw)
     attempts = config.retry.attempts
     timeout = httpx.Timeout(
         connect=config.connect_timeout_s,
@@ -326,14 +327,14 @@ def _log_retry(state: RetryCallState, shown: str, attempts: int) -> None:
     )
 
 
-def _check_http_url(raw: str) -> httpx.URL:
+def _check_http_url(raw: str, where: str) -> httpx.URL:
+    """The parsed URL; `where` names its origin (the key, or the variable) in the error."""
     try:
         url = httpx.URL(raw)
     except httpx.InvalidURL as exc:
-        raise SourceError(f"ingest.http.url is not a valid URL: {exc}") from None
+        raise SourceError(f"{where} is not a valid URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise SourceError(
-            f"ingest.http.url must be an http:// or https:// URL with a host, "
-            f"got '{redact_http_url(raw)}'"
+            f"{where} must be an http:// or https:// URL with a host, got '{redact_http_url(raw)}'"
         )
     return url

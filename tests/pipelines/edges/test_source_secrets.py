@@ -91,3 +91,12 @@ def test_url_env_must_be_a_variable_name() -> None:
 def test_a_chosen_source_needs_url_or_url_env() -> None:
     with pytest.raises(ConfigError, match=r"needs ingest.http.url \(or url_env\) to be set"):
         parse_params({"ingest": {"source": "http"}})
+
+
+def test_a_variable_holding_no_http_url_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_HTTP_URL", "ftp://user:s3cret@example.com/data.csv")
+    with pytest.raises(SourceError) as error:
+        fetch(_ingest("http", {"url_env": "SOURCE_HTTP_URL"}))
+    message = str(error.value)
+    assert message.startswith("the variable SOURCE_HTTP_URL (ingest.http.url_env) must be an http")
+    assert "s3cret" not in message
