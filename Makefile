@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED ?= false
 export DVC_NO_ANALYTICS ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install orchestrators lifecycle test lint mlflow-ui benchmarks cbpe-nannyml monitor-ui clean
+.PHONY: help install orchestrators lifecycle test lint mlflow-ui stack-up stack-down benchmarks cbpe-nannyml monitor-ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,20 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
 
+# The production stack (lifecycle stack up) runs Debian's PostgreSQL: `make install` installs it when missing
+install: postgresql
+.PHONY: postgresql
+postgresql:
+	@if command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "make install: apt-get is unavailable; install PostgreSQL (initdb, pg_ctl) yourself (make stack-up needs it)" >&2; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	  echo "make install: installing PostgreSQL for make stack-up needs root: sudo apt-get install -y postgresql" >&2; \
+	else \
+	  echo "make install: installing PostgreSQL (Debian packages) for make stack-up"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	fi
+
 # Each orchestrator in its own virtual environment (their pins conflict with the project's):
 # .venv-ENGINE from lifecycle/orchestrators/requirements/ENGINE.txt, built with uv (its cache
 # makes a rebuild take seconds). Their tasks call the project's .venv by subprocess.
@@ -78,6 +92,13 @@ mlflow-ui: install ## Open the MLflow UI on http://127.0.0.1:5000
 	@echo 'The lifecycle runs: http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning'
 	@echo '(MLflow 3 opens experiments on its GenAI page until "Model training" is chosen in the sidebar once)'
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+# State, logs and secrets in .stack/ (docs/stack.md); then: eval "$$(lifecycle stack env)"
+stack-up: install ## Start PostgreSQL, S3 (moto) and an MLflow server on both; DVC remote "stack"
+	lifecycle stack up
+
+stack-down: install ## Stop the stack (moto's objects are lost; PostgreSQL's data stays)
+	lifecycle stack down
 
 benchmarks: install ## Run the benchmarks; results go to benchmarks/results/
 	python benchmarks/bench_data.py

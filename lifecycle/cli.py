@@ -13,12 +13,14 @@ import typer
 
 from core.config import Scenario
 from core.paths import ALIAS_HISTORY
+from lifecycle.stack.commands import app as stack_app
 from pipelines.edges import registry  # light: it imports mlflow only when called
 from pipelines.edges.mlflow_connection import redacted_tracking_uri
 from pipelines.edges.runtime import configure_logging
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 logger = logging.getLogger(__name__)
+app.add_typer(stack_app, name="stack")  # lifecycle stack up|down|status|env (docs/stack.md)
 
 
 @app.callback()

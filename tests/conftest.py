@@ -10,7 +10,10 @@ import pytest
 
 from features.contract import DataContract, load_contract
 
-pytest_plugins = ["tests.mlflow_server"]  # the real `mlflow server` fixture
+pytest_plugins = [
+    "tests.mlflow_server",  # the real `mlflow server` fixture
+    "tests.stack_servers",  # the production stack: PostgreSQL, moto_server, mlflow server
+]
 
 # One numeric thread in every test process and the stages they start: the suite runs several
 # workers on this machine's cores (pytest-xdist), and OpenMP's spinning threads oversubscribed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -45,16 +46,39 @@ class FileSourceConfig(Frozen):
     path: Path | None = None
 
 
-class HttpSourceConfig(Frozen):
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _UrlOrEnv(Frozen):
+    """`url` in params.yaml, or `url_env`: the name of an environment variable holding the
+    URL with its credentials (so secrets stay out of params.yaml and git). Not both."""
+
     url: str | None = None
+    url_env: str | None = None
+
+    @model_validator(mode="after")
+    def _url_or_its_variable(self) -> _UrlOrEnv:
+        if self.url and self.url_env:
+            raise ValueError(
+                "set url or url_env, not both (url_env names an environment variable "
+                "holding the URL with its credentials)"
+            )
+        if self.url_env is not None and not _ENV_NAME.match(self.url_env):
+            raise ValueError(
+                f"url_env must be an environment variable's name (letters, digits, _), "
+                f"got {self.url_env!r}"
+            )
+        return self
+
+
+class HttpSourceConfig(_UrlOrEnv):
     format: Literal["auto", "csv", "parquet"] = "auto"
     connect_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(60.0, gt=0)
     retry: RetryConfig = RetryConfig()
 
 
-class SqlSourceConfig(Frozen):
-    url: str | None = None
+class SqlSourceConfig(_UrlOrEnv):
     query: str | None = None
 
 
@@ -79,8 +103,11 @@ class IngestConfig(Frozen):
     def _chosen_source_is_complete(self) -> IngestConfig:
         missing = {
             "file": [("path", self.file.path)],
-            "http": [("url", self.http.url)],
-            "sql": [("url", self.sql.url), ("query", self.sql.query)],
+            "http": [("url (or url_env)", self.http.url or self.http.url_env)],
+            "sql": [
+                ("url (or url_env)", self.sql.url or self.sql.url_env),
+                ("query", self.sql.query),
+            ],
         }.get(self.source, [])
         empty = [f"ingest.{self.source}.{key}" for key, value in missing if not value]
         if empty:

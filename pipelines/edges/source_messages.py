@@ -7,6 +7,7 @@ its own (the ingest stage retries it). URLs in messages, logs and metadata go th
 
 from __future__ import annotations
 
+import os
 import re
 
 import httpx
@@ -68,3 +69,21 @@ def shorten(text: str, limit: int = 120) -> str:
     """The text on one line, cut to `limit` characters (a long query in a message)."""
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def source_url(url: str | None, url_env: str | None, key: str) -> str:
+    """The source's URL: `url` from params.yaml, or the value of the variable `url_env` names.
+
+    `key` is the config block (ingest.sql, ingest.http) the message names. The value is never
+    put in the message: only the variable's name.
+    """
+    if url_env is None:
+        assert url is not None  # IngestConfig's validator requires one of the two
+        return url
+    value = os.environ.get(url_env, "").strip()
+    if not value:
+        raise SourceError(
+            f"{key}.url_env names the environment variable {url_env}, which is unset or empty: "
+            f"export {url_env}=<the URL with its credentials>"
+        )
+    return value

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -39,6 +41,7 @@ from pipelines.edges.source_messages import (
     first_line,
     redact_http_url,
     redact_sql_url,
+    source_url,
 )
 
 logger = logging.getLogger(__name__)
@@ -94,14 +97,23 @@ def describe_source(config: IngestConfig) -> dict[str, Any]:
     if config.source == "http":
         return {
             "source": "http",
-            "url": redact_http_url(config.http.url or ""),
+            **_described_url(config.http.url, config.http.url_env, redact_http_url),
             "format": config.http.format,
         }
     return {
         "source": "sql",
-        "url": redact_sql_url(config.sql.url or ""),
+        **_described_url(config.sql.url, config.sql.url_env, redact_sql_url),
         "query": config.sql.query,
     }
+
+
+def _described_url(
+    url: str | None, url_env: str | None, redact: Callable[[str], str]
+) -> dict[str, str]:
+    """The URL for the metadata, redacted; with url_env, the variable's name beside it."""
+    if url_env is None:
+        return {"url": redact(url or "")}
+    return {"url_env": url_env, "url": redact(os.environ.get(url_env, "").strip())}
 
 
 # --- file -----------------------------------------------------------------------------
@@ -152,8 +164,9 @@ def download_table(config: HttpSourceConfig) -> pd.DataFrame:
     The body is parsed only once it is complete; the temporary file is always removed,
     so a partial download can never become an output.
     """
-    assert config.url is not None  # guaranteed by IngestConfig's validator
-    url, shown = _check_http_url(config.url), redact_http_url(config.url)
+    raw = source_url(config.url, config.url_env, "ingest.http")
+    where = f"the variable {config.url_env} (ingest.http.url_env)" if config.url_env else None
+    url, shown = _check_http_url(raw, where or "ingest.http.url"), redact_http_url(raw)
     attempts = config.retry.attempts
     timeout = httpx.Timeout(
         connect=config.connect_timeout_s,
@@ -314,14 +327,14 @@ def _log_retry(state: RetryCallState, shown: str, attempts: int) -> None:
     )
 
 
-def _check_http_url(raw: str) -> httpx.URL:
+def _check_http_url(raw: str, where: str) -> httpx.URL:
+    """The parsed URL; `where` names its origin (the key, or the variable) in the error."""
     try:
         url = httpx.URL(raw)
     except httpx.InvalidURL as exc:
-        raise SourceError(f"ingest.http.url is not a valid URL: {exc}") from None
+        raise SourceError(f"{where} is not a valid URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise SourceError(
-            f"ingest.http.url must be an http:// or https:// URL with a host, "
-            f"got '{redact_http_url(raw)}'"
+            f"{where} must be an http:// or https:// URL with a host, got '{redact_http_url(raw)}'"
         )
     return url

@@ -20,6 +20,7 @@ from pipelines.edges.source_messages import (
     first_line,
     redact_sql_url,
     shorten,
+    source_url,
 )
 
 # SQL errors: a busy or vanished database is transient; a refused login or a missing
@@ -38,9 +39,10 @@ SQL_PERMANENT = re.compile(
 
 def query_sql(config: SqlSourceConfig) -> pd.DataFrame:
     """Run the configured query through SQLAlchemy; the engine is always disposed."""
-    assert config.url is not None and config.query is not None  # IngestConfig checks this
-    url = _parse_sql_url(config.url)
-    shown = redact_sql_url(config.url)
+    assert config.query is not None  # IngestConfig checks this
+    raw = source_url(config.url, config.url_env, "ingest.sql")
+    url = _parse_sql_url(raw)
+    shown = redact_sql_url(raw)
     try:
         engine = sqlalchemy.create_engine(url)
     except sqlalchemy.exc.NoSuchModuleError:
