@@ -4,7 +4,7 @@
 validated data, any file in the contract's shape) instead of the synthetic process. The
 rows go in file order, which is time order, as production sends them (or shuffled); past
 the file's last row the replay cycles back to its first. A drift scenario is applied as the
-generator defines it (`features.synthetic.scenario_changes`): an offset or a mean shifts
+generator defines it (`features.drift_scenarios.scenario_changes`): an offset or a mean shifts
 columns, new shares re-mix a column's categories; the outcomes, and so the labels, stay the
 rows' own.
 """
@@ -20,14 +20,14 @@ import pandas as pd
 
 from core.config import Scenario
 from features.contract import DataContract
-from features.synthetic import (
+from features.drift_scenarios import (
     CategoryMix,
     ColumnShift,
     ScenarioChanges,
-    draw_categories,
     ramp_weights,
     scenario_changes,
 )
+from features.synthetic import draw_categories
 
 NAMES_SHOWN = 12  # columns named in a message, at most
 

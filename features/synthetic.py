@@ -12,185 +12,47 @@ on the real file), is stated beside the code that implements it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from dataclasses import dataclass
-from typing import Final
 
 import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
 from core.config import Scenario, SyntheticSourceConfig
+from features.ai4i_process import (
+    AIR,
+    AIR_MEAN_K,
+    AIR_SD_K,
+    AIR_WALK_ROWS,
+    COUPLING_SMOOTHING_ROWS,
+    FAILURE,
+    FAILURE_MODES,
+    NOISE_TRUNCATION_SD,
+    PROCESS,
+    PROCESS_WALK_AIR_CORRELATION,
+    PROCESS_WALK_ROWS,
+    PROCESS_WALK_SD_K,
+    PRODUCT_ID,
+    RNF_PROBABILITY,
+    SERIAL_BASES,
+    SPEED,
+    SPEED_BASE_RPM,
+    SPEED_NOISE_RPM,
+    SPEED_POWER_RPM_NM,
+    TOOL_LIFE_MIN,
+    TOP_SPEED_RPM,
+    TORQUE,
+    TORQUE_SD_NM,
+    TYPE,
+    TYPES,
+    UDI,
+    WEAR,
+    WEAR_PER_PROCESS_MIN,
+    Regime,
+)
+from features.drift_scenarios import regime_per_row
 
 logger = logging.getLogger(__name__)
-
-UDI, PRODUCT_ID, TYPE = "UDI", "Product ID", "Type"
-AIR, PROCESS = "Air temperature [K]", "Process temperature [K]"
-SPEED, TORQUE, WEAR = "Rotational speed [rpm]", "Torque [Nm]", "Tool wear [min]"
-FAILURE = "Machine failure"
-FAILURE_MODES: Final = ("TWF", "HDF", "PWF", "OSF", "RNF")
-
-# --- the published process, calibrated on the real file -----------------------------------
-
-# Type L/M/H in shares 60/30/10 %; the Product ID is the type letter and a serial number.
-TYPES: Final = ("L", "M", "H")
-TYPE_SHARES: Final = (0.6, 0.3, 0.1)
-WEAR_PER_PROCESS_MIN: Final = (2, 3, 5)  # L, M, H
-SERIAL_BASES: Final = (47_180, 14_860, 29_414)  # as in the real file: UDI 1 is M14860
-
-AIR_MEAN_K, AIR_SD_K = 300.0, 2.0
-PROCESS_GAP_K, PROCESS_WALK_SD_K = 10.0, 1.0
-PROCESS_WALK_AIR_CORRELATION = -0.7
-# Time constants (rows), fitted on the real file (see _draw_temperatures): the air walk,
-# the smoothing through which the process walk follows it, and the process walk's own part.
-AIR_WALK_ROWS = 2500
-COUPLING_SMOOTHING_ROWS = 960
-PROCESS_WALK_ROWS = 500
-
-TORQUE_MEAN_NM, TORQUE_SD_NM = 40.0, 10.0
-SPEED_BASE_RPM = 1000.0  # least squares: residual means within ±4 rpm in every torque decile
-SPEED_POWER_RPM_NM = 20_000.0
-TOP_SPEED_RPM = 2860.0
-SPEED_NOISE_RPM = 50.0
-NOISE_TRUNCATION_SD = 4.0  # so speed and temperatures provably stay within the contract
-
-TOOL_LIFE_MIN: Final = (200, 240)
-TWF_SHARE = 0.39  # 46 of the real file's 119 tool replacements are failures
-HDF_GAP_K, HDF_SPEED_RPM = 8.6, 1380.0
-PWF_POWER_W: Final = (3500.0, 9000.0)
-OSF_LIMITS_MIN_NM: Final = (11_000.0, 12_000.0, 13_000.0)  # L, M, H
-RNF_PROBABILITY = 0.001  # random failures, independent of the inputs
-
-# --- drift scenarios (see generate_process_data) --------------------------------------------
-
-SENSOR_OFFSET_K = 3.0
-PRODUCT_MIX_SHARES: Final = (0.3, 0.3, 0.4)
-TOOL_LIFE_EXTENSION_MIN = 60
-LATE_CHANGE_TWF_SHARE = 0.75
-FAILURE_TORQUE_SHIFT_NM = -5.0
-FAILURE_GAP_SHIFT_K = 1.0
-FAILURE_HDF_GAP_K = 9.8
-FAILURE_HDF_SPEED_RPM = 1550.0
-FAILURE_OSF_FACTOR = 0.8
-
-
-@dataclass(frozen=True)
-class _Regime:
-    """Every parameter a scenario may change; the defaults are the published process.
-
-    `_regime_per_row` turns each field into an array with one value per row (a leading axis
-    of `rows`), which is how the generator and the rules read them.
-    """
-
-    type_shares: tuple[float, ...] = TYPE_SHARES
-    sensor_offset_k: float = 0.0
-    process_gap_k: float = PROCESS_GAP_K
-    torque_mean_nm: float = TORQUE_MEAN_NM
-    tool_life_min: tuple[int, int] = TOOL_LIFE_MIN
-    twf_share: float = TWF_SHARE
-    hdf_gap_k: float = HDF_GAP_K
-    hdf_speed_rpm: float = HDF_SPEED_RPM
-    pwf_power_w: tuple[float, float] = PWF_POWER_W
-    osf_limits_min_nm: tuple[float, ...] = OSF_LIMITS_MIN_NM
-
-
-_PUBLISHED = _Regime()
-_REGIMES: Final[dict[str, _Regime]] = {
-    "none": _PUBLISHED,
-    "sensor_offset": dataclasses.replace(_PUBLISHED, sensor_offset_k=SENSOR_OFFSET_K),
-    "product_mix": dataclasses.replace(_PUBLISHED, type_shares=PRODUCT_MIX_SHARES),
-    "tool_change_policy": dataclasses.replace(
-        _PUBLISHED,
-        tool_life_min=(
-            TOOL_LIFE_MIN[0] + TOOL_LIFE_EXTENSION_MIN,
-            TOOL_LIFE_MIN[1] + TOOL_LIFE_EXTENSION_MIN,
-        ),
-        twf_share=LATE_CHANGE_TWF_SHARE,
-    ),
-    "failure_mechanism": dataclasses.replace(
-        _PUBLISHED,
-        torque_mean_nm=TORQUE_MEAN_NM + FAILURE_TORQUE_SHIFT_NM,
-        process_gap_k=PROCESS_GAP_K + FAILURE_GAP_SHIFT_K,
-        hdf_gap_k=FAILURE_HDF_GAP_K,
-        hdf_speed_rpm=FAILURE_HDF_SPEED_RPM,
-        osf_limits_min_nm=tuple(limit * FAILURE_OSF_FACTOR for limit in OSF_LIMITS_MIN_NM),
-    ),
-}
-
-
-# What each regime field does to the rows a machine records, so a scenario can be replayed
-# on recorded rows (`scenario_changes`): an offset or a mean that moves shifts columns by
-# the change, new shares re-mix a column's categories. The other fields are the failure
-# rules and the tool life: they change outcomes and when tools are replaced, not the values
-# a recorded row holds.
-_SHIFTED_COLUMNS: Final = {
-    "sensor_offset_k": (AIR, PROCESS),
-    "process_gap_k": (PROCESS,),  # the process runs hotter above the same air
-    "torque_mean_nm": (TORQUE,),
-}
-_MIXED_COLUMNS: Final = {"type_shares": (TYPE, TYPES)}
-
-
-@dataclass(frozen=True)
-class ColumnShift:
-    """Add `amount` to each of `columns` (at full strength of the scenario)."""
-
-    columns: tuple[str, ...]
-    amount: float
-
-
-@dataclass(frozen=True)
-class CategoryMix:
-    """Draw rows so `column`'s `categories` come in `shares` (at full strength)."""
-
-    column: str
-    categories: tuple[str, ...]
-    shares: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class ScenarioChanges:
-    """A scenario as changes of recorded columns, read off its regime (`_REGIMES`)."""
-
-    scenario: str
-    shifts: tuple[ColumnShift, ...] = ()
-    mix: CategoryMix | None = None
-    not_in_rows: tuple[str, ...] = ()  # regime fields no recorded column shows
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """Every column the scenario changes, in order, once."""
-        names = [c for shift in self.shifts for c in shift.columns]
-        names += [self.mix.column] if self.mix else []
-        return tuple(dict.fromkeys(names))
-
-
-def scenario_changes(scenario: Scenario) -> ScenarioChanges:
-    """How `scenario` changes the columns of recorded rows: its regime minus the published one.
-
-    ``sensor_offset`` shifts both temperatures by `SENSOR_OFFSET_K`; ``product_mix`` re-mixes
-    Type to `PRODUCT_MIX_SHARES`; ``failure_mechanism`` shifts torque by
-    `FAILURE_TORQUE_SHIFT_NM` and the process temperature by `FAILURE_GAP_SHIFT_K` (its
-    changed failure rules are in `not_in_rows`); ``tool_change_policy`` changes no recorded
-    column (when tools are replaced, and the share of tool failures).
-    """
-    target = _REGIMES[scenario]
-    shifts: list[ColumnShift] = []
-    mix: CategoryMix | None = None
-    not_in_rows: list[str] = []
-    for field in dataclasses.fields(_Regime):
-        start, end = getattr(_PUBLISHED, field.name), getattr(target, field.name)
-        if start == end:
-            continue
-        if field.name in _SHIFTED_COLUMNS:
-            shifts.append(ColumnShift(_SHIFTED_COLUMNS[field.name], end - start))
-        elif field.name in _MIXED_COLUMNS:
-            column, categories = _MIXED_COLUMNS[field.name]
-            mix = CategoryMix(column, categories, tuple(end))
-        else:
-            not_in_rows.append(field.name)
-    return ScenarioChanges(scenario, tuple(shifts), mix, tuple(not_in_rows))
 
 
 def generate_process_data(config: SyntheticSourceConfig, first_udi: int = 1) -> pd.DataFrame:
@@ -241,7 +103,7 @@ def generate_process_data(config: SyntheticSourceConfig, first_udi: int = 1) -> 
     scenarios with the same seed differ only by what the scenario changes.
     """
     rows = config.rows
-    regime = _regime_per_row(config.scenario, rows, config.ramp_rows)
+    regime = regime_per_row(config.scenario, rows, config.ramp_rows)
     rng = np.random.default_rng(config.seed)
 
     type_codes = draw_categories(rng, regime.type_shares)
@@ -301,10 +163,10 @@ def flag_rule_failures(
     if (type_codes < 0).any():
         unknown = sorted(set(inputs[TYPE][type_codes < 0].astype(str)))
         raise ValueError(f"unknown product types {unknown}; expected one of {TYPES}")
-    return _flag_rules(inputs, _regime_per_row(scenario, len(inputs), ramp_rows))
+    return _flag_rules(inputs, regime_per_row(scenario, len(inputs), ramp_rows))
 
 
-def _flag_rules(inputs: pd.DataFrame, regime: _Regime) -> pd.DataFrame:
+def _flag_rules(inputs: pd.DataFrame, regime: Regime) -> pd.DataFrame:
     type_codes = pd.Categorical(inputs[TYPE], categories=TYPES).codes
     gap = inputs[PROCESS].to_numpy(float) - inputs[AIR].to_numpy(float)
     speed = inputs[SPEED].to_numpy(float)
@@ -322,32 +184,6 @@ def _flag_rules(inputs: pd.DataFrame, regime: _Regime) -> pd.DataFrame:
         index=inputs.index,
         dtype=np.int64,
     )
-
-
-def _regime_per_row(scenario: Scenario, rows: int, ramp_rows: int) -> _Regime:
-    """The regime in force at each row: the published one moving to `scenario`'s.
-
-    Row i holds the share w = min(i / ramp_rows, 1) of the change (w = 1 on every row when
-    `ramp_rows` is 0): each field is (1 - w) x published + w x scenario, exact at both ends.
-    Fields the scenario leaves alone are broadcast views, so they cost no memory.
-    """
-    target = _REGIMES[scenario]
-    weight = ramp_weights(rows, ramp_rows)
-    fields: dict[str, np.ndarray] = {}
-    for field in dataclasses.fields(_Regime):
-        start = np.asarray(getattr(_PUBLISHED, field.name), dtype=float)
-        end = np.asarray(getattr(target, field.name), dtype=float)
-        if np.array_equal(start, end):
-            fields[field.name] = np.broadcast_to(start, (rows, *start.shape))
-        else:
-            share = weight.reshape(rows, *([1] * start.ndim))
-            fields[field.name] = (1 - share) * start + share * end
-    return _Regime(**fields)
-
-
-def ramp_weights(rows: int, ramp_rows: int) -> np.ndarray:
-    """The share of a scenario's change at each row: min(i / ramp_rows, 1); all 1 without a ramp."""
-    return np.minimum(np.arange(rows) / ramp_rows, 1.0) if ramp_rows else np.ones(rows)
 
 
 def draw_categories(rng: np.random.Generator, shares: np.ndarray) -> np.ndarray:
@@ -368,7 +204,7 @@ def _daily_cycle(config: SyntheticSourceConfig, udi: np.ndarray) -> np.ndarray |
 
 
 def _draw_temperatures(
-    rng: np.random.Generator, regime: _Regime, cycle: np.ndarray | float
+    rng: np.random.Generator, regime: Regime, cycle: np.ndarray | float
 ) -> tuple[np.ndarray, np.ndarray]:
     """True air and process temperatures: slow walks over the whole series, coupled.
 
@@ -442,7 +278,7 @@ def _smoothing_correlation() -> float:
     return covariance / np.sqrt(variance)
 
 
-def _draw_torque(rng: np.random.Generator, regime: _Regime) -> np.ndarray:
+def _draw_torque(rng: np.random.Generator, regime: Regime) -> np.ndarray:
     """Normal torque around 40 Nm with sd 10 Nm, clipped at zero: it is never negative."""
     mean = regime.torque_mean_nm
     return np.maximum(mean + TORQUE_SD_NM * rng.standard_normal(len(mean)), 0.0)
@@ -464,7 +300,7 @@ def _derive_speed(rng: np.random.Generator, torque: np.ndarray) -> np.ndarray:
 
 
 def _wear_tools(
-    rng: np.random.Generator, type_codes: np.ndarray, regime: _Regime
+    rng: np.random.Generator, type_codes: np.ndarray, regime: Regime
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tool wear at the start of each process, and TWF on the rows where a tool fails.
 

@@ -8,21 +8,17 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from core.config import SyntheticSourceConfig
+from features.ai4i_process import AIR, PROCESS, TORQUE, TYPE, TYPES
 from features.contract import Column, DataContract
-from features.replay import ReplayError, fit_to_contract, number_rows, replay_rows
-from features.synthetic import (
-    AIR,
+from features.drift_scenarios import (
     FAILURE_GAP_SHIFT_K,
     FAILURE_TORQUE_SHIFT_NM,
-    PROCESS,
     PRODUCT_MIX_SHARES,
     SENSOR_OFFSET_K,
-    TORQUE,
-    TYPE,
-    TYPES,
-    generate_process_data,
     scenario_changes,
 )
+from features.replay import ReplayError, fit_to_contract, number_rows, replay_rows
+from features.synthetic import generate_process_data
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,8 @@ from scipy import stats
 from scipy.spatial import distance
 
 from core.config import ConfigError, Scenario, SyntheticSourceConfig, parse_params
-from features import synthetic
-from features.contract import DataContract
-from features.synthetic import (
+from features import ai4i_process, drift_scenarios
+from features.ai4i_process import (
     AIR,
     FAILURE,
     FAILURE_MODES,
@@ -28,9 +27,9 @@ from features.synthetic import (
     TYPE,
     UDI,
     WEAR,
-    flag_rule_failures,
-    generate_process_data,
 )
+from features.contract import DataContract
+from features.synthetic import flag_rule_failures, generate_process_data
 
 SCENARIOS: tuple[str, ...] = get_args(Scenario)
 NUMERIC = [AIR, PROCESS, SPEED, TORQUE, WEAR]
@@ -162,7 +161,7 @@ def test_tools_wear_by_type_and_are_replaced_within_their_life(
     assert (wear[1:][~replaced] == wear[:-1][~replaced] + added[:-1][~replaced]).all(), (
         "each process must add the wear of the previous process's type"
     )
-    low, high = synthetic._REGIMES[scenario].tool_life_min
+    low, high = drift_scenarios.REGIMES[scenario].tool_life_min
     last = wear[:-1][replaced] + added[:-1][replaced]  # the wear the last process reached
     assert last.min() >= low and last.max() < high + 5, (
         f"tools replaced at {last.min()}..{last.max()}"
@@ -228,7 +227,7 @@ def test_temperatures_keep_the_real_files_long_run_moments(long_run: pd.DataFram
         assert abs(series.std() / sd - 1) < 0.13, f"{name}: sd {series.std():.3f}, real {sd}"
     gap = long_run[PROCESS] - long_run[AIR]
     assert abs(long_run[AIR].corr(long_run[PROCESS]) - 0.876) < 0.04
-    assert abs(long_run[AIR].corr(gap) - synthetic.PROCESS_WALK_AIR_CORRELATION) < 0.1
+    assert abs(long_run[AIR].corr(gap) - ai4i_process.PROCESS_WALK_AIR_CORRELATION) < 0.1
     for name in (AIR, PROCESS):  # bounded: clipped walks, far inside the contract
         assert long_run[name].between(280, 330).all(), f"{name} left 280..330 K"
 
@@ -366,25 +365,26 @@ def test_a_daily_cycle_swings_the_air_by_its_amplitude() -> None:
 
 def test_sensor_offset_moves_only_the_temperatures(samples: dict[str, pd.DataFrame]) -> None:
     base, drifted = samples["none"], samples["sensor_offset"]
+    offset = drift_scenarios.SENSOR_OFFSET_K
     for name in (AIR, PROCESS):
         shift = drifted[name] - base[name]
-        assert abs(shift.mean() - synthetic.SENSOR_OFFSET_K) < 0.01, f"{name} moved {shift.mean()}"
-        assert (shift - synthetic.SENSOR_OFFSET_K).abs().max() <= 0.1 + 1e-9
+        assert abs(shift.mean() - offset) < 0.01, f"{name} moved {shift.mean()}"
+        assert (shift - offset).abs().max() <= 0.1 + 1e-9
     others = [c for c in base.columns if c not in (AIR, PROCESS)]
     pd.testing.assert_frame_equal(drifted[others], base[others])
 
 
 def test_product_mix_changes_the_type_shares(samples: dict[str, pd.DataFrame]) -> None:
     shares = samples["product_mix"][TYPE].value_counts(normalize=True)
-    for kind, expected in zip(synthetic.TYPES, synthetic.PRODUCT_MIX_SHARES, strict=True):
+    for kind, expected in zip(ai4i_process.TYPES, drift_scenarios.PRODUCT_MIX_SHARES, strict=True):
         assert abs(shares[kind] - expected) < 0.02, f"Type {kind}: {shares[kind]:.3f}"
 
 
 def test_tool_change_policy_runs_tools_longer(samples: dict[str, pd.DataFrame]) -> None:
     base, late = samples["none"], samples["tool_change_policy"]
-    extension = synthetic.TOOL_LIFE_EXTENSION_MIN
+    extension = drift_scenarios.TOOL_LIFE_EXTENSION_MIN
     assert late[WEAR].mean() - base[WEAR].mean() == pytest.approx(extension / 2, abs=8)
-    assert late[WEAR].max() > synthetic.TOOL_LIFE_MIN[1]
+    assert late[WEAR].max() > ai4i_process.TOOL_LIFE_MIN[1]
     for mode in ("TWF", "OSF"):
         assert late[mode].mean() > 1.3 * base[mode].mean(), f"{mode} should become more common"
 
@@ -403,8 +403,8 @@ def test_failure_mechanism_shifts_the_inputs(samples: dict[str, pd.DataFrame]) -
     base, drifted = samples["none"], samples["failure_mechanism"]
     torque_shift = drifted[TORQUE].mean() - base[TORQUE].mean()
     gap_shift = (drifted[PROCESS] - drifted[AIR]).mean() - (base[PROCESS] - base[AIR]).mean()
-    assert torque_shift == pytest.approx(synthetic.FAILURE_TORQUE_SHIFT_NM, abs=0.2)
-    assert gap_shift == pytest.approx(synthetic.FAILURE_GAP_SHIFT_K, abs=0.05)
+    assert torque_shift == pytest.approx(drift_scenarios.FAILURE_TORQUE_SHIFT_NM, abs=0.2)
+    assert gap_shift == pytest.approx(drift_scenarios.FAILURE_GAP_SHIFT_K, abs=0.05)
     assert drifted[SPEED].mean() > base[SPEED].mean() + 50, "lighter cuts should run faster"
     assert drifted[FAILURE].mean() > 2 * base[FAILURE].mean()
 
