@@ -34,14 +34,9 @@ import pytest
 
 from core.paths import CHAMPION, LEDGER
 from core.records.ledger import AttemptFinished, read_ledger
+from lifecycle.orchestrators.dagster_mapping import cron_schedule, identifier, retry_policy
 from lifecycle.orchestrators.graph import Pipeline, load_pipeline
-from lifecycle.orchestrators.to_dagster import (
-    DEFINITIONS,
-    INSTANCE,
-    cron_schedule,
-    identifier,
-    retry_policy,
-)
+from lifecycle.orchestrators.to_dagster import DEFINITIONS, INSTANCE
 from tests.e2e.conftest import BIN, ProjectCopy, copy_project
 from tests.mlflow_server import free_port
 from tests.orchestrators.conftest import assert_dvc_up_to_date, engine_env, engine_python, export

@@ -19,17 +19,15 @@ import yaml
 
 from core.config.params import parse_params
 from core.paths import DVC_FILE
-from lifecycle.orchestrators.export import ExportSettings, render
-from lifecycle.orchestrators.graph import Pipeline, Retry, load_pipeline, pipeline_from
-from lifecycle.orchestrators.to_dagster import (
-    DAGSTER_VERSION,
-    DEFINITIONS,
-    INSTANCE,
+from lifecycle.orchestrators.dagster_mapping import (
     asset_names,
     cron_schedule,
     identifier,
     retry_policy,
 )
+from lifecycle.orchestrators.export import ExportSettings, render
+from lifecycle.orchestrators.graph import Pipeline, Retry, load_pipeline, pipeline_from
+from lifecycle.orchestrators.to_dagster import DAGSTER_VERSION, DEFINITIONS, INSTANCE
 from tests.e2e.conftest import ROOT
 
 BIN = Path(sys.executable).parent
