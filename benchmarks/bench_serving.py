@@ -83,7 +83,7 @@ MODEL_NAME = "milling-failure"
 SERVICE_NAME = "Predictor"  # the BentoML service class in serving/service.py
 BENTOML_OVERRIDES = "BENTOML_CONFIG_OVERRIDES"
 TRAIN_ROWS = 20_000
-THREAD_VARIABLES = (  # the same list `lifecycle serve` sets (lifecycle.cli)
+THREAD_VARIABLES = (  # the same list `lifecycle serve` sets (lifecycle.serve_command)
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
     "MKL_NUM_THREADS",

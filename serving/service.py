@@ -4,253 +4,59 @@ Endpoints: `POST /predict` (one record), `POST /predict_batch` (`{"records": [..
 `POST /admin/reload`, and BentoML's `/livez`, `/readyz`, `/metrics`, `/docs.json`.
 
 The request schema is derived from the data contract, and BentoML needs it as a class when
-this module is imported, so the module reads `params.yaml` once, at import (`load_settings`).
-That read is the only import-time effect: no model, store, thread or environment change
+this module is imported, so the module reads `params.yaml` once, at import
+(`serving.service_settings`), and builds its models from it (`serving.api_models`). That
+read is the only import-time effect: no model, store, thread or environment change
 happens before BentoML builds the service. Every prediction is queued to the prediction log,
 which never blocks or fails a request and is flushed when the service shuts down.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
 import bentoml
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 from core import OUR_PACKAGES
-from core.config import ServingConfig, load_params
-from features.contract import DataContract, load_contract
 from models.evaluation import predict_probability
+from serving.api_models import service_document, service_models
 from serving.batching import RowBatcher
 from serving.bentoml_patches import bentoml_openapi_document, cancel_request_timeout_timers
-from serving.champion_source import Champion, ChampionSource, NoChampion, packed_champion
-from serving.gate import API_KEY_HEADER, REQUEST_ID_HEADER, RequestGate, request_id_from
-from serving.model_store import ModelStoreError, ServedModel, load_served_model
-from serving.openapi import Answer, OpenAPIDocument, Operation, ServiceDocument, correct_document
+from serving.champion_reload import ReloadRequest, ReloadResult, ServedChampion
+from serving.champion_source import ChampionSource
+from serving.gate import REQUEST_ID_HEADER, RequestGate, request_id_from
+from serving.metrics import service_metrics
+from serving.model_store import ServedModel
+from serving.openapi import OpenAPIDocument, correct_document
 from serving.prediction_log import PredictionLogger, prediction_rows
 from serving.prediction_log.shared import shared_log_sink
 from serving.readiness import Readiness, ReadinessRoute
-from serving.schema import (
-    ErrorAnswer,
-    InvalidRequest,
-    build_answer_models,
-    build_batch_model,
-    build_record_model,
-    example_record,
-    records_to_frame,
-)
+from serving.schema import records_to_frame
+from serving.service_settings import load_settings
 from serving.shared_store import shared_store_url
 
 logger = logging.getLogger(__name__)
 
-PARAMS_ENV = "LIFECYCLE_PARAMS"
 REQUEST_TIMEOUT_S = 60.0  # BentoML answers 504 after this; overridable with its config
 LOG_CLOSE_TIMEOUT_S = 10.0
 
-
-# --- configuration, read once when BentoML imports this module --------------------------
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """What the service needs from `params.yaml`, with paths made absolute."""
-
-    serving: ServingConfig
-    contract: DataContract
-    store: Path
-    prediction_log: Path
-    packed: Champion | None  # the model packed in the Bento this runs from, if it does
-
-
-def load_settings(params_path: Path | str | None = None) -> ServiceSettings:
-    """Read `params.yaml`; relative paths in it are relative to its folder.
-
-    The file is `params_path`, else `$LIFECYCLE_PARAMS`, else `params.yaml` in the working
-    directory.
-    """
-    path = Path(params_path or os.environ.get(PARAMS_ENV) or "params.yaml").resolve()
-    params = load_params(path)
-    root = path.parent
-    serving = params.serving
-    return ServiceSettings(
-        serving=serving,
-        contract=load_contract(root / params.data.contract),
-        store=(root / serving.store).resolve(),
-        prediction_log=(root / serving.prediction_log.directory).resolve(),
-        packed=packed_champion(root),
-    )
-
-
-def _openapi_30(model: type[BaseModel], example: Any = None) -> type[BaseModel]:
-    """The model with one OpenAPI 3.0 `example` instead of JSON Schema's `examples` list.
-
-    BentoML 1.4.40 renders OpenAPI 3.0.2 and turns each model's top-level JSON schema into
-    its `Schema` class, which refuses unknown keys: a model-level `examples` makes
-    `/docs.json` answer 500. Validation is unchanged (a subclass with another config).
-    """
-    extra = dict(model.model_config.get("json_schema_extra") or {})
-    examples = extra.pop("examples", None)
-    extra["example"] = examples[0] if examples else example
-    if extra["example"] is None:
-        return model
-    namespace = {
-        "__module__": __name__,
-        "__doc__": model.__doc__,
-        "model_config": ConfigDict(json_schema_extra=extra),
-    }
-    return type(model.__name__, (model,), namespace)
-
-
+# configuration and models, made once when BentoML imports this module
 _SETTINGS = load_settings()
 _READINESS = Readiness()  # this worker's /readyz answer
-ProcessRecord = _openapi_30(build_record_model(_SETTINGS.contract))
-ProcessBatch = _openapi_30(
-    build_batch_model(ProcessRecord, _SETTINGS.serving.max_batch_rows),
-    {"records": [example_record(_SETTINGS.contract)]},
-)
-_ANSWERS = build_answer_models(_SETTINGS.contract)  # field names from the contract's `answer:`
-Prediction = _ANSWERS.single
-BatchPrediction = _ANSWERS.batch
-
-
-class ReloadRequest(BaseModel):
-    """`/admin/reload` takes no parameters: no body, or an empty JSON object."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ReloadResult(BaseModel):
-    """What `/admin/reload` did."""
-
-    changed: bool = Field(description="True when a different model is now served.")
-    tag: str | None = Field(description="The model served after the call, e.g. name:v3.")
-    model_version: str | None = Field(description="Its registered version label, e.g. v3.")
-    previous_tag: str | None = Field(description="The model served before the call.")
-    error: str | None = Field(
-        None, description="Why the champion could not be loaded (500); null when it was."
-    )
-
-
-def service_document(settings: ServiceSettings) -> ServiceDocument:
-    """What the OpenAPI document says of each route: the contract's words, every answer."""
-    contract = settings.contract
-    keyed = bool(os.environ.get(settings.serving.api_key_env))  # as the gate reads it
-    refused = {
-        400: Answer(
-            InvalidRequest, "The body does not fit the schema; `detail` names each problem."
-        ),
-        413: Answer(ErrorAnswer, "The body is over serving.max_body_bytes."),
-        415: Answer(ErrorAnswer, "The body is not JSON (Content-Type: application/json)."),
-        504: Answer(ErrorAnswer, "Not answered within the request timeout."),
-    }
-    if keyed:
-        refused[401] = Answer(ErrorAnswer, f"Missing or wrong {API_KEY_HEADER} header.")
-    scoring = {
-        **refused,
-        500: Answer(ErrorAnswer, "The model failed on this request."),
-        503: Answer(ErrorAnswer, "No champion is loaded yet: deploy one and retry."),
-    }
-    label = f"'{contract.label}'"
-    return ServiceDocument(
-        title=f"{contract.name}: predictions of {label}",
-        description=(
-            f"{contract.description or contract.name} Each answer gives "
-            f"`{contract.probability_field}`, the champion model's probability that {label} "
-            f"is 1, and `{contract.label_field}`, whether it reaches the model's threshold."
-        ),
-        operations={
-            "/predict": Operation(
-                ProcessRecord,
-                body_required=True,
-                answers={200: Answer(Prediction, "The answer for the record."), **scoring},
-                summary=f"Score one record: the probability of {label}.",
-            ),
-            "/predict_batch": Operation(
-                ProcessBatch,
-                body_required=True,
-                answers={200: Answer(BatchPrediction, "One answer per record."), **scoring},
-                summary=f"Score a batch of records: the probability of {label} for each.",
-            ),
-            "/admin/reload": Operation(
-                ReloadRequest,
-                body_required=False,
-                answers={
-                    200: Answer(ReloadResult, "The champion in the store's pointer is served."),
-                    500: Answer(
-                        ReloadResult, "The new champion could not be loaded; `error` says why."
-                    ),
-                    **refused,
-                },
-                summary="Serve the store's champion now, instead of at the next poll.",
-            ),
-        },
-        api_key_header=API_KEY_HEADER if keyed else None,
-        extra_answers={"/readyz": {503: "Not ready: no champion loaded yet."}},
-    )
-
-
-# --- metrics --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Metrics:
-    predictions: Any
-    latency: Any
-    log_dropped: Any
-    log_write_errors: Any
-    reloads: Any
-
-
-@functools.cache
-def _metrics() -> _Metrics:
-    """Created once per worker, after BentoML has set PROMETHEUS_MULTIPROC_DIR.
-
-    prometheus_client decides at import whether it runs in multiprocess mode, which is why
-    it is imported here and not at the top of the module.
-    """
-    import prometheus_client as prom
-
-    metrics = _Metrics(
-        predictions=prom.Counter(
-            "lifecycle_predictions",
-            "Predictions served (rows), by model version and endpoint.",
-            ["model_version", "endpoint"],
-        ),
-        latency=prom.Histogram(
-            "lifecycle_prediction_latency_seconds",
-            "Time from a validated request to its scores, by endpoint.",
-            ["endpoint"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-        ),
-        log_dropped=prom.Counter(
-            "lifecycle_prediction_log_dropped_rows",
-            "Prediction-log rows dropped because the log queue was full.",
-        ),
-        log_write_errors=prom.Counter(
-            "lifecycle_prediction_log_write_errors",
-            "Prediction-log writes that failed.",
-        ),
-        reloads=prom.Counter(
-            "lifecycle_model_reloads",
-            "Champion reloads, by outcome (swapped or failed).",
-            ["outcome"],
-        ),
-    )
-    for outcome in ("swapped", "failed"):
-        metrics.reloads.labels(outcome=outcome)  # show zeros before the first reload
-    return metrics
+_MODELS = service_models(_SETTINGS, __name__)
+ProcessRecord = _MODELS.record
+ProcessBatch = _MODELS.batch
+Prediction = _MODELS.prediction
+BatchPrediction = _MODELS.batch_prediction
 
 
 # --- the service ----------------------------------------------------------------------
@@ -289,14 +95,14 @@ class Predictor:
         settings = _SETTINGS
         config = settings.serving
         self._settings = settings
-        self._metrics = _metrics()
-        self._reload_lock = threading.Lock()
-        self._failed_reload: str | None = None  # the last error, logged once per message
-        self._model: ServedModel | None = None
+        self._metrics = service_metrics()
         shared_url = shared_store_url(config.shared_store_env)
-        self._source = ChampionSource(settings.store, shared_url, settings.packed)
-        logger.info("the champion comes from %s", self._source.describe())
-        self._reload("start")
+        source = ChampionSource(settings.store, shared_url, settings.packed)
+        logger.info("the champion comes from %s", source.describe())
+        self._champion = ServedChampion(
+            source, settings.contract, _READINESS, self._metrics.reloads
+        )
+        self._champion.reload("start")
         _warn_about_thread_settings(config.numeric_threads)
 
         self._prediction_log = PredictionLogger(
@@ -337,7 +143,7 @@ class Predictor:
     async def predict(self, record: ProcessRecord, /, ctx: bentoml.Context) -> Prediction:
         """Score one record: the probability of the label and whether it crosses the threshold."""
         request_id = request_id_from(ctx.request.headers.get(REQUEST_ID_HEADER))
-        if self._model is None:
+        if self._champion.model is None:
             return _not_ready()
         start = time.perf_counter()
         if self._batcher is not None:
@@ -354,7 +160,7 @@ class Predictor:
     async def predict_batch(self, batch: ProcessBatch, /, ctx: bentoml.Context) -> BatchPrediction:
         """Score a batch of records in one model call; answers keep the request's order."""
         request_id = request_id_from(ctx.request.headers.get(REQUEST_ID_HEADER))
-        if self._model is None:
+        if self._champion.model is None:
             return _not_ready()
         records = list(batch.records)
         start = time.perf_counter()
@@ -377,13 +183,13 @@ class Predictor:
         several workers only the one that takes this request reloads at once; the others
         follow at their next poll.
         """
-        result = await anyio.to_thread.run_sync(self._reload, "admin")
+        result = await anyio.to_thread.run_sync(self._champion.reload, "admin")
         if result.error is not None:
             ctx.response.status_code = 500
         return result
 
     def __is_ready__(self) -> bool:
-        return self._model is not None
+        return self._champion.model is not None
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
@@ -405,7 +211,7 @@ class Predictor:
 
     def _score(self, records: list[Any]) -> tuple[ServedModel, np.ndarray]:
         """Scores from the model being served when the call starts (one reference read)."""
-        model = self._model
+        model = self._champion.model
         if model is None:
             raise RuntimeError("no model loaded")
         frame = records_to_frame(records, self._settings.contract)
@@ -427,84 +233,19 @@ class Predictor:
         except Exception:  # logging must not cost a prediction
             logger.exception("could not queue %d row(s) for the prediction log", len(records))
 
-    # --- champion reloads ----------------------------------------------------------------
-
-    def _load(self, champion: Champion) -> ServedModel:
-        """Load a model and check it answers the request schema this service was built with."""
-        tag = champion.tag
-        model = load_served_model(tag, champion.store)
-        features = model.meta.get("features")
-        if features is not None and list(features) != self._settings.contract.features:
-            raise ModelStoreError(
-                f"{tag} was trained on features {features}, but the service's contract has "
-                f"{self._settings.contract.features}; restart the service with its contract"
-            )
-        return model
-
-    def _reload(self, source: str) -> ReloadResult:
-        """Serve the pointer's champion: load it fully, then swap one reference."""
-        with self._reload_lock:
-            before = self._model
-            previous = before.tag if before else None
-            try:
-                champion = self._source.find(previous)
-                if champion.tag == previous:
-                    return ReloadResult(
-                        changed=False,
-                        tag=previous,
-                        model_version=before.version if before else None,
-                        previous_tag=previous,
-                    )
-                model = self._load(champion)
-            except NoChampion as exc:  # nothing to serve yet: not an error
-                _READINESS.waiting(str(exc))
-                if source != "poll":
-                    logger.warning("%s; not ready until there is one", exc)
-                return ReloadResult(
-                    changed=False,
-                    tag=previous,
-                    model_version=before.version if before else None,
-                    previous_tag=previous,
-                )
-            except Exception as exc:  # keep serving what we have
-                self._metrics.reloads.labels(outcome="failed").inc()
-                repeated = source == "poll" and str(exc) == self._failed_reload
-                logger.log(
-                    logging.DEBUG if repeated else logging.ERROR,
-                    "%s reload failed; still serving %s: %s",
-                    source,
-                    previous,
-                    exc,
-                )
-                self._failed_reload = str(exc)
-                _READINESS.waiting(str(exc))
-                return ReloadResult(
-                    changed=False,
-                    tag=previous,
-                    model_version=before.version if before else None,
-                    previous_tag=previous,
-                    error=str(exc),
-                )
-            self._model = model  # the swap: requests already scoring keep their reference
-            _READINESS.serving(model.tag, champion.source)
-            self._failed_reload = None
-            if source != "start":  # the first load is no reload
-                self._metrics.reloads.labels(outcome="swapped").inc()
-            logger.info("%s reload: now serving %s (was %s)", source, model.tag, previous)
-            return ReloadResult(
-                changed=True, tag=model.tag, model_version=model.version, previous_tag=previous
-            )
+    # --- the champion watcher --------------------------------------------------------
 
     def _watch_champion(self) -> None:
         """Re-read the pointer every `serving.reload_poll_s` and reload when it changed.
 
-        A new tag is loaded completely, then one reference is swapped (`_reload`). A request
-        scores with the model it picked up, so nothing in flight fails or mixes versions.
+        A new tag is loaded completely, then one reference is swapped
+        (`ServedChampion.reload`). A request scores with the model it picked up, so nothing
+        in flight fails or mixes versions.
         """
         poll_s = self._settings.serving.reload_poll_s
         while not self._stopping.wait(poll_s):
             try:
-                self._reload("poll")
+                self._champion.reload("poll")
                 self._sync_log_metrics()
             except Exception:  # the watcher must outlive any surprise
                 logger.exception("champion watcher: unexpected error; polling on")
@@ -546,7 +287,7 @@ Predictor.add_asgi_middleware(
 Predictor.add_asgi_middleware(
     OpenAPIDocument,
     build=lambda: correct_document(
-        bentoml_openapi_document(Predictor), service_document(_SETTINGS)
+        bentoml_openapi_document(Predictor), service_document(_SETTINGS, _MODELS)
     ),
 )
 

@@ -6,4 +6,5 @@ engine's own idiom (`airflow`, `prefect`, `dagster`, `kubeflow`, `stepfunctions`
 generated task calls `lifecycle task STAGE` in the project's environment through the small
 stdlib-only client `stage_client` (copied beside the generated files), so DVC keeps its
 content-hash skipping and the stage keeps its ledger, MLflow runs and exit codes.
+`commands` holds the two commands themselves (registered in `lifecycle.cli`).
 """

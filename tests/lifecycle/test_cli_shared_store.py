@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lifecycle.cli import _point_serving_at, app
+from lifecycle.cli import app
+from lifecycle.registry_commands import _point_serving_at
 from serving.model_store import load_served_model, read_champion_pointer
 from serving.shared_store import open_shared_store, publish_model, read_shared_pointer
 from tests.serving.server import MODEL_NAME, promote, train_tiny_model, write_project

@@ -211,12 +211,13 @@ def test_pydantic_nullables_become_openapi_30_nullables() -> None:
 
 
 def test_the_document_states_bodies_answers_and_nulls(service_module: Any) -> None:
+    from serving.api_models import service_document
     from serving.bentoml_patches import bentoml_openapi_document
 
     settings = service_module._SETTINGS
     document = correct_document(
         bentoml_openapi_document(service_module.Predictor),
-        service_module.service_document(settings),
+        service_document(settings, service_module._MODELS),
     )
     paths, schemas = document["paths"], document["components"]["schemas"]
     predict, reload = paths["/predict"]["post"], paths["/admin/reload"]["post"]

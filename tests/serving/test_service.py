@@ -468,7 +468,7 @@ def test_serve_without_a_champion_exits_2(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_serve_sets_threads_store_and_tracking(tmp_path: Path) -> None:
-    from lifecycle.cli import _serve_invocation
+    from lifecycle.serve_command import _serve_invocation
 
     # 2, not the suite's own OMP_NUM_THREADS=1 (tests/conftest.py): the setting must win
     argv, env = _serve_invocation("127.0.0.1", 3123, 2, tmp_path, tmp_path / "params.yaml")

@@ -1,0 +1,58 @@
+"""The service's own Prometheus metrics, served with BentoML's at `/metrics`."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServiceMetrics:
+    """The counters and the histogram one worker updates."""
+
+    predictions: Any
+    latency: Any
+    log_dropped: Any
+    log_write_errors: Any
+    reloads: Any
+
+
+@functools.cache
+def service_metrics() -> ServiceMetrics:
+    """Created once per worker, after BentoML has set PROMETHEUS_MULTIPROC_DIR.
+
+    prometheus_client decides at import whether it runs in multiprocess mode, which is why
+    it is imported here and not at the top of the module.
+    """
+    import prometheus_client as prom
+
+    metrics = ServiceMetrics(
+        predictions=prom.Counter(
+            "lifecycle_predictions",
+            "Predictions served (rows), by model version and endpoint.",
+            ["model_version", "endpoint"],
+        ),
+        latency=prom.Histogram(
+            "lifecycle_prediction_latency_seconds",
+            "Time from a validated request to its scores, by endpoint.",
+            ["endpoint"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        ),
+        log_dropped=prom.Counter(
+            "lifecycle_prediction_log_dropped_rows",
+            "Prediction-log rows dropped because the log queue was full.",
+        ),
+        log_write_errors=prom.Counter(
+            "lifecycle_prediction_log_write_errors",
+            "Prediction-log writes that failed.",
+        ),
+        reloads=prom.Counter(
+            "lifecycle_model_reloads",
+            "Champion reloads, by outcome (swapped or failed).",
+            ["outcome"],
+        ),
+    )
+    for outcome in ("swapped", "failed"):
+        metrics.reloads.labels(outcome=outcome)  # show zeros before the first reload
+    return metrics
