@@ -55,6 +55,17 @@ PUBLISHED_FILE = "published.json"
 MODEL_FILES = (MODEL_FILE, META_FILE, REFERENCE_FILE, MONITOR_PROFILE_FILE)
 _REQUIRED_FILES = (MODEL_FILE, META_FILE)
 _USERINFO = re.compile(r"//[^/@]*@")
+# An S3 endpoint that accepts connections but never answers (a stopped or overloaded server)
+# made every call wait for botocore's defaults: a 60 s read timeout, 5 attempts, and s3fs's
+# own 5 tries on timeouts (S3FileSystem.retries), 25 minutes per call. A replica's start and
+# each poll waited that long, so it could not say "not ready"
+# (tests/e2e/test_stack_lifecycle.py). These bound one call to s3fs's 5 tries of one 5 s
+# read each, about half a minute; the poll tries again anyway.
+S3_CLIENT_CONFIG: dict[str, Any] = {
+    "connect_timeout": 5,
+    "read_timeout": 5,
+    "retries": {"max_attempts": 1, "mode": "standard"},  # s3fs retries already
+}
 
 
 class SharedStoreError(ModelStoreError):
@@ -136,14 +147,16 @@ def predictions_url(url: str) -> str:
 
 
 def storage_options(url: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """fsspec options from the environment: for S3, `endpoint_url` from AWS_ENDPOINT_URL."""
+    """fsspec options: for S3, bounded timeouts and `endpoint_url` from AWS_ENDPOINT_URL."""
     from fsspec.core import split_protocol
 
     environ = os.environ if environ is None else environ
-    protocol = split_protocol(url)[0]
-    if protocol in ("s3", "s3a") and environ.get("AWS_ENDPOINT_URL"):
-        return {"endpoint_url": environ["AWS_ENDPOINT_URL"]}
-    return {}
+    if split_protocol(url)[0] not in ("s3", "s3a"):
+        return {}
+    options: dict[str, Any] = {"config_kwargs": S3_CLIENT_CONFIG}
+    if environ.get("AWS_ENDPOINT_URL"):
+        options["endpoint_url"] = environ["AWS_ENDPOINT_URL"]
+    return options
 
 
 def split_tag(tag: str) -> tuple[str, int]:

@@ -30,6 +30,7 @@ REAL_AI4I = ROOT.parent / "shared" / "datasets" / "ai4i2020.csv"
 # The longest files, longest first (measured: pytest --durations, 3 workers, 2026-12-02):
 # scheduled first, so no long file starts last and keeps one worker busy alone at the end.
 LONGEST_FILES = (
+    "tests/e2e/test_stack_lifecycle.py",  # 6 min alone on this machine (2026-12-02)
     "tests/e2e/test_loop.py",
     "tests/e2e/test_champion_challenger.py",
     "tests/orchestrators/test_airflow.py",

@@ -47,13 +47,20 @@ def test_urls_and_keys() -> None:
     assert check_url("file:///srv/shared") == "file:///srv/shared"
     assert model_prefix("s3://b/s", "m", 3) == "s3://b/s/models/m/v3"
     assert pointer_url("/srv/shared/") == "/srv/shared/champion.json"
-    assert storage_options("s3://b/s", {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}) == {
-        "endpoint_url": "http://127.0.0.1:5000"
-    }
-    assert (
-        storage_options("s3://b/s", {}) == {}
-        and storage_options("/srv", {"AWS_ENDPOINT_URL": "x"}) == {}
-    )
+    options = storage_options("s3://b/s", {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"})
+    assert options["endpoint_url"] == "http://127.0.0.1:5000"
+    assert "endpoint_url" not in storage_options("s3://b/s", {})
+    assert storage_options("/srv", {"AWS_ENDPOINT_URL": "x"}) == {}
+
+
+def test_s3_calls_have_bounded_timeouts() -> None:
+    """A server that accepts and never answers must not hold a call for minutes."""
+    options = storage_options("s3://b/s", {})
+    config = options["config_kwargs"]
+    shared = open_shared_store("s3://b/s")
+    tries = shared.fs.retries * config["retries"]["max_attempts"]
+    assert tries * (config["connect_timeout"] + config["read_timeout"]) <= 60, options
+    assert shared.fs.config_kwargs["read_timeout"] == config["read_timeout"]
 
 
 def test_an_unset_or_empty_variable_means_no_shared_store() -> None:
