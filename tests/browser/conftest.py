@@ -1,9 +1,11 @@
 """Real-browser checks: headless Chromium (Debian's `chromium` and `chromium-driver`, which
 `make install` installs) driven by Selenium, over the pages a lifecycle run leaves.
 
-One lifecycle run (`dvc repro` in a temporary copy) and one browser serve the session. The
-browser never reaches past this machine: every host name but 127.0.0.1/localhost fails to
-resolve, so a page that needs a CDN shows as blank here, as it would offline.
+One lifecycle run (`dvc repro` in a temporary copy, with the reduced params of
+`tests.faults.conftest.fast_lifecycle`: the pages are what is checked, not the default
+data's values) and one browser serve the session. The browser never reaches past this
+machine: every host name but 127.0.0.1/localhost fails to resolve, so a page that needs a
+CDN shows as blank here, as it would offline.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ProjectCopy, copy_project
+from tests.faults.conftest import fast_lifecycle
 from tests.mlflow_server import MlflowServer, run_mlflow_server
 from tests.serving.server import serve
 
@@ -102,11 +105,13 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Lifecycle:
-    """One real lifecycle for the session, in a temporary copy of the default project:
-    `dvc repro` (MLflow to the copy's own `mlflow.db`), `lifecycle serve` answering
-    `lifecycle simulate`'s 1000 rows, `dvc repro` again (the monitor judges that traffic:
-    drift.html is Evidently's report), then `dvc plots show`."""
+    """One real lifecycle for the session, in a temporary copy of the project with reduced
+    params (`fast_lifecycle`: fewer rows, a smaller model, fewer resamples; every stage and
+    every page as in the default run): `dvc repro` (MLflow to the copy's own `mlflow.db`),
+    `lifecycle serve` answering `lifecycle simulate`'s 1000 rows, `dvc repro` again (the
+    monitor judges that traffic: drift.html is Evidently's report), then `dvc plots show`."""
     copy = copy_project(tmp_path_factory.mktemp("browser-project"))
+    copy.edit_params(fast_lifecycle)
     first = copy.repro()
     assert first.returncode == 0, first.output
     with serve(copy.path, env={"PYTHONPATH": str(copy.path)}) as server:

@@ -1,23 +1,117 @@
-"""Running Prefect from the tests: its environment, a command's outcome, the ledger.
+"""Running Prefect from the tests: its server, its environment, a command's outcome, the ledger.
 
-Prefect runs from `.venv-prefect` by subprocess with its own PREFECT_HOME; every command
-starts Prefect's ephemeral server on that home's database (no PREFECT_API_URL), offline:
-no UI, no telemetry.
+Prefect runs from `.venv-prefect` by subprocess with its own PREFECT_HOME. Each test module
+starts one real `prefect server start` (SQLite in that home, a free port, offline: no UI,
+no telemetry) and every command talks to it through PREFECT_API_URL, as a deployment does
+against its Prefect server. Without PREFECT_API_URL each command would start Prefect's
+ephemeral server for itself instead (~17-30 s of start-up, CPU-heavy, on every command).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.records.ledger import AttemptFinished, read_ledger
 from tests.e2e.conftest import ProjectCopy
+from tests.mlflow_server import free_port, wait_until_up
 from tests.orchestrators.conftest import engine_env, engine_python
 
 DRIVER = Path(__file__).with_name("prefect_driver.py")
 TIMEOUT_S = 900
+SERVER_START_TIMEOUT_S = 300.0  # a busy two-core machine; it is polled, never slept on
+SERVER_STOP_TIMEOUT_S = 30.0
+OFFLINE = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_UI_ENABLED": "false",
+    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+}
+
+
+@dataclass(frozen=True)
+class PrefectServer:
+    """A running `prefect server start`: its API URL and its home (database, log)."""
+
+    api_url: str  # e.g. http://127.0.0.1:41234/api, what PREFECT_API_URL points at
+    home: Path
+
+    @property
+    def log(self) -> Path:
+        return self.home / "server.log"
+
+    def get(self, path: str) -> object:
+        """GET `api_url/path` as JSON (a flow run, its task runs: Prefect's own record)."""
+        with urllib.request.urlopen(f"{self.api_url}/{path}", timeout=30) as response:
+            return json.loads(response.read())
+
+    def post(self, path: str, body: dict) -> object:
+        request = urllib.request.Request(
+            f"{self.api_url}/{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (prefect -> uvicorn), then SIGKILL what is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=SERVER_STOP_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def prefect_server(home: Path) -> Iterator[PrefectServer]:
+    """Start one real `prefect server start` (its SQLite database in `home`, a free port,
+    no UI, no telemetry), wait for GET /api/health, stop it on exit. A server that does not
+    come up fails the test with the tail of its output."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(OFFLINE, PREFECT_HOME=str(home), DO_NOT_TRACK="true")
+    prefect = engine_python("prefect").parent / "prefect"
+    command = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    with open(home / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=home,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until_up(
+            process, lambda: _healthy(api_url), f"prefect server ({api_url}/health)",
+            home / "server.log", SERVER_START_TIMEOUT_S,
+        )  # fmt: skip
+        yield PrefectServer(api_url, home)
+    finally:
+        _stop(process)
 
 
 @dataclass
@@ -46,20 +140,23 @@ class Done:
         ]
 
 
-def prefect_env(copy: ProjectCopy, home: Path, **extra: str) -> dict[str, str]:
-    """The engine's environment: its own PREFECT_HOME, the ephemeral server given time to
-    start on a busy machine, no UI, no telemetry."""
+def prefect_env(
+    copy: ProjectCopy, home: Path, server: PrefectServer | None, **extra: str
+) -> dict[str, str]:
+    """The engine's environment: its own PREFECT_HOME (the result storage a retry reads),
+    PREFECT_API_URL at `server`; with no server, none (each command then starts the
+    ephemeral server, given time to start on a busy machine); no UI, no telemetry."""
     env = engine_env(
         copy,
+        **OFFLINE,
         PREFECT_HOME=str(home),
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="600",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_UI_ENABLED="false",
-        PREFECT_SERVER_LOGGING_LEVEL="WARNING",
         **extra,
     )
     for name in ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_PROFILE"):
         env.pop(name, None)
+    if server is not None:
+        env["PREFECT_API_URL"] = server.api_url
     return env
 
 

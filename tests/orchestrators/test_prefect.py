@@ -1,20 +1,23 @@
 """The lifecycle under Prefect 3, for real: `lifecycle export --to prefect` run from .venv-prefect.
 
-One project copy and one Prefect database (a temporary PREFECT_HOME; each command starts
-Prefect's ephemeral server on it, offline: no UI, no telemetry), in this order: the whole
+One project copy and one real Prefect server (`prefect server start` on a SQLite database
+in a temporary PREFECT_HOME, offline: no UI, no telemetry), started once for the module;
+every command reaches it through PREFECT_API_URL, as a production deployment reaches its
+Prefect server (no command starts Prefect's ephemeral server). In this order: the whole
 default lifecycle as one flow run; the same again, where DVC skips every stage; a stage
 made to fail permanently, fixed, and the failed flow run re-run with Prefect's own
 `prefect flow-run retry`, which runs only that stage and the ones after it; the watch flow
 once; last, a transient failure that Prefect retries with its backoff. The engine is
 driven by subprocess, never imported into the project's environment; Prefect's view comes
-from its task-run log lines and, for the tasks and deployments it builds, from
-`prefect_driver.py`.
+from its task-run log lines, from its server's API (the flow run's state) and, for the
+tasks and deployments it builds, from `prefect_driver.py`.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +30,12 @@ from tests.mlflow_server import free_port
 from tests.orchestrators.conftest import assert_dvc_up_to_date, engine_python, export
 from tests.orchestrators.prefect_run import (
     Done,
+    PrefectServer,
     driver_command,
     finished_attempts,
     flow_command,
     prefect_env,
+    prefect_server,
     run,
 )
 
@@ -45,6 +50,7 @@ class Prefect:
     folder: Path
     env: dict[str, str]
     pipeline: Pipeline
+    server: PrefectServer
     runs: dict[str, str] = field(default_factory=dict)  # step -> flow run id
 
     def flow(self, command: str = "run") -> Done:
@@ -62,6 +68,10 @@ class Prefect:
     def finished(self, run_id: str) -> list[AttemptFinished]:
         return finished_attempts(self.copy, run_id)
 
+    def state_on_server(self, flow_run: str) -> str:
+        """The flow run's state as the Prefect server recorded it (its own API)."""
+        return self.server.get(f"flow_runs/{flow_run}")["state"]["type"]
+
     def needs(self, step: str) -> str:
         if step not in self.runs:
             pytest.fail(f"this test needs the flow run of {step!r}, which failed earlier")
@@ -69,11 +79,14 @@ class Prefect:
 
 
 @pytest.fixture(scope="module")
-def prefect(tmp_path_factory: pytest.TempPathFactory) -> Prefect:
+def prefect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect]:
+    """The module's project copy and export, and its one Prefect server (stopped after)."""
     copy = copy_project(tmp_path_factory.mktemp("project"))
     folder = export(copy, "prefect")
-    env = prefect_env(copy, tmp_path_factory.mktemp("prefect-home"))
-    return Prefect(copy, folder, env, load_pipeline(copy.path))
+    home = tmp_path_factory.mktemp("prefect-home")
+    with prefect_server(home) as server:
+        env = prefect_env(copy, home, server)
+        yield Prefect(copy, folder, env, load_pipeline(copy.path), server)
 
 
 _FINISHED = re.compile(r"Task run '(.+)-[0-9a-f]{3}' - Finished in state (\w+)\(")
@@ -133,6 +146,8 @@ def test_the_default_lifecycle_runs_as_one_prefect_flow_run(prefect: Prefect) ->
     assert report["state"] == "Completed", report
     assert report["stages"] == dict.fromkeys(names, "ran")
     run_id = report["flow_run"]
+    assert prefect.state_on_server(run_id) == "COMPLETED"  # recorded by the real server
+    assert "Starting temporary server" not in done.stderr  # no ephemeral one
     finished = prefect.finished(run_id)  # the stages carry Prefect's flow run id
     assert [(a.stage, a.attempt, a.status) for a in finished] == [
         (name, 1, "succeeded") for name in names
@@ -170,6 +185,7 @@ def test_a_failed_stage_is_resumed_by_prefect_s_retry_of_the_flow_run(prefect: P
     assert "stage evaluate failed with exit code 2 (ConfigError)" in report["message"]
     assert "evaluate.operating_point.at_least" in report["message"]
     run_id = report["flow_run"]
+    assert prefect.state_on_server(run_id) == "FAILED"
     failures = prefect.finished(run_id)
     assert [(a.stage, a.status) for a in failures] == [("evaluate", "failed")]  # one attempt
 
@@ -177,6 +193,7 @@ def test_a_failed_stage_is_resumed_by_prefect_s_retry_of_the_flow_run(prefect: P
     prefect.copy.edit_params(lambda p: p["evaluate"]["operating_point"].update(at_least=0.85))
     resumed = prefect.retry(run_id)
     assert resumed.returncode == 0, resumed.tail
+    assert prefect.state_on_server(run_id) == "COMPLETED"  # the same flow run, now complete
     ran = [a.stage for a in prefect.finished(run_id)[len(failures) :]]
     assert ran[0] == "evaluate", ran
     assert set(ran) <= set(after), f"the resume ran {ran}, beyond {after}"
@@ -234,7 +251,9 @@ def test_a_transient_failure_is_retried_by_prefect_and_attempts_do_not_multiply(
         lambda p: p["train"]["hist_gradient_boosting"].update(learning_rate=0.2)
     )
     nobody = f"http://127.0.0.1:{free_port()}"
-    env = {**prefect.env, "MLFLOW_TRACKING_URI": nobody}
+    # MLflow's own HTTP retries off: each attempt is refused at once, not after ~3 s of
+    # MLflow's backoff (still TrackingUnavailableError); Prefect's retries are under test.
+    env = {**prefect.env, "MLFLOW_TRACKING_URI": nobody, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     done = run(flow_command("run"), prefect.folder, env)
     assert done.returncode == 1, done.tail
     message = done.report["message"]

@@ -8,7 +8,9 @@ the committed .dvc/config), the DVC remote, an MLflow tracking server (a real `m
 server`; its artifact root stands in for an object store) and the BentoML store the
 service loads from (`serving.store`, an absolute folder). Reduced params keep it quick:
 it proves the mechanism (pull, push, the lock carried forward, no stage run twice, a
-second run skipping everything DVC skips), not the default lifecycle.
+second run skipping everything DVC skips), not the default lifecycle. Prefect itself is one
+real `prefect server start` for the module (SQLite in a temporary PREFECT_HOME), which every
+flow run reaches through PREFECT_API_URL, as a production deployment reaches its server.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from lifecycle.orchestrators.graph import Pipeline, load_pipeline
 from tests.e2e.conftest import ProjectCopy, copy_project
 from tests.mlflow_server import MlflowServer, run_mlflow_server
 from tests.orchestrators.conftest import BIN, export
-from tests.orchestrators.prefect_run import Done, flow_command, prefect_env, run
+from tests.orchestrators.prefect_run import (
+    Done,
+    PrefectServer,
+    flow_command,
+    prefect_env,
+    prefect_server,
+    run,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +69,7 @@ class Workers:
     remote: Path
     store: Path
     mlflow: MlflowServer
+    prefect: PrefectServer
 
     def flow(self, *argv: str) -> Done:
         return run(flow_command(*argv), self.folder, self.env)
@@ -79,9 +89,11 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     subprocess.run(dvc, cwd=copy.path, check=True, capture_output=True)
     subprocess.run([*GIT, "commit", "-qam", "workers: a DVC remote"], cwd=copy.path, check=True)
     folder = export(copy, "prefect", "--mode", "workers")
-    with run_mlflow_server(root / "mlflow") as server:
-        env = prefect_env(copy, root / "prefect-home", MLFLOW_TRACKING_URI=server.url)
-        yield Workers(copy, folder, env, load_pipeline(copy.path), remote, store, server)
+    home = root / "prefect-home"
+    with run_mlflow_server(root / "mlflow") as server, prefect_server(home) as prefect:
+        env = prefect_env(copy, home, prefect, MLFLOW_TRACKING_URI=server.url)
+        pipeline = load_pipeline(copy.path)
+        yield Workers(copy, folder, env, pipeline, remote, store, server, prefect)
 
 
 @pytest.mark.parametrize(
@@ -97,10 +109,19 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
 def test_a_bad_dvc_lock_argument_fails_in_one_line_before_any_run(
     workers: Workers, argv: list[str], message: str
 ) -> None:
-    done = workers.flow(*argv)
+    """Refused before Prefect starts: run without PREFECT_API_URL, where any flow run would
+    first start Prefect's ephemeral server (and say so), and no flow run reaches the
+    module's server either."""
+    ephemeral = {k: v for k, v in workers.env.items() if k != "PREFECT_API_URL"}
+    done = run(flow_command(*argv), workers.folder, ephemeral)
     assert done.returncode == 2
     assert message in done.stderr.strip().splitlines()[-1], done.stderr
     assert "Starting temporary server" not in done.stderr  # refused before Prefect started
+    before = workers.prefect.post("flow_runs/count", {})
+    done = workers.flow(*argv)  # against the real server
+    assert done.returncode == 2
+    assert message in done.stderr.strip().splitlines()[-1], done.stderr
+    assert workers.prefect.post("flow_runs/count", {}) == before  # no flow run created
 
 
 def test_each_stage_runs_once_in_its_own_clone_and_pushes_its_outs(workers: Workers) -> None:
@@ -110,6 +131,8 @@ def test_each_stage_runs_once_in_its_own_clone_and_pushes_its_outs(workers: Work
     done = workers.flow("run", "--dvc-lock", str(lock))
     assert done.returncode == 0, done.tail
     assert done.report["stages"] == dict.fromkeys(names, "ran"), done.report
+    flow_run = workers.prefect.get(f"flow_runs/{done.report['flow_run']}")
+    assert flow_run["state"]["type"] == "COMPLETED"  # recorded by the module's real server
     # each worker pulled its upstream stages' outs and DVC did not run them again there
     assert done.ran_stages() == names, done.ran_stages()
     # they ran in the clones: nothing of theirs is in the project folder
