@@ -112,14 +112,19 @@ def run(cwd: Path, *cmd: str, timeout: int = 1800) -> tuple[int, str, float]:
 
 def copy_project(dest: Path) -> None:
     """The repository's git-listed files (no lifecycle products) in a fresh git repo."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    for name in (f for f in listed if (ROOT / f).is_file()):
+
+    def listed(*options: str) -> list[str]:
+        return subprocess.run(
+            ["git", "ls-files", *options], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+
+    # untracked lifecycle records (data/, reports/) of a checkout that ran the lifecycle stay out
+    untracked = [
+        f
+        for f in listed("--others", "--exclude-standard")
+        if not f.startswith(("data/", "reports/"))
+    ]
+    for name in (f for f in [*listed("--cached"), *untracked] if (ROOT / f).is_file()):
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]

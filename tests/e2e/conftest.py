@@ -66,15 +66,21 @@ class ProjectCopy:
         return (self.path / relative).read_bytes()
 
 
+# Lifecycle products git may track (dvc.yaml's uncached records): a copy never takes them
+# from a checkout that has run the lifecycle, unless they are committed
+PRODUCT_FOLDERS = ("data/", "reports/")
+
+
 def _project_files() -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    return [f for f in listed if (ROOT / f).is_file()]
+    def listed(*options: str) -> list[str]:
+        return subprocess.run(
+            ["git", "ls-files", *options], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+
+    untracked = [
+        f for f in listed("--others", "--exclude-standard") if not f.startswith(PRODUCT_FOLDERS)
+    ]
+    return [f for f in [*listed("--cached"), *untracked] if (ROOT / f).is_file()]
 
 
 def copy_project(dest: Path) -> ProjectCopy:

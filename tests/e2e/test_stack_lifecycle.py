@@ -147,9 +147,9 @@ def test_the_default_lifecycle_runs_on_the_stack(copy: ProjectCopy, stack: Stack
 def test_a_second_clone_pulls_everything_and_reproduces_nothing(
     copy: ProjectCopy, stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """`dvc push` after the run (its dvc.lock committed); a clone `dvc pull`s every output
-    from the stack's remote and its `dvc repro` runs no stage: every output is in DVC's cache
-    (dvc.yaml has no `cache: false`), so a clone lacks nothing git and the remote do not hold."""
+    """`dvc push` after the run (its dvc.lock and the three uncached records committed, as
+    docs/stack.md says); a clone `dvc pull`s every cached output from the stack's remote, and
+    its `dvc repro` runs no stage: it lacks nothing git and the remote do not hold."""
     _needs("v1")
     pushed = _dvc(copy.path, stack, "push")
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
