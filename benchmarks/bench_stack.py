@@ -294,6 +294,7 @@ def replicas_part(
             stop.set()
             for thread in threads:
                 thread.join()
+    add_settled(switches_done, clients)
     answers = [a for c in clients for a in c.got]
     failed = [a for a in answers if a[1] != 200]
     return {
@@ -324,11 +325,32 @@ def measure_switch(
     print(f"{label}: both replicas {both - changed:.2f} s after the pointer moved", flush=True)
     return {
         "what": label,
+        "version": version,
+        "changed_at": changed,
         "command_s": round(returned - started, 2),
         "pointer_to_both_s": round(both - changed, 3),
         "pointer_to_each_s": [round(t - changed, 3) for t in reached],
         "return_to_both_s": round(both - returned, 3),
     }
+
+
+def add_settled(switches: list[dict[str, Any]], clients: list[Answers]) -> None:
+    """Per switch: when every worker of both replicas answers with the new version (the
+    first answer after the last old one before the next switch), and how many old answers
+    came after a replica's first new one (another worker not yet switched)."""
+    for number, switch in enumerate(switches):
+        start = switch.pop("changed_at")
+        end = switches[number + 1]["changed_at"] if number + 1 < len(switches) else float("inf")
+        settled, stale = [], 0
+        for answers in clients:
+            window = [a for a in answers.got if start <= a[0] < end and a[1] == 200]
+            old = [i for i, a in enumerate(window) if a[2] != switch["version"]]
+            after = old[-1] + 1 if old else 0
+            settled.append(window[after][0] - start if after < len(window) else float("nan"))
+            first_new = next((i for i, a in enumerate(window) if a[2] == switch["version"]), 0)
+            stale += sum(1 for i in old if i > first_new)
+        switch["pointer_to_all_workers_s"] = round(max(settled), 3)
+        switch["old_answers_after_first_new"] = stale
 
 
 # ---- results ------------------------------------------------------------------------------
@@ -397,6 +419,7 @@ def summarise(
 ) -> dict[str, Any]:
     local, stack = runs["local"], runs["stack"]
     follow = [s["pointer_to_both_s"] for s in replicas["switches"]]
+    settled = [s["pointer_to_all_workers_s"] for s in replicas["switches"]]
     summary = {
         "fresh_local_median_s": median([r["fresh_s"] for r in local]),
         "fresh_stack_median_s": median([r["fresh_s"] for r in stack]),
@@ -405,6 +428,8 @@ def summarise(
         "push_median_s": median([r["push_s"] for r in stack]),
         "follow_median_s": round(statistics.median(follow), 3),
         "follow_max_s": round(max(follow), 3),
+        "settled_median_s": round(statistics.median(settled), 3),
+        "settled_max_s": round(max(settled), 3),
         "failed_requests": replicas["failed_requests"],
         "requests": replicas["requests"],
     }
@@ -477,21 +502,27 @@ def write_results(result: dict[str, Any]) -> None:
         "the later of the two replicas, minus when the poller saw the pointer change (each "
         "side has up to 50 ms of probe resolution).",
         "",
-        "| switch | command (s) | pointer -> both replicas (s) | per replica (s) | "
-        "command return -> both (s) |",
-        "| --- | ---: | ---: | --- | ---: |",
+        "| switch | command (s) | pointer -> first new answer, both replicas (s) | per "
+        "replica (s) | pointer -> every answer new (s) | old answers after the first new | "
+        "both replicas, from the command's return (s) |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
     for sw in rep["switches"]:
         lines.append(
             f"| {sw['what']} | {sw['command_s']:.1f} | {sw['pointer_to_both_s']:.2f} | "
             f"{', '.join(f'{t:.2f}' for t in sw['pointer_to_each_s'])} | "
+            f"{sw['pointer_to_all_workers_s']:.2f} | {sw['old_answers_after_first_new']} | "
             f"{sw['return_to_both_s']:.2f} |"
         )
     lines += [
         "",
         f"Median {s['follow_median_s']:.2f} s, max {s['follow_max_s']:.2f} s from the pointer "
         f"moving to both replicas answering with the new version, with `reload_poll_s` = "
-        f"{rep['reload_poll_s']} s. Failed requests during part 2: **{s['failed_requests']}** "
+        f"{rep['reload_poll_s']} s; until every answer of both replicas is new (all workers "
+        f"switched): median {s['settled_median_s']:.2f} s, max {s['settled_max_s']:.2f} s. "
+        "A negative time from the command's return means both replicas served the new "
+        "version before the command had finished (it moves the pointer, then returns). "
+        f"Failed requests during part 2: **{s['failed_requests']}** "
         f"of {s['requests']}"
         + (f" (statuses {rep['failed_statuses']})" if s["failed_requests"] else "")
         + ".",
@@ -511,9 +542,13 @@ def write_results(result: dict[str, Any]) -> None:
         "pointer every `reload_poll_s`, then fetches the model (hash-checked) into its own "
         "store the first time it sees a version and loads it. Rollbacks after the first two "
         "switches find both versions already in the replica's store.",
-        "- Which worker of a replica answers a request is up to the load balancing inside "
-        "BentoML; the first answer with the new version is counted, another worker of the "
-        "same replica may still answer with the old one for up to one poll interval.",
+        "- Which worker of a replica answers a request is up to BentoML's load balancing: "
+        "the first new answer may come from one worker while another still serves the old "
+        "model; the 'every answer new' column and the count of old answers after the first "
+        "new one measure that.",
+        "- The switch commands' own times (the command column: a `lifecycle rollback` "
+        "included) hold the CLI's imports and the registry calls through the tracking server on "
+        "a loaded machine; they are reported, not part of the follow time.",
         "- The machine is shared with other sessions (see the load averages): quote the "
         "ratio and the follow time relative to `reload_poll_s`, not the absolute seconds.",
     ]
