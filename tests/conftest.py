@@ -27,24 +27,27 @@ CONTRACT_PATH = ROOT / "features" / "contracts" / "milling.yaml"
 REAL_AI4I = ROOT.parent / "shared" / "datasets" / "ai4i2020.csv"
 
 
-# The longest files, longest first (measured: pytest --durations, 3 workers, 2026-12-02):
-# scheduled first, so no long file starts last and keeps one worker busy alone at the end.
+# The longest files, longest first (worker-seconds from a junit profile of the whole suite,
+# 3 workers, 2026-12-02, plus the stack modules timed alone): scheduled first, so no long
+# file starts last and keeps one worker busy alone at the end.
 LONGEST_FILES = (
-    "tests/e2e/test_stack_lifecycle.py",  # 6 min alone on this machine (2026-12-02)
-    "tests/e2e/test_loop.py",
-    "tests/e2e/test_champion_challenger.py",
-    "tests/orchestrators/test_airflow.py",
-    "tests/e2e/test_dvc_repro.py",
-    "tests/e2e/test_offline.py",
-    "tests/orchestrators/test_kubeflow.py",
-    "tests/orchestrators/test_stepfunctions.py",
-    "tests/orchestrators/test_dagster.py",
+    "tests/e2e/test_loop.py",  # ~465 s
+    "tests/e2e/test_stack_lifecycle.py",  # ~370 s alone
     "tests/orchestrators/test_prefect.py",
+    "tests/orchestrators/test_dagster.py",  # ~414 s
+    "tests/e2e/test_champion_challenger.py",  # ~366 s
+    "tests/orchestrators/test_airflow.py",  # ~353 s
+    "tests/e2e/test_dvc_repro.py",  # ~306 s
+    "tests/orchestrators/test_kubeflow.py",  # ~260 s
     "tests/orchestrators/test_prefect_workers.py",
-    "tests/faults/test_tracking_outage.py",
-    "tests/e2e/test_byod.py",
-    "tests/faults/test_pipeline_faults.py",
-    "tests/browser/test_pages.py",
+    "tests/browser/test_pages.py",  # ~210 s
+    "tests/orchestrators/test_stepfunctions.py",  # ~181 s
+    "tests/e2e/test_offline.py",  # ~165 s
+    "tests/faults/test_pipeline_faults.py",  # ~154 s
+    "tests/faults/test_tracking_outage.py",  # ~150 s
+    "tests/e2e/test_byod.py",  # ~147 s
+    "tests/lifecycle/test_watch.py",  # ~133 s
+    "tests/lifecycle/test_stack.py",  # ~70 s
 )
 
 

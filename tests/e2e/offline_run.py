@@ -132,7 +132,7 @@ def main(project: Path, result_path: Path, audit_dir: Path, bring_up_loopback: b
         with serve(project, env=env) as server:
             answer = httpx.post(f"{server.url}/predict", json=record, timeout=30)
             result["predict"] = {"status": answer.status_code, "body": answer.text}
-        result["serve_log"] = (project / "server.log").read_text(errors="replace")
+        result["serve_log"] = server.log.read_text(errors="replace")  # complete once stopped
     result["attempts"] = log.read_text().splitlines() if log.exists() else []
     result_path.write_text(json.dumps(result), encoding="utf-8")
 
