@@ -56,7 +56,8 @@ def tail_of(path: Path, lines: int = 40) -> str:
         return "(no output)"
 
 
-def _healthy(url: str) -> bool:
+def is_healthy(url: str) -> bool:
+    """True when GET `url`/health answers 200 (MLflow's and Prefect's health routes alike)."""
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
             return response.status == 200
@@ -90,15 +91,15 @@ def wait_until_up(
         time.sleep(poll_s)
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (mlflow -> uvicorn), then SIGKILL what is left."""
+def stop_process_group(process: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM a server's process group (e.g. mlflow -> uvicorn), then SIGKILL what is left."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=STOP_TIMEOUT_S)
+        process.wait(timeout=timeout_s)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # children of an exited parent, if any
-    process.wait(timeout=STOP_TIMEOUT_S)
+    process.wait(timeout=timeout_s)
 
 
 def start_mlflow_server(
@@ -138,11 +139,11 @@ def start_mlflow_server(
         )
     try:
         wait_until_up(
-            process, lambda: _healthy(url), f"mlflow server ({url}/health)", log_path,
+            process, lambda: is_healthy(url), f"mlflow server ({url}/health)", log_path,
             START_TIMEOUT_S,
         )  # fmt: skip
     except BaseException:
-        _stop(process)
+        stop_process_group(process)
         raise
     return process
 
@@ -160,7 +161,7 @@ def run_mlflow_server(root: Path, backend_store_uri: str | None = None) -> Itera
             url=f"http://127.0.0.1:{port}", root=root, start_seconds=time.monotonic() - start
         )
     finally:
-        _stop(process)
+        stop_process_group(process)
 
 
 @pytest.fixture(scope="session")

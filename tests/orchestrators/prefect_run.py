@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from pathlib import Path
 
 from core.records.ledger import AttemptFinished, read_ledger
 from tests.e2e.conftest import ProjectCopy
-from tests.mlflow_server import free_port, wait_until_up
+from tests.mlflow_server import free_port, is_healthy, stop_process_group, wait_until_up
 from tests.orchestrators.conftest import engine_env, engine_python
 
 DRIVER = Path(__file__).with_name("prefect_driver.py")
@@ -63,25 +61,6 @@ class PrefectServer:
             return json.loads(response.read())
 
 
-def _healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (prefect -> uvicorn), then SIGKILL what is left."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=SERVER_STOP_TIMEOUT_S)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=SERVER_STOP_TIMEOUT_S)
-
-
 @contextlib.contextmanager
 def prefect_server(home: Path) -> Iterator[PrefectServer]:
     """Start one real `prefect server start` (its SQLite database in `home`, a free port,
@@ -106,12 +85,12 @@ def prefect_server(home: Path) -> Iterator[PrefectServer]:
         )
     try:
         wait_until_up(
-            process, lambda: _healthy(api_url), f"prefect server ({api_url}/health)",
+            process, lambda: is_healthy(api_url), f"prefect server ({api_url}/health)",
             home / "server.log", SERVER_START_TIMEOUT_S,
         )  # fmt: skip
         yield PrefectServer(api_url, home)
     finally:
-        _stop(process)
+        stop_process_group(process, SERVER_STOP_TIMEOUT_S)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from features.contract import DataContract
 from monitoring.dashboard import build_dashboard_panels, build_window_snapshot
 from monitoring.drift import DriftResult, detect_drift
 from pipelines.edges.workspace import WorkspaceError, record_window
-from tests.mlflow_server import _stop, free_port, tail_of, wait_until_up
+from tests.mlflow_server import free_port, stop_process_group, tail_of, wait_until_up
 from tests.monitoring.test_drift import make_window
 
 PROJECT = "ai4i-failure"
@@ -220,7 +220,7 @@ def ui_server(tmp_path: Path, drift: DriftResult) -> Iterator[tuple[str, Path]]:
         )  # fmt: skip
         yield url, folder
     finally:
-        _stop(process)
+        stop_process_group(process)
     assert process.poll() is not None, f"evidently ui still runs:\n{tail_of(log)}"
 
 
