@@ -15,6 +15,25 @@ PROBABILITY = "probability"  # the answer's public names are the contract's (`an
 PREDICTED = "predicted"
 THRESHOLD = "threshold"
 LOG_COLUMNS = (TIME, REQUEST_ID, MODEL_VERSION, PROBABILITY, PREDICTED, THRESHOLD)
+SCORE_MS = "score_ms"  # the answering model's call, milliseconds (one call may score many rows)
+# during a rollout (core.records.rollout): the other model's score of the same row, null when
+# there is no rollout, when it was not scored (queue full) or when it failed (shadow_error)
+ROLLOUT_ID = "rollout_id"
+SHADOW_VERSION = "shadow_version"
+SHADOW_PROBABILITY = "shadow_probability"
+SHADOW_PREDICTED = "shadow_predicted"
+SHADOW_THRESHOLD = "shadow_threshold"
+SHADOW_ERROR = "shadow_error"  # the exception's type and message, cut to 200 characters
+SHADOW_SCORE_MS = "shadow_score_ms"
+ROLLOUT_COLUMNS = (
+    ROLLOUT_ID,
+    SHADOW_VERSION,
+    SHADOW_PROBABILITY,
+    SHADOW_PREDICTED,
+    SHADOW_THRESHOLD,
+    SHADOW_ERROR,
+    SHADOW_SCORE_MS,
+)
 
 # a model's reference data
 REFERENCE_LABEL = "label"

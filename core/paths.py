@@ -47,6 +47,7 @@ PLOTS_TEMPLATE = Path(".dvc/plots_template.html")
 DEPLOY_DECISION = Path("reports/deploy/decision.json")
 CHAMPION = Path("reports/deploy/champion.json")  # which model serves: monitor depends on it
 ALIAS_HISTORY = Path("reports/deploy/alias_history.jsonl")  # every alias move, appended
+ROLLOUT_HISTORY = Path("reports/deploy/rollout_history.jsonl")  # every rollout verdict, appended
 MODEL_CARD = Path("reports/deploy/model_card.md")  # the champion's card, and its page
 MODEL_CARD_HTML = Path("reports/deploy/model_card.html")
 BENTOFILE = Path("serving/bentofile.yaml")

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from core.config.base import ConfigError, Frozen, require_shares
+from core.config.rollout import RolloutConfig
 from core.names import model_name_problem, slugify
 
 # --- train ----------------------------------------------------------------------------
@@ -147,6 +148,7 @@ class DeployConfig(Frozen):
     bootstrap: BootstrapConfig = BootstrapConfig()
     infra_validation: InfraValidationConfig = InfraValidationConfig()
     recent_window: RecentWindowConfig = RecentWindowConfig()
+    rollout: RolloutConfig = RolloutConfig()
 
     @field_validator("registered_model")
     @classmethod
