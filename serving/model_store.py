@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from core.clock import utc_now
 from core.hashing import file_sha256
 from core.io import read_json, write_json
 from core.model_files import META_FILE, MODEL_FILE, load_model
 from core.paths import MONITOR_PROFILE_FILE, REFERENCE_FILE
+from core.records.rollout import RolloutSlot, SlotModel
 from serving.bentoml_patches import create_model, open_model_store, point_bentoml_home
 
 if TYPE_CHECKING:
@@ -34,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 POINTER_FILE = "champion.json"
 POINTER_KEYS = ("tag", "version", "run_id", "content_sha256", "threshold", "updated_at")
+ROLLOUT_KEY = "rollout"  # optional: a rollout in progress (core.records.rollout.RolloutSlot)
 _LABEL = re.compile(r"v[1-9][0-9]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -215,8 +219,31 @@ def _monitor_file(tag: str, store: Path, filename: str, what: str) -> Path:
     return path
 
 
-def champion_pointer(served: ServedModel | dict[str, Any]) -> dict[str, Any]:
-    """The pointer naming `served`, stamped now and checked (the local and shared pointers)."""
+def slot_model(served: ServedModel) -> SlotModel:
+    """A loaded model as a rollout block names it."""
+    return SlotModel(
+        tag=served.tag,
+        version=served.version,
+        run_id=served.run_id,
+        content_sha256=served.content_sha256,
+        threshold=served.threshold,
+    )
+
+
+def pointer_rollout(pointer: dict[str, Any] | None) -> RolloutSlot | None:
+    """The rollout a checked pointer carries, or None."""
+    block = (pointer or {}).get(ROLLOUT_KEY)
+    return None if block is None else RolloutSlot.model_validate(block)
+
+
+def champion_pointer(
+    served: ServedModel | dict[str, Any], rollout: RolloutSlot | None = None
+) -> dict[str, Any]:
+    """The pointer naming `served` (and the rollout in progress, if any), stamped now.
+
+    The local and shared pointers both have this shape. A pointer passed as `served` keeps
+    its model and loses its rollout block unless `rollout` is given again.
+    """
     if isinstance(served, ServedModel):
         pointer = {
             "tag": served.tag,
@@ -230,6 +257,8 @@ def champion_pointer(served: ServedModel | dict[str, Any]) -> dict[str, Any]:
         if isinstance(pointer["version"], int):  # a registry version number: its label
             pointer["version"] = f"v{pointer['version']}"
     pointer["updated_at"] = utc_now().isoformat(timespec="seconds")  # +00:00, to the second
+    if rollout is not None:
+        pointer[ROLLOUT_KEY] = rollout.model_dump(mode="json")
     return pointer
 
 
@@ -239,12 +268,15 @@ def check_pointer(pointer: Any, where: Path | str) -> dict[str, Any]:
     return pointer
 
 
-def write_champion_pointer(store: Path, served: ServedModel | dict[str, Any]) -> dict[str, Any]:
+def write_champion_pointer(
+    store: Path, served: ServedModel | dict[str, Any], rollout: RolloutSlot | None = None
+) -> dict[str, Any]:
     """Name the model the service should serve; atomic, so readers see old or new, not half.
 
-    The service polls this pointer and swaps models when it changes.
+    The service polls this pointer and swaps models when it changes. `rollout` names the
+    other model of a rollout in progress (None: the champion alone).
     """
-    pointer = champion_pointer(served)
+    pointer = champion_pointer(served, rollout)
     _check_pointer(pointer, Path(store) / POINTER_FILE)
     write_json(pointer, Path(store) / POINTER_FILE)
     logger.info("champion pointer in %s -> %s", store, pointer["tag"])
@@ -367,6 +399,18 @@ def _check_pointer(pointer: Any, path: Path | str) -> None:
         raise ModelStoreError(f"{path}: threshold must be a number") from None
     if not 0.0 <= threshold <= 1.0:
         raise ModelStoreError(f"{path}: threshold must lie between 0 and 1")
+    if pointer.get(ROLLOUT_KEY) is not None:
+        try:
+            slot = RolloutSlot.model_validate(pointer[ROLLOUT_KEY])
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ModelStoreError(
+                f"{path}: rollout.{where}: {first['msg']}; end the rollout with "
+                "`lifecycle rollout abort` or deploy again"
+            ) from None
+        if slot.model.tag == tag:
+            raise ModelStoreError(f"{path}: the rollout's model is the champion itself ({tag})")
 
 
 def _remove_staging(staging: Path | None) -> None:

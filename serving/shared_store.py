@@ -38,6 +38,7 @@ from core.clock import utc_now
 from core.hashing import file_sha256
 from core.model_files import META_FILE, MODEL_FILE
 from core.paths import MONITOR_PROFILE_FILE, REFERENCE_FILE
+from core.records.rollout import RolloutSlot
 from serving.model_store import (
     POINTER_FILE,
     ModelStoreError,
@@ -216,18 +217,23 @@ def read_shared_pointer(shared: SharedStore) -> dict[str, Any] | None:
 
 
 def write_shared_pointer(
-    shared: SharedStore, served: ServedModel | Published | dict[str, Any]
+    shared: SharedStore,
+    served: ServedModel | Published | dict[str, Any],
+    rollout: RolloutSlot | None = None,
 ) -> dict[str, Any]:
-    """Point every replica at a published model; written after the model, moved into place."""
+    """Point every replica at a published model (and the rollout's, if any); written after
+    the models, moved into place."""
     if isinstance(served, Published):
         served = served.model_dump()
-    pointer = check_pointer(champion_pointer(served), pointer_url(display_url(shared.url)))
-    name, version = split_tag(pointer["tag"])
-    if read_published(shared, name, version) is None:
-        raise SharedStoreError(
-            f"{pointer['tag']} is not published in {display_url(shared.url)}; publish it "
-            "before pointing replicas at it"
-        )
+    pointer = check_pointer(champion_pointer(served, rollout), pointer_url(display_url(shared.url)))
+    tags = [pointer["tag"]] + ([rollout.model.tag] if rollout is not None else [])
+    for tag in tags:
+        name, version = split_tag(tag)
+        if read_published(shared, name, version) is None:
+            raise SharedStoreError(
+                f"{tag} is not published in {display_url(shared.url)}; publish it "
+                "before pointing replicas at it"
+            )
     _write_atomically(shared, shared.path(POINTER_FILE), _json_bytes(pointer))
     logger.info("shared champion pointer in %s -> %s", display_url(shared.url), pointer["tag"])
     return pointer
