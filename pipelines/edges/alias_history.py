@@ -2,7 +2,9 @@
 
 Each move is recorded three ways: one JSON line appended to the alias history
 (`core.paths.ALIAS_HISTORY` for the deploy stage), a log line, and tags on the versions
-involved (`champion_since`, `promotion_evidence`; `previous_since`, `demotion_evidence`).
+involved (`champion_since`, `promotion_evidence`; `previous_since`, `demotion_evidence`;
+for a rollout's candidate `candidate_since`, `candidate_evidence` and, when it is removed,
+`aborted_at`, `abort_evidence`).
 Servers that predate MLflow's `bda7b8c39065` migration hold at most 5000 characters in a
 tag, so a longer record is summarised on the tag and kept whole in the history.
 """
@@ -27,10 +29,16 @@ TAG_VALUE_LIMIT = 5000
 
 @dataclass(frozen=True)
 class AliasMove:
-    """One move of the `champion` alias: what it pointed to before and after, and why."""
+    """One move of the `champion` alias (or of the rollout's `candidate`): what it pointed to
+    before and after, and why.
+
+    `candidate` sets the `candidate` alias and `abort` removes it: the champion stays
+    (`from_version == to_version`). A `promote` that ends a rollout names the candidate it
+    promoted in `candidate_version`.
+    """
 
     time: str  # UTC, core.clock's format
-    action: Literal["promote", "rollback"]
+    action: Literal["promote", "rollback", "candidate", "abort"]
     model: str
     from_version: int | None  # champion before the move
     to_version: int  # champion after the move
@@ -39,9 +47,12 @@ class AliasMove:
     previous_version: int | None  # `previous` after the move
     changed: bool
     evidence: dict[str, Any]
+    candidate_version: int | None = None  # the rollout's candidate (candidate, abort, promote)
 
     def describe(self) -> str:
         """The move in one readable line."""
+        if self.action in ("candidate", "abort"):
+            return self._describe_candidate()
         if not self.changed:
             return f"{self.model}: v{self.to_version} is already the champion; nothing moved"
         before = (
@@ -56,6 +67,17 @@ class AliasMove:
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
+
+    def _describe_candidate(self) -> str:
+        champion = f"champion v{self.to_version} (sha256 {short_sha256(self.to_sha256)})"
+        if not self.changed:
+            return f"{self.action} {self.model}: nothing moved; {champion}"
+        if self.action == "candidate":
+            return (
+                f"candidate {self.model}: v{self.candidate_version} starts a rollout beside "
+                f"the {champion}"
+            )
+        return f"abort {self.model}: candidate v{self.candidate_version} removed; {champion} stays"
 
 
 def append_move(move: AliasMove, history: Path) -> None:
@@ -80,6 +102,15 @@ def append_move(move: AliasMove, history: Path) -> None:
 def tag_move(client: MlflowClient, move: AliasMove) -> None:
     """Tag the versions the move involved with when and why (the record, cut to fit)."""
     evidence = tag_json(move.record())
+    if move.action in ("candidate", "abort") and move.candidate_version is not None:
+        since, why = (
+            ("candidate_since", "candidate_evidence")
+            if move.action == "candidate"
+            else ("aborted_at", "abort_evidence")
+        )
+        client.set_model_version_tag(move.model, str(move.candidate_version), since, move.time)
+        client.set_model_version_tag(move.model, str(move.candidate_version), why, evidence)
+        return
     client.set_model_version_tag(move.model, str(move.to_version), "champion_since", move.time)
     client.set_model_version_tag(move.model, str(move.to_version), "promotion_evidence", evidence)
     if move.from_version is not None:

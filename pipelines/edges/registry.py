@@ -1,8 +1,9 @@
 """The MLflow Model Registry edge: register models by content hash, move aliases, roll back.
 
 Registry stages are deprecated; aliases say what serves: `champion` is the serving version,
-`previous` the one it replaced. Every move is recorded (`pipelines.edges.alias_history`) in
-the history file the caller names. Calls are bounded by
+`previous` the one it replaced, and during a rollout (`deploy.rollout`) `candidate` the one
+being judged on live traffic beside the champion. Every move is recorded
+(`pipelines.edges.alias_history`) in the history file the caller names. Calls are bounded by
 `mlflow_connection.bounded_http_retries` (a refused connection fails in about 3 s); an
 unreachable server, a timeout or a 5xx answer raises `RegistryUnavailableError`, naming the
 tracking URI (credentials removed). One writer at a time (see `register` and `promote`).
@@ -14,10 +15,10 @@ import logging
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.clock import now_text
 from pipelines.edges import registry_client as calls
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
+CANDIDATE = "candidate"
 _LOGGED_MODEL_URI = re.compile(r"models:/(m-[0-9a-f]+)/?")
 
 
@@ -219,6 +221,124 @@ def rollback(name: str, evidence: Mapping[str, Any], *, history: Path | str) -> 
     return move
 
 
+def candidate(name: str) -> ChampionInfo | None:
+    """The version aliased `candidate`: a rollout in progress. None like `champion`."""
+    return _aliased(name, CANDIDATE)
+
+
+def set_candidate(
+    name: str, version: int | str, evidence: Mapping[str, Any], *, history: Path | str
+) -> AliasMove:
+    """Alias `version` `candidate`: it starts a rollout; `champion` and `previous` stay.
+
+    A rollout needs a champion to compare with, and the candidate must be another version.
+    Setting the same candidate again changes and records nothing; another candidate is
+    replaced (the evidence names it).
+    """
+    with calls.registry_call(f"setting {name!r} version {version} as candidate"):
+        client = calls.open_client(create=False)
+        aliases = calls.read_aliases(client, name)
+        target = calls.get_ready_version(client, name, version)
+        current, held = aliases.get(CHAMPION), aliases.get(CANDIDATE)
+        if current is None:
+            raise RegistryError(
+                f"{name!r} has no champion to roll v{target.version} out beside; promote it "
+                "instead (deploy.rollout.strategy: immediate); nothing changed"
+            )
+        if current == int(target.version):
+            raise RegistryError(
+                f"{name!r} v{current} is the champion; it cannot be its own candidate"
+            )
+        champion_version = calls.get_ready_version(client, name, current)
+        changed = held != int(target.version)
+        replaced = {"replaced_candidate": held} if changed and held is not None else {}
+        move = _candidate_move(
+            "candidate", name, aliases, champion_version, changed, {**evidence, **replaced}
+        )
+        move = replace(move, candidate_version=int(target.version))
+        if not changed:
+            logger.info("%s", move.describe())
+            return move
+        client.set_registered_model_alias(name, CANDIDATE, str(target.version))
+        _record(client, move, Path(history))
+    return move
+
+
+def promote_candidate(
+    name: str, version: int | str, evidence: Mapping[str, Any], *, history: Path | str
+) -> AliasMove:
+    """End a rollout well: champion <- the candidate `version`, previous <- the old champion,
+    `candidate` removed.
+
+    In that order: if a call fails, the old champion still serves (or the new one already
+    does) and running it again completes the promotion. A promotion already complete changes
+    and records nothing; a `version` that is neither the candidate nor the champion is an
+    error.
+    """
+    version = int(version)
+    with calls.registry_call(f"promoting {name!r} candidate v{version}"):
+        client = calls.open_client(create=False)
+        aliases = calls.read_aliases(client, name)
+        current, held = aliases.get(CHAMPION), aliases.get(CANDIDATE)
+        if held != version and current != version:
+            raise RegistryError(
+                f"{name!r} v{version} is not the candidate (candidate: "
+                f"{_label(held)}, champion: {_label(current)}); nothing changed"
+            )
+        target = calls.get_ready_version(client, name, version)
+        interrupted = current == version  # champion moved, candidate not yet removed
+        old_version = aliases.get(PREVIOUS) if interrupted else current
+        old = calls.get_ready_version(client, name, old_version) if old_version else None
+        move = AliasMove(
+            time=now_text(),
+            action="promote",
+            model=name,
+            from_version=old_version,
+            to_version=version,
+            from_sha256=calls.version_sha256(old),
+            to_sha256=calls.version_sha256(target),
+            previous_version=old_version,
+            changed=held == version,
+            evidence=dict(evidence),
+            candidate_version=version,
+        )
+        if not move.changed:
+            logger.info("%s", move.describe())
+            return move
+        if not interrupted:
+            if current is not None:
+                client.set_registered_model_alias(name, PREVIOUS, str(current))
+            client.set_registered_model_alias(name, CHAMPION, str(version))
+        client.delete_registered_model_alias(name, CANDIDATE)
+        _record(client, move, Path(history))
+    return move
+
+
+def abort_candidate(
+    name: str, version: int | str, evidence: Mapping[str, Any], *, history: Path | str
+) -> AliasMove:
+    """End a rollout badly: remove the `candidate` alias from `version`; nothing else moves.
+
+    When `version` is no longer the candidate (aborted already, or replaced), nothing
+    changes and nothing is recorded.
+    """
+    version = int(version)
+    with calls.registry_call(f"aborting {name!r} candidate v{version}"):
+        client = calls.open_client(create=False)
+        aliases = calls.read_aliases(client, name)
+        current = aliases.get(CHAMPION)
+        champion_version = calls.get_ready_version(client, name, current) if current else None
+        changed = aliases.get(CANDIDATE) == version
+        move = _candidate_move("abort", name, aliases, champion_version, changed, evidence)
+        move = replace(move, candidate_version=version)
+        if not changed:
+            logger.info("%s", move.describe())
+            return move
+        client.delete_registered_model_alias(name, CANDIDATE)
+        _record(client, move, Path(history))
+    return move
+
+
 def load_champion_model(name: str, trusted_types: Iterable[str] | None = None) -> Pipeline:
     """Load the champion's scikit-learn pipeline.
 
@@ -293,6 +413,35 @@ def _aliased(name: str, alias: str) -> ChampionInfo | None:
         source=found.source,
         tags=dict(found.tags or {}),
     )
+
+
+def _candidate_move(
+    action: Literal["candidate", "abort"],
+    name: str,
+    aliases: dict[str, int],
+    champion: ModelVersion | None,
+    changed: bool,
+    evidence: Mapping[str, Any],
+) -> AliasMove:
+    """A move of the `candidate` alias: the champion is the same before and after."""
+    current = aliases.get(CHAMPION)
+    sha256 = calls.version_sha256(champion)
+    return AliasMove(
+        time=now_text(),
+        action=action,
+        model=name,
+        from_version=current,
+        to_version=current if current is not None else 0,
+        from_sha256=sha256,
+        to_sha256=sha256,
+        previous_version=aliases.get(PREVIOUS),
+        changed=changed,
+        evidence=dict(evidence),
+    )
+
+
+def _label(version: int | None) -> str:
+    return f"v{version}" if version is not None else "none"
 
 
 def _record(client: MlflowClient, move: AliasMove, history: Path) -> None:
