@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures are imported from test_registry, then requested by name)
 """The rollout's `candidate` alias against a real MLflow store (SQLite): set it, promote it,
 abort it; every move in the alias history and on the version tags."""
 
