@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.clock import now_text
 from core.config import DeployConfig, Params, load_params, registered_model_name
 from core.io import read_json, write_json, write_text
 from core.model_files import META_FILE, load_model
@@ -69,11 +70,11 @@ from models.promotion import (
 )
 from pipelines.edges import model_card, registry
 from pipelines.edges.feedback import list_batches, read_ids, row_id_column
+from pipelines.edges.rollout_release import release
 from pipelines.edges.runtime import run_stage
 from pipelines.edges.shared_serving import repair_shared_pointer, shared_store
 from pipelines.edges.tracking import start_tracking
 from serving.model_store import ServedModel, write_champion_pointer
-from serving.shared_store import publish_model, write_shared_pointer
 
 logger = logging.getLogger(__name__)
 
@@ -137,15 +138,23 @@ def main() -> None:
                 holdout,
                 challenger_proba,
             )
-            if shared is not None:  # before the alias moves: unreachable = no promotion
-                publish_model(shared, served, store)
-            registry.promote(
-                name, version.version, promotion_evidence(decision), history=ALIAS_HISTORY
+            rollout = release(
+                name,
+                store,
+                shared,
+                config.rollout,
+                int(version.version),
+                served,
+                promotion_evidence(decision),
+                now_text(),
+                ALIAS_HISTORY,
             )
-            write_champion_pointer(store, served)
-            if shared is not None:  # last: replicas switch once everything else moved
-                write_shared_pointer(shared, served)
+            decision = decision.model_copy(update={"rollout": rollout})
+            if rollout is not None and rollout.kind != "watch":
+                card = None  # the champion's card stays the stage's card until it is replaced
     after = registry.champion(name)
+    if decision.rollout is not None and decision.rollout.kind != "watch":
+        logger.info("champion unchanged during rollout %s", decision.rollout.id)
     if not decision.promote:
         logger.warning(
             "not promoted; the champion is unchanged (%s)",

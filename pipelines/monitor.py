@@ -40,7 +40,6 @@ from monitoring.verdict import (
     summarise_window,
 )
 from monitoring.window import (
-    LabelsError,
     combine_labels,
     label_window,
     labelled_table,
@@ -50,6 +49,7 @@ from monitoring.window import (
     served_by,
 )
 from pipelines.edges import registry
+from pipelines.edges.labels import read_label_batches
 from pipelines.edges.runtime import run_stage, timed
 from pipelines.edges.tracking import start_tracking
 from serving.model_store import ModelStoreError, model_tag, monitor_profile_path, reference_path
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LABEL_PATTERNS = ("batch-*.parquet", "batch-*.csv")
 ESTIMATED = ("roc_auc", "average_precision", "precision", "recall")  # plotted over time
 MONITOR_TAG = "last_monitor_run"  # set on the champion's registry version
 
@@ -95,7 +94,7 @@ def monitor() -> None:
     window = select_window(log, config.window.rows)
     unjoinable = labels_unjoinable(contract)
     if unjoinable is None:
-        labels = combine_labels(_read_label_batches(config.labels.directory), contract)
+        labels = combine_labels(read_label_batches(config.labels.directory), contract)
         labelled = label_window(window, labels, contract)
     else:  # no row id: drift and the estimated quality judge the window without labels
         labelled = no_labelled_rows(window, contract)
@@ -163,26 +162,6 @@ def _read_champion(registered_model: str) -> ServingChampion | None:
     return ServingChampion(
         tag=model_tag(registered_model, champion.version), version=champion.version
     )
-
-
-def _read_label_batches(directory: Path) -> list[tuple[str, pd.DataFrame]]:
-    """Every labels batch in `directory` as (file name, frame), unreadable files refused."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        logger.info("no labels folder %s (monitor.labels.directory): no labels yet", directory)
-        return []
-    files = sorted(
-        (path for pattern in LABEL_PATTERNS for path in directory.glob(pattern)),
-        key=lambda path: path.name,
-    )
-    batches = []
-    for path in files:
-        try:
-            batches.append((str(path), read_table(path)))
-        except (OSError, ValueError) as exc:  # pyarrow's and pandas' parse errors included
-            raise LabelsError(f"{path}: unreadable labels file ({exc})") from None
-    logger.info("labels: %d batch file(s) in %s", len(batches), directory)
-    return batches
 
 
 def _read_basis(champion: ServingChampion, store: Path, contract: DataContract) -> ChampionBasis:

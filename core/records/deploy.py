@@ -14,6 +14,7 @@ from pydantic import Field, PlainSerializer
 
 from core.paths import CHAMPION, DEPLOY_DECISION
 from core.records import Record, RecordMissingError, read_record
+from core.records.rollout import RolloutSlot
 
 WRITER = "the deploy stage (dvc repro deploy)"
 
@@ -135,6 +136,11 @@ class DeployDecision(Record):
     comparison_rows: ComparisonRows | None = None
     recent_window: RecentWindow | None = None
     infra_check: InfraCheck | None = None
+    # with deploy.rollout shadow|canary and a champion: the promoted challenger became the
+    # `candidate` and this rollout started (the champion is unchanged); with `immediate` and
+    # a rollback window, the `watch` of the new champion against previous. None: neither
+    # (and in decisions written before rollouts existed).
+    rollout: RolloutSlot | None = None
 
 
 def read_champion(path: Path = CHAMPION) -> ChampionRecord | None:

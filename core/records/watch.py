@@ -18,6 +18,7 @@ from core.io import append_json_line, read_json_lines
 from core.records import Record
 from core.records.monitor import Action as VerdictAction
 from core.records.monitor import ServingChampion, Signal
+from core.records.rollout import RolloutVerdict
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,20 @@ class DeployOutcome(Record):
     reasons: list[str]
 
 
+class RolloutStep(Record):
+    """What the iteration did to the rollout in progress (`pipelines.edges.rollout_control`).
+
+    `resumed`: a verdict an earlier run had recorded but not finished applying, completed
+    now. `verdict`: this iteration's judgement (None: no rollout in progress). `actions`:
+    the moves made, one line each. `error`: why judging or applying failed.
+    """
+
+    resumed: RolloutVerdict | None = None
+    verdict: RolloutVerdict | None = None
+    actions: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
 class WatchWindow(Record):
     """The judged window, in brief (from the monitor's decision)."""
 
@@ -116,6 +131,7 @@ class WatchRecord(Record):
     skipped_reason: str | None = None
     feedback: FeedbackSummary | None = None
     deploy: DeployOutcome | None = None
+    rollout: RolloutStep | None = None  # None: no rollout in progress (or an older line)
     repro: list[ReproResult] = Field(default_factory=list)
     durations_s: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
