@@ -11,6 +11,7 @@ import typer
 from lifecycle.exits import fail
 from lifecycle.orchestrators.commands import export_command, task_command
 from lifecycle.registry_commands import champion_command, rollback_command
+from lifecycle.rollout_command import app as rollout_app
 from lifecycle.serve_command import serve_command
 from lifecycle.simulate_command import simulate_command
 from lifecycle.stack.commands import app as stack_app
@@ -19,6 +20,9 @@ from pipelines.edges.runtime import configure_logging
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 logger = logging.getLogger(__name__)
 app.add_typer(stack_app, name="stack")  # lifecycle stack up|down|status|env (docs/stack.md)
+app.add_typer(
+    rollout_app, name="rollout"
+)  # lifecycle rollout status|promote|abort (docs/rollout.md)
 
 
 @app.callback()

@@ -30,6 +30,11 @@ def mlflow_tags(record: WatchRecord) -> dict[str, str]:
         "policy_retrain": _flag(record.policy is not None and record.policy.retrain),
         "promoted": _flag(record.deploy is not None and record.deploy.promoted),
         "failed": _flag(record.error is not None),
+        "rollout_outcome": (
+            record.rollout.verdict.outcome
+            if record.rollout is not None and record.rollout.verdict is not None
+            else "none"
+        ),
     }
     if record.error:
         tags["error"] = record.error[:5000]

@@ -16,12 +16,13 @@ from typing import Any
 import yaml
 
 from core.clock import format_time, now_text, parse_time
-from core.paths import CHAMPION, DVC_FILE, LEDGER, MONITOR_DECISION
+from core.paths import CHAMPION, DVC_FILE, LEDGER, MONITOR_DECISION, ROLLOUT_HISTORY
 from core.records import RecordError, RecordMissingError
 from core.records.deploy import read_champion
 from core.records.ledger import AttemptFinished, AttemptStarted, LedgerEntry, read_ledger
 from core.records.watch import read_watch_history
 from lifecycle.monitor_status import format_monitor_status, read_monitor_status
+from lifecycle.rollout_status import format_rollout_status, rollout_status, status_pointer
 from pipelines.edges.ledger import process_alive
 
 
@@ -68,6 +69,7 @@ class RunStatus:
     registry_champion: dict[str, Any] | None = None
     monitor: dict[str, Any] | None = None  # the monitor's last verdict (None: none yet)
     watch: dict[str, Any] | None = None
+    rollout: dict[str, Any] = field(default_factory=dict)  # in progress, and the last verdict
     recent_runs: list[str] = field(default_factory=list)  # newest first, at most 10
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +85,7 @@ def lifecycle_status(
     champion: Path = CHAMPION,
     watch_log: Path | None = None,
     monitor_decision: Path = MONITOR_DECISION,
+    rollout_history: Path = ROLLOUT_HISTORY,
     quality_floors: Mapping[str, float] | None = None,
 ) -> RunStatus:
     """The status of lifecycle run `run` (default: the latest in the ledger).
@@ -115,6 +118,7 @@ def lifecycle_status(
         registry_champion=_registry_champion(champion),
         monitor=read_monitor_status(monitor_decision, store, quality_floors),
         watch=_last_watch(watch_log),
+        rollout=rollout_status(status_pointer(store), rollout_history),
         recent_runs=runs[:10],
     )
 
@@ -382,6 +386,7 @@ def _format_serving(status: RunStatus) -> list[str]:
             f"registry champion ({champion['path']}): {shown}, sha256 {sha[:12]}, "
             f"mlflow run {champion['mlflow_run_id'] or '-'}{agreement}"
         )
+    lines.extend(format_rollout_status(status.rollout))
     lines.extend(format_monitor_status(status.monitor))
     watch = status.watch
     if watch is None:

@@ -4,7 +4,10 @@ One iteration, in the project root: `dvc repro` (the monitor stage reruns when t
 the labels changed and writes its verdict); the verdict weighed against earlier iterations
 (`monitoring.policy`); to retrain, the window's new labelled rows written as a feedback
 batch (`pipelines.edges.feedback`) and `dvc repro` again, whose deploy stage says whether
-the new model was promoted. Each iteration appends one `WatchRecord` to `monitor.watch.log`
+the new model was promoted. A rollout in progress (`deploy.rollout`) is judged and its
+verdict applied first, before the monitor's `dvc repro`
+(`pipelines.edges.rollout_control`). Each iteration appends one `WatchRecord` to
+`monitor.watch.log`
 and goes to MLflow (`lifecycle.iteration_tracking`); a failure is recorded, and the loop
 goes on. One watch at a time, stopped gently (`lifecycle.process_guard`).
 """
@@ -32,6 +35,7 @@ from core.records.watch import (
     PolicyDecision,
     Purpose,
     ReproResult,
+    RolloutStep,
     WatchRecord,
     WatchVerdict,
     WatchWindow,
@@ -65,6 +69,7 @@ class IterationOutcome:
     feedback: FeedbackSummary | None = None
     skipped_reason: str | None = None
     deploy: DeployOutcome | None = None
+    rollout: RolloutStep | None = None
     error: str | None = None
 
 
@@ -122,6 +127,7 @@ def build_record(outcome: IterationOutcome, finished: dt.datetime) -> WatchRecor
         skipped_reason=outcome.skipped_reason,
         feedback=outcome.feedback,
         deploy=outcome.deploy,
+        rollout=outcome.rollout,
         repro=outcome.repros,
         durations_s=durations,
         error=outcome.error,
@@ -187,6 +193,7 @@ class Watch:
 
     def _iterate(self, outcome: IterationOutcome) -> None:
         self._sync_shared_log()
+        outcome.rollout = self._control_rollout()
         repro = self._repro("monitor", outcome)
         if repro.returncode != 0:
             raise WatchError(describe_failure(repro))
@@ -236,6 +243,23 @@ class Watch:
             except RecordError as exc:
                 raise WatchError(str(exc)) from None
         outcome.deploy = summarize_deploy(decision, champion_before)
+
+    def _control_rollout(self) -> RolloutStep | None:
+        """Judge the rollout in progress and apply the verdict; a failure is recorded in the
+        step (the monitor still runs): an abort must not wait for the next iteration's luck."""
+        from pipelines.edges.rollout_control import RolloutContext, control_rollout
+
+        try:
+            return control_rollout(
+                RolloutContext.from_params(self.params, self.contract, self.root),
+                self.contract,
+                self.root / self.params.serving.prediction_log.directory,
+                self.root / self.params.monitor.labels.directory,
+                self.clock(),
+            )
+        except Exception as exc:  # registry, stores, log: the record says which
+            logger.error("rollout: %s: %s", type(exc).__name__, exc)
+            return RolloutStep(error=f"{type(exc).__name__}: {exc}")
 
     def _sync_shared_log(self) -> None:
         """Copy the replicas' new log objects into the local log, the monitor's DVC dep.
@@ -356,5 +380,18 @@ def _log_summary(record: WatchRecord) -> None:
             record.deploy.champion_before,
             record.deploy.champion_after,
         )
+    step = record.rollout
+    if step is not None and step.verdict is not None:
+        level = logging.INFO if step.verdict.outcome == "continue" else logging.WARNING
+        logger.log(
+            level,
+            "  rollout %s: %s (%d rows, %d labelled)",
+            step.verdict.rollout_id,
+            step.verdict.outcome,
+            step.verdict.rows,
+            step.verdict.labelled_rows,
+        )
+    if step is not None and step.error:
+        logger.error("  rollout: %s", step.error)
     if record.error:
         logger.error("iteration %s failed: %s", record.iteration, record.error)

@@ -16,11 +16,16 @@ Each judgement is a `RolloutVerdict`, appended to `reports/deploy/rollout_histor
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
+from core.io import append_json_line, read_json_lines
 from core.records import Record
+
+logger = logging.getLogger(__name__)
 
 RolloutKind = Literal["shadow", "canary", "watch"]
 Outcome = Literal["continue", "promote", "abort", "rollback", "keep"]
@@ -76,3 +81,21 @@ class RolloutVerdict(Record):
     guards: list[GuardResult]
     outcome: Outcome
     reasons: list[str]  # one line each: why this outcome
+
+
+def append_verdict(path: Path, verdict: RolloutVerdict) -> None:
+    """Append the verdict to the rollout history as one JSON line (one write, fsynced)."""
+    append_json_line(path, verdict.model_dump(mode="json"))
+
+
+def read_verdicts(path: Path) -> list[RolloutVerdict]:
+    """The rollout history's verdicts, oldest first; unreadable lines skipped with a warning."""
+    if not Path(path).exists():
+        return []
+    verdicts = []
+    for number, value in read_json_lines(path):
+        try:
+            verdicts.append(RolloutVerdict.model_validate(value))
+        except ValidationError:
+            logger.warning("%s: line %d is not a rollout verdict; skipped", path, number)
+    return verdicts

@@ -23,12 +23,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 
 from core.clock import parse_time
 from core.config import DeployConfig, Params, registered_model_name
-from core.io import append_json_line, read_json_lines
-from core.records.rollout import Outcome, RolloutSlot, RolloutVerdict
+from core.records.rollout import (
+    Outcome,
+    RolloutSlot,
+    RolloutVerdict,
+    append_verdict,
+    read_verdicts,
+)
 from core.records.watch import RolloutStep
 from features.contract import DataContract
 from models.rollout import judge_rollout
@@ -161,7 +165,7 @@ def apply_verdict(
 ) -> list[str]:
     """Record the verdict, make its moves, log it to MLflow; the moves, one line each."""
     if record:
-        append_json_line(ctx.rollout_history, verdict.model_dump(mode="json"))
+        append_verdict(ctx.rollout_history, verdict)
     if verdict.outcome == "continue":
         return []
     evidence = {
@@ -242,19 +246,6 @@ def control_rollout(
 
 
 # --- the history and MLflow -------------------------------------------------------
-
-
-def read_verdicts(path: Path) -> list[RolloutVerdict]:
-    """The rollout history's verdicts, oldest first; unreadable lines skipped with a warning."""
-    if not Path(path).exists():
-        return []
-    verdicts = []
-    for number, value in read_json_lines(path):
-        try:
-            verdicts.append(RolloutVerdict.model_validate(value))
-        except ValidationError:
-            logger.warning("%s: line %d is not a rollout verdict; skipped", path, number)
-    return verdicts
 
 
 def last_verdict(path: Path) -> RolloutVerdict | None:
