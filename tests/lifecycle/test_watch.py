@@ -175,6 +175,7 @@ def test_the_record_of_an_iteration() -> None:
             "champion_after": 2,
             "reasons": ["better"],
         },
+        "rollout": None,
         "repro": [
             {
                 "purpose": "monitor",
@@ -258,6 +259,7 @@ def test_mlflow_tags_and_metrics_of_a_record() -> None:
         "policy_retrain": "true",
         "promoted": "true",
         "failed": "false",
+        "rollout_outcome": "none",
         "feedback_batch": "data/feedback/batch-x.parquet",
         "feedback_md5": "f" * 32,
     }

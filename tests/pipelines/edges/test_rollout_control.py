@@ -312,3 +312,28 @@ def test_immediate_with_no_champion_or_strategy_promotes_at_once(
     )
     assert registry.champion(name).version == 2 and registry.candidate(name) is None
     assert project.pointer()["tag"] == f"{name}:v2" and pointer_rollout(project.pointer()) is None
+
+
+def test_the_deploy_decision_names_the_rollout_and_old_decisions_still_read(
+    tmp_path: Path,
+) -> None:
+    from core.records.deploy import DeployDecision, read_deploy_decision
+    from core.records.rollout import RolloutSlot, SlotModel
+
+    old = {
+        "promote": True,
+        "reasons": ["ok"],
+        "registered_model": "m",
+        "challenger": {"family": "f", "content_sha256": "a", "mlflow_run_id": None, "holdout": {}},
+    }
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert read_deploy_decision(tmp_path / "old.json").rollout is None
+    slot = RolloutSlot(
+        id="m-v2-x",
+        kind="shadow",
+        model=SlotModel(tag="m:v2", version="v2", content_sha256="b" * 64, threshold=0.4),
+        started_at="2026-12-01T12:00:00.000Z",
+    )
+    decision = DeployDecision.model_validate({**old, "rollout": slot.model_dump()})
+    (tmp_path / "new.json").write_text(decision.model_dump_json())
+    assert read_deploy_decision(tmp_path / "new.json").rollout == slot
