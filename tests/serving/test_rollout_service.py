@@ -35,12 +35,8 @@ from core.columns import (
     SHADOW_SCORE_MS,
     SHADOW_VERSION,
 )
-from core.config import SyntheticSourceConfig, TrainConfig
-from core.model_files import save_model
 from core.records.rollout import RolloutSlot
 from features.contract import load_contract
-from features.synthetic import generate_process_data
-from models.training import SKOPS_TRUSTED_TYPES, build_pipeline, fit_model
 from serving.model_store import (
     POINTER_FILE,
     export_model,
@@ -56,8 +52,10 @@ from tests.serving.server import (
     MODEL_NAME,
     RunningServer,
     TinyModel,
+    raising_model,
     request_rows,
     serve,
+    slow_model,
     train_tiny_model,
     write_project,
 )
@@ -95,33 +93,6 @@ class Rollout:
         write_champion_pointer(self.store, load_served_model(self.tags["v1"], self.store), slot)
 
 
-def _raising_model(directory: Path) -> TinyModel:
-    """A real logistic regression whose encoder knows only types L and M and refuses others."""
-    frame = generate_process_data(SyntheticSourceConfig(rows=2000))
-    frame = frame[frame["Type"] != "H"].reset_index(drop=True)
-    pipeline = build_pipeline(CONTRACT, TrainConfig(model="logistic_regression"), seed=0)
-    pipeline.set_params(
-        preprocess__categorical__categories=[["L", "M"]],
-        preprocess__categorical__handle_unknown="error",
-    )
-    pipeline.fit(frame[CONTRACT.features], frame[CONTRACT.label].to_numpy())
-    meta = {"family": "logistic_regression", "features": CONTRACT.features, "label": CONTRACT.label}
-    content = save_model(pipeline, directory, meta, SKOPS_TRUSTED_TYPES["logistic_regression"])
-    return TinyModel(directory=directory, content_sha256=content, pipeline=pipeline)
-
-
-def _slow_model(directory: Path) -> TinyModel:
-    """A real random forest big enough to be slow: hundreds of deep trees."""
-    frame = generate_process_data(SyntheticSourceConfig(rows=2000))
-    config = TrainConfig(model="random_forest")
-    pipeline = fit_model(
-        frame, CONTRACT, config, seed=0, overrides={"n_estimators": 300, "max_depth": None}
-    )
-    meta = {"family": "random_forest", "features": CONTRACT.features, "label": CONTRACT.label}
-    content = save_model(pipeline, directory, meta, SKOPS_TRUSTED_TYPES["random_forest"])
-    return TinyModel(directory=directory, content_sha256=content, pipeline=pipeline)
-
-
 THRESHOLDS = {"v1": 0.5, "v2": 0.4, "v3": 0.5, "v4": 0.5}
 
 
@@ -132,8 +103,8 @@ def rollout(tmp_path_factory: pytest.TempPathFactory) -> Rollout:
     models = {
         "v1": train_tiny_model(root / "m1", max_iter=30),
         "v2": train_tiny_model(root / "m2", max_iter=5),
-        "v3": _raising_model(root / "m3"),
-        "v4": _slow_model(root / "m4"),
+        "v3": raising_model(root / "m3"),
+        "v4": slow_model(root / "m4"),
     }
     tags = {
         version: export_model(
