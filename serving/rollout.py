@@ -12,10 +12,12 @@ scores it in shadow afterwards (`serving.shadow`):
 - no rollout (or its model not loaded): the champion answers, nothing in shadow;
 - `shadow` and `watch`: the champion answers every row, the other model scores it in shadow;
 - `canary`: a row whose id falls in the canary's share (`canary_bucket`) is answered by the
-  candidate and scored by the champion in shadow; the others the other way round. When the
-  candidate raises, the champion answers those rows too (no failed request) and the
-  candidate scores them again in shadow, one row at a time if need be, so the log says
-  which rows it fails on (`shadow_error`).
+  candidate; the others by the champion, and the candidate scores them in shadow. The
+  champion scores every row of the call in one call, so for the candidate's rows its score
+  is the shadow score at once (no second call, no queue). When the candidate raises, the
+  champion answers those rows too (no failed request) and the candidate scores them again
+  in shadow, one row at a time if need be, so the log says which rows it fails on
+  (`shadow_error`).
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from core.columns import (
     MODEL_VERSION,
     PREDICTED,
@@ -37,6 +37,10 @@ from core.columns import (
     ROLLOUT_COLUMNS,
     ROLLOUT_ID,
     SCORE_MS,
+    SHADOW_PREDICTED,
+    SHADOW_PROBABILITY,
+    SHADOW_SCORE_MS,
+    SHADOW_THRESHOLD,
     SHADOW_VERSION,
     THRESHOLD,
 )
@@ -107,7 +111,15 @@ class RowAnswer:
     probability: float
     score_ms: float
     rollout_id: str | None = None
-    shadow: ServedModel | None = None  # the other model, to score the row after the answer
+    shadow: ServedModel | None = None  # the other model of the rollout
+    # its score, when already known (a canary row the candidate answered: the champion's)
+    shadow_probability: float | None = None
+    shadow_ms: float | None = None
+
+    @property
+    def needs_shadow(self) -> bool:
+        """True when the other model must still score this row (`serving.shadow`)."""
+        return self.shadow is not None and self.shadow_probability is None
 
 
 def score_rows(
@@ -130,29 +142,27 @@ def score_rows(
     if slot.kind != "canary":
         scores, ms = _timed(champion, frame, contract)
         return [RowAnswer(champion, score, ms, slot.id, other) for score in scores]
-    routed = np.array(
-        [canary_bucket(routing_key(r, rid, contract)) < slot.share for r, rid in rows], dtype=bool
+    routed = [canary_bucket(routing_key(r, rid, contract)) < slot.share for r, rid in rows]
+    scores, ms = _timed(champion, frame, contract)  # every row: answers and shadow scores
+    answers = [RowAnswer(champion, score, ms, slot.id, other) for score in scores]
+    picked = [index for index, go in enumerate(routed) if go]
+    if not picked:
+        return answers
+    subset = (
+        frame
+        if len(picked) == len(rows)
+        else records_to_frame([records[index] for index in picked], contract)
     )
-    answers: list[RowAnswer | None] = [None] * len(rows)
-    kept = np.flatnonzero(~routed)
-    if routed.any():
-        picked = np.flatnonzero(routed)
-        try:
-            scores, ms = _timed(other, frame.iloc[picked].reset_index(drop=True), contract)
-        except Exception as exc:  # the champion answers them; the shadow logs the error
-            logger.debug("canary %s raised on %d row(s): %s", other.version, len(picked), exc)
-            if fallbacks is not None:
-                fallbacks.labels(model_version=other.version).inc(len(picked))
-            kept = np.arange(len(rows))
-        else:
-            for index, score in zip(picked.tolist(), scores, strict=True):
-                answers[index] = RowAnswer(other, score, ms, slot.id, champion)
-    if len(kept):
-        subset = frame if len(kept) == len(rows) else frame.iloc[kept].reset_index(drop=True)
-        scores, ms = _timed(champion, subset, contract)
-        for index, score in zip(kept.tolist(), scores, strict=True):
-            answers[index] = RowAnswer(champion, score, ms, slot.id, other)
-    return answers  # type: ignore[return-value]  # every index was filled
+    try:
+        candidate, candidate_ms = _timed(other, subset, contract)
+    except Exception as exc:  # the champion answers them; the shadow logs the error per row
+        logger.debug("canary %s raised on %d row(s): %s", other.version, len(picked), exc)
+        if fallbacks is not None:
+            fallbacks.labels(model_version=other.version).inc(len(picked))
+        return answers
+    for index, score in zip(picked, candidate, strict=True):
+        answers[index] = RowAnswer(other, score, candidate_ms, slot.id, champion, scores[index], ms)
+    return answers
 
 
 def _timed(model: ServedModel, frame: Any, contract: DataContract) -> tuple[list[float], float]:
@@ -175,9 +185,15 @@ def log_row(record: Any, request_id: str, answer: RowAnswer) -> dict[str, Any]:
         THRESHOLD: model.threshold,
         SCORE_MS: round(answer.score_ms, 3),
     }
-    if answer.shadow is not None:
+    shadow = answer.shadow
+    if shadow is not None:
         row.update(dict.fromkeys(ROLLOUT_COLUMNS))
         row[ROLLOUT_ID] = answer.rollout_id
-        row[SHADOW_VERSION] = answer.shadow.version
+        row[SHADOW_VERSION] = shadow.version
+        if answer.shadow_probability is not None:
+            row[SHADOW_PROBABILITY] = answer.shadow_probability
+            row[SHADOW_PREDICTED] = answer.shadow_probability >= shadow.threshold
+            row[SHADOW_THRESHOLD] = shadow.threshold
+            row[SHADOW_SCORE_MS] = round(answer.shadow_ms or 0.0, 3)
     row.update(record.model_dump(by_alias=True))
     return row

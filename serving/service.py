@@ -271,10 +271,10 @@ class Predictor:
             plain, shadowed = [], []
             for record, answer in zip(records, answers, strict=True):
                 row = log_row(record, request_id, answer)
-                if answer.shadow is None:
-                    plain.append(row)
-                else:
+                if answer.needs_shadow:
                     shadowed.append(ShadowRow(row, record, answer.shadow))
+                else:
+                    plain.append(row)
             if plain:
                 self._prediction_log.log(plain)
             if shadowed:
