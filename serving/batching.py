@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-
-import numpy as np
-
-from serving.model_store import ServedModel
 
 
 class RowBatcher:
@@ -20,11 +16,15 @@ class RowBatcher:
     sending concurrently), it waits up to `max_latency_ms` for that many to arrive. A lone
     client never waits (its batches are single rows), and no row is ever refused: under
     overload rows wait in the queue instead of being shed with 503s.
+
+    `score` takes the rows of one call and returns one result per row, in order (the
+    service's `serving.rollout.RowAnswer`: which model answered, so routing happens per
+    row after batching).
     """
 
     def __init__(
         self,
-        score: Callable[[list[Any]], tuple[ServedModel, np.ndarray]],
+        score: Callable[[list[Any]], Sequence[Any]],
         max_batch_size: int,
         max_latency_ms: int,
         run_in_thread: Callable[..., Awaitable[Any]],
@@ -37,8 +37,8 @@ class RowBatcher:
         self._task: asyncio.Task | None = None
         self._expected = 1
 
-    async def submit(self, row: Any) -> tuple[ServedModel, float]:
-        """The model that scored the row and its probability of the positive label."""
+    async def submit(self, row: Any) -> Any:
+        """The row's result from `score`."""
         if self._task is None or self._task.done():
             self._queue = asyncio.Queue()
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -71,15 +71,15 @@ class RowBatcher:
             if not live:
                 continue
             try:
-                model, scores = await self._run_in_thread(self._score, [row for row, _ in live])
+                results = await self._run_in_thread(self._score, [row for row, _ in live])
             except Exception as exc:  # the rows' requests fail with it; the batcher goes on
                 for _, future in live:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), score in zip(live, scores.tolist(), strict=True):
+            for (_, future), result in zip(live, results, strict=True):
                 if not future.done():  # a request that timed out is no longer waiting
-                    future.set_result((model, score))
+                    future.set_result(result)
 
     def _take_queued(self, queue: asyncio.Queue, batch: list) -> None:
         while len(batch) < self._max_batch_size and not queue.empty():

@@ -10,6 +10,11 @@ One source per service, decided at start-up:
 - **pointer**: the local store's `champion.json`, written by deploy and `lifecycle rollback`.
 - **packed**: with neither, a service run from a built Bento serves the model packed in it.
 
+The pointer may also carry a rollout block (`core.records.rollout.RolloutSlot`): the other
+model every worker loads beside the champion. With the shared store it is fetched like the
+champion. A block that cannot be used never stops the champion: `find` returns it as
+`rollout_error` (one line) and the champion alone is served.
+
 The service loads whatever this returns through `load_served_model` (trusted types).
 """
 
@@ -23,12 +28,19 @@ from typing import Literal
 
 import yaml
 
-from serving.model_store import has_model, read_champion_pointer
+from core.records.rollout import RolloutSlot
+from serving.model_store import (
+    POINTER_FILE,
+    has_model,
+    read_champion_pointer,
+    split_rollout,
+)
 from serving.shared_store import (
     SharedStore,
     display_url,
     fetch_model,
     open_shared_store,
+    pointer_url,
     read_shared_pointer,
 )
 
@@ -45,6 +57,8 @@ class Champion:
     tag: str
     source: Source
     store: Path
+    rollout: RolloutSlot | None = None  # the pointer's rollout block, when usable
+    rollout_error: str | None = None  # why the pointer's rollout block is not used
 
 
 class NoChampion(LookupError):
@@ -67,24 +81,33 @@ class ChampionSource:
             return f"the pointer in {self.store}, else the Bento's packed {self.packed.tag}"
         return f"the pointer in {self.store}"
 
-    def find(self, current: str | None = None) -> Champion:
+    def find(self, current: str | None = None, current_other: str | None = None) -> Champion:
         """The champion now; with the shared store, fetched into the local store if missing.
 
-        `current` is the tag being served: it is not fetched again.
+        `current` is the tag being served, `current_other` the rollout model loaded beside
+        it: neither is fetched again. The rollout's model is fetched too; when that fails
+        the champion is still returned, with the reason in `rollout_error`.
         """
         if self.shared_url is not None:
             if self._shared is None:
                 self._shared = open_shared_store(self.shared_url)
-            pointer = read_shared_pointer(self._shared)
+            pointer = read_shared_pointer(self._shared, lenient_rollout=True)
             if pointer is None:
                 raise NoChampion(f"no champion pointer in {self.describe()} yet")
             tag = str(pointer["tag"])
             if tag != current:
                 fetch_model(self._shared, tag, self.store)
-            return Champion(tag, "shared", self.store)
-        pointer = read_champion_pointer(self.store)
+            slot, error = split_rollout(pointer, pointer_url(display_url(self.shared_url)))
+            if slot is not None and slot.model.tag != current_other:
+                try:
+                    fetch_model(self._shared, slot.model.tag, self.store)
+                except Exception as exc:  # the champion serves alone meanwhile
+                    slot, error = None, f"cannot fetch the rollout's {slot.model.tag}: {exc}"
+            return Champion(tag, "shared", self.store, slot, error)
+        pointer = read_champion_pointer(self.store, lenient_rollout=True)
         if pointer is not None:
-            return Champion(str(pointer["tag"]), "pointer", self.store)
+            slot, error = split_rollout(pointer, self.store / POINTER_FILE)
+            return Champion(str(pointer["tag"]), "pointer", self.store, slot, error)
         if self.packed is not None:
             return self.packed
         raise NoChampion(f"no champion pointer in {self.store} yet: deploy one (dvc repro)")

@@ -16,6 +16,8 @@ class ServiceMetrics:
     log_dropped: Any
     log_write_errors: Any
     reloads: Any
+    shadow_rows: Any
+    canary_fallbacks: Any
 
 
 @functools.cache
@@ -49,10 +51,22 @@ def service_metrics() -> ServiceMetrics:
         ),
         reloads=prom.Counter(
             "lifecycle_model_reloads",
-            "Champion reloads, by outcome (swapped or failed).",
+            "Champion reloads, by outcome (swapped, failed, or rollout_failed: the rollout's "
+            "model or block could not be used and the champion serves alone).",
             ["outcome"],
         ),
+        shadow_rows=prom.Counter(
+            "lifecycle_shadow_rows",
+            "Rows the rollout's other model scored off the request path, by its version and "
+            "outcome: scored, error (it raised on the row), unscored (queue full, shutdown).",
+            ["model_version", "outcome"],
+        ),
+        canary_fallbacks=prom.Counter(
+            "lifecycle_canary_fallback_rows",
+            "Canary rows the champion answered because the candidate raised, by candidate.",
+            ["model_version"],
+        ),
     )
-    for outcome in ("swapped", "failed"):
+    for outcome in ("swapped", "failed", "rollout_failed"):
         metrics.reloads.labels(outcome=outcome)  # show zeros before the first reload
     return metrics

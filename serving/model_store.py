@@ -298,8 +298,12 @@ def has_model(tag: str, store: Path) -> bool:
     return models.is_dir() and _existing(open_model_store(models), tag, Path(store)) is not None
 
 
-def read_champion_pointer(store: Path) -> dict[str, Any] | None:
-    """The champion pointer, or None before the first one is written."""
+def read_champion_pointer(store: Path, *, lenient_rollout: bool = False) -> dict[str, Any] | None:
+    """The champion pointer, or None before the first one is written.
+
+    With `lenient_rollout`, only the champion's keys are checked: the rollout block comes
+    back unchecked, for `split_rollout` (the service serves the champion whatever the block).
+    """
     path = Path(store) / POINTER_FILE
     try:
         pointer = read_json(path)
@@ -307,8 +311,29 @@ def read_champion_pointer(store: Path) -> dict[str, Any] | None:
         return None
     except ValueError as exc:
         raise ModelStoreError(f"{path}: not valid JSON ({exc})") from None
-    _check_pointer(pointer, path)
+    _check_pointer(without_rollout(pointer) if lenient_rollout else pointer, path)
     return pointer
+
+
+def without_rollout(pointer: Any) -> Any:
+    """The pointer without its rollout block (anything but a dict is returned as is)."""
+    if not isinstance(pointer, dict):
+        return pointer
+    return {key: value for key, value in pointer.items() if key != ROLLOUT_KEY}
+
+
+def split_rollout(
+    pointer: dict[str, Any], where: Path | str
+) -> tuple[RolloutSlot | None, str | None]:
+    """A pointer's rollout block, checked: (the slot, None), (None, None) without one, or
+    (None, the one-line error) when the block is unusable."""
+    if pointer.get(ROLLOUT_KEY) is None:
+        return None, None
+    try:
+        _check_pointer(pointer, where)
+    except ModelStoreError as exc:
+        return None, str(exc)
+    return pointer_rollout(pointer), None
 
 
 # --- helpers ---------------------------------------------------------------------------

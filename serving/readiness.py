@@ -2,9 +2,11 @@
 
 BentoML's `/readyz` answers 200 or 503 with a bare text body. This ASGI middleware keeps
 that meaning (200 once a champion is loaded, 503 before) and answers JSON:
-`{"ready": true, "model": "milling-failure:v3", "source": "shared"}`, or
+`{"ready": true, "model": "milling-failure:v3", "source": "shared", "rollout": null}`, or
 `{"ready": false, "reason": "..."}` with 503. Each worker process has its own state, set by
-its service instance.
+its service instance. During a rollout, `rollout` is `{"id", "kind", "version", "share"}` of
+the model served beside the champion; `rollout_error` says (one line) why the pointer's
+rollout is not served, when it is not.
 """
 
 from __future__ import annotations
@@ -25,9 +27,18 @@ class Readiness:
         self._lock = threading.Lock()
         self._body: dict[str, Any] = {"ready": False, "reason": "starting"}
 
-    def serving(self, tag: str, source: str) -> None:
+    def serving(
+        self,
+        tag: str,
+        source: str,
+        rollout: dict[str, Any] | None = None,
+        rollout_error: str | None = None,
+    ) -> None:
+        body = {"ready": True, "model": tag, "source": source, "rollout": rollout}
+        if rollout_error is not None:
+            body["rollout_error"] = rollout_error
         with self._lock:
-            self._body = {"ready": True, "model": tag, "source": source}
+            self._body = body
 
     def waiting(self, reason: str) -> None:
         """Not ready, and why; ignored once a model is served (it keeps serving)."""

@@ -14,8 +14,7 @@ import numbers
 import operator
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,6 +33,21 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError, SchemaError
 
 from features.contract import Column, DataContract, field_name
+from serving.answers import (
+    AnswerModels,
+    BatchPrediction,
+    Prediction,
+    RecordPrediction,
+    build_answer_models,
+)
+
+__all__ = [  # the answer models live in serving.answers; these names stay importable here
+    "AnswerModels",
+    "BatchPrediction",
+    "Prediction",
+    "RecordPrediction",
+    "build_answer_models",
+]
 
 RECORD_MODEL_NAME = "ProcessRecord"
 BATCH_MODEL_NAME = "ProcessBatch"
@@ -280,145 +294,6 @@ def _column_array(values: list[Any], column: Column) -> np.ndarray:
     if column.dtype == "integer":
         return np.array(values, dtype=np.float64 if None in values else np.int64)
     return np.array(values, dtype=object)
-
-
-# --- responses -------------------------------------------------------------------------
-
-
-class Prediction(BaseModel):
-    """The answer for one record; `build_answer_models` names its fields from the contract."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    probability_field: ClassVar[str] = "probability"
-    label_field: ClassVar[str] = "predicted"
-
-    @classmethod
-    def from_probability(
-        cls, probability: float, threshold: float, model_version: str, request_id: str
-    ) -> Prediction:
-        return cls.model_validate(
-            {
-                cls.probability_field: float(probability),
-                cls.label_field: bool(probability >= threshold),
-                "threshold": threshold,
-                "model_version": model_version,
-                "request_id": request_id,
-            }
-        )
-
-    def scored(self) -> tuple[float, bool]:
-        """(probability, predicted label), whatever the contract names them."""
-        return getattr(self, self.probability_field), getattr(self, self.label_field)
-
-
-class RecordPrediction(BaseModel):
-    """One record's answer within a batch; fields named from the contract."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    probability_field: ClassVar[str] = "probability"
-    label_field: ClassVar[str] = "predicted"
-
-    def scored(self) -> tuple[float, bool]:
-        return getattr(self, self.probability_field), getattr(self, self.label_field)
-
-
-class BatchPrediction(BaseModel):
-    """The answers for a batch, in request order; what every row shares is stated once."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    probability_field: ClassVar[str] = "probability"
-    label_field: ClassVar[str] = "predicted"
-
-    @classmethod
-    def from_probabilities(
-        cls,
-        probabilities: Sequence[float] | np.ndarray,
-        threshold: float,
-        model_version: str,
-        request_id: str,
-    ) -> BatchPrediction:
-        scores = np.asarray(probabilities, dtype=np.float64)
-        predicted = (scores >= threshold).tolist()
-        return cls.model_validate(
-            {
-                "predictions": [
-                    {cls.probability_field: p, cls.label_field: f}
-                    for p, f in zip(scores.tolist(), predicted, strict=True)
-                ],
-                "threshold": threshold,
-                "model_version": model_version,
-                "request_id": request_id,
-            }
-        )
-
-    def scored(self) -> list[tuple[float, bool]]:
-        """Each record's (probability, predicted label), in request order."""
-        return [record.scored() for record in self.predictions]  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class AnswerModels:
-    """The response models of one contract: one record's answer, a batch row, a batch."""
-
-    single: type[Prediction]
-    record: type[RecordPrediction]
-    batch: type[BatchPrediction]
-
-
-def build_answer_models(contract: DataContract) -> AnswerModels:
-    """The answer models, their two scored fields named by the contract's `answer` block.
-
-    `Prediction` is {probability, label, threshold, model_version, request_id};
-    `BatchPrediction` is {predictions: [{probability, label}], threshold, model_version,
-    request_id}, with the contract's names for probability and label.
-    """
-    probability, label = contract.probability_field, contract.label_field
-    about = (
-        f"The model's probability that '{contract.label}' is 1 (the positive class), "
-        "for this record."
-    )
-    decided = f"True when {probability} >= threshold: the predicted '{contract.label}'."
-    scored = {
-        probability: (float, Field(ge=0, le=1, description=about)),
-        label: (bool, Field(description=decided)),
-    }
-    shared = {
-        "threshold": (
-            float,
-            Field(ge=0, le=1, description="The operating threshold chosen at evaluation."),
-        ),
-        "model_version": (str, Field(description="The registered model version that answered.")),
-        "request_id": (str, Field(description="This request's id; the prediction log keys on it.")),
-    }
-    names = {"probability_field": probability, "label_field": label}
-    record = _answer_model(RecordPrediction, "One record's answer within a batch.", scored, names)
-    single = _answer_model(Prediction, "The answer for one record.", {**scored, **shared}, names)
-    rows = (
-        list[record],  # type: ignore[valid-type]
-        Field(description="One answer per record, in the request's order."),
-    )
-    batch = _answer_model(
-        BatchPrediction,
-        "The answers for a batch, in request order; what every row shares is stated once.",
-        {"predictions": rows, **shared},
-        names,
-    )
-    return AnswerModels(single=single, record=record, batch=batch)
-
-
-def _answer_model(
-    base: type[Any], doc: str, fields: dict[str, tuple[Any, FieldInfo]], names: dict[str, str]
-) -> Any:
-    """A subclass of `base` named like it, with `fields` in order and its field-name ClassVars."""
-    namespace: dict[str, Any] = {
-        "__module__": __name__,
-        "__doc__": doc,
-        "__qualname__": base.__name__,
-        "__annotations__": {name: kind for name, (kind, _) in fields.items()},
-        **{name: info for name, (_, info) in fields.items()},
-        **names,
-    }
-    return type(base.__name__, (base,), namespace)
 
 
 # --- 4xx bodies ------------------------------------------------------------------------

@@ -9,6 +9,11 @@ this module is imported, so the module reads `params.yaml` once, at import
 read is the only import-time effect: no model, store, thread or environment change
 happens before BentoML builds the service. Every prediction is queued to the prediction log,
 which never blocks or fails a request and is flushed when the service shuts down.
+
+During a rollout (the pointer's `rollout` block) each worker serves the champion and the
+other model as one pair (`serving.rollout`): in shadow the champion answers and the other
+model scores the row after the answer (`serving.shadow`, which then logs it); in a canary
+the candidate answers the share of ids its stable hash routes to it.
 """
 
 from __future__ import annotations
@@ -23,11 +28,9 @@ from typing import Any
 
 import anyio
 import bentoml
-import numpy as np
 from starlette.responses import JSONResponse
 
 from core import OUR_PACKAGES
-from models.evaluation import predict_probability
 from serving.api_models import service_document, service_models
 from serving.batching import RowBatcher
 from serving.bentoml_patches import bentoml_openapi_document, cancel_request_timeout_timers
@@ -35,19 +38,20 @@ from serving.champion_reload import ReloadRequest, ReloadResult, ServedChampion
 from serving.champion_source import ChampionSource
 from serving.gate import REQUEST_ID_HEADER, RequestGate, request_id_from
 from serving.metrics import service_metrics
-from serving.model_store import ServedModel
 from serving.openapi import OpenAPIDocument, correct_document
-from serving.prediction_log import PredictionLogger, prediction_rows
+from serving.prediction_log import PredictionLogger
 from serving.prediction_log.shared import shared_log_sink
 from serving.readiness import Readiness, ReadinessRoute
-from serving.schema import records_to_frame
+from serving.rollout import RowAnswer, ServedPair, log_row, score_rows
 from serving.service_settings import load_settings
+from serving.shadow import ShadowRow, ShadowScorer
 from serving.shared_store import shared_store_url
 
 logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 60.0  # BentoML answers 504 after this; overridable with its config
 LOG_CLOSE_TIMEOUT_S = 10.0
+SHADOW_CLOSE_TIMEOUT_S = 10.0  # queued shadow rows scored at shutdown; the rest logged unscored
 
 # configuration and models, made once when BentoML imports this module
 _SETTINGS = load_settings()
@@ -112,6 +116,14 @@ class Predictor:
             sink=shared_log_sink(config, shared_url),  # None: files under `directory`
         )
         self._prediction_log.start()
+        self._shadow = ShadowScorer(
+            settings.contract,
+            self._prediction_log.log,
+            queue_rows=settings.shadow.queue_rows,
+            max_batch_rows=settings.shadow.max_batch_rows,
+            counted=self._metrics.shadow_rows,
+        )
+        self._shadow.start()
         self._log_seen = {"dropped": 0, "write_errors": 0}
         self._limiter: anyio.CapacityLimiter | None = None
         # single records that arrive while the model is busy are scored together in its
@@ -146,30 +158,42 @@ class Predictor:
         if self._champion.model is None:
             return _not_ready()
         start = time.perf_counter()
+        row = (record, request_id)
         if self._batcher is not None:
-            model, score = await self._batcher.submit(record)
+            scored: RowAnswer = await self._batcher.submit(row)
         else:
-            model, scores = await self._in_thread(self._score, [record])
-            score = float(scores[0])
-        self._observe("predict", model, 1, start)
-        answer = Prediction.from_probability(score, model.threshold, model.version, request_id)
-        self._log_answer([record], answer)
+            scored = (await self._in_thread(self._score, [row]))[0]
+        self._observe("predict", [scored], start)
+        model = scored.model  # the champion, or a canary's candidate for this id
+        answer = Prediction.from_probability(
+            scored.probability, model.threshold, model.version, request_id
+        )
+        self._log_answers([record], request_id, [scored])
         return answer
 
     @bentoml.api(route="/predict_batch")
     async def predict_batch(self, batch: ProcessBatch, /, ctx: bentoml.Context) -> BatchPrediction:
-        """Score a batch of records in one model call; answers keep the request's order."""
+        """Score a batch of records in one model call; answers keep the request's order.
+
+        `threshold` and `model_version` are the champion's; each record's `model_version`
+        names the model that answered it (during a canary, the candidate for its ids).
+        """
         request_id = request_id_from(ctx.request.headers.get(REQUEST_ID_HEADER))
         if self._champion.model is None:
             return _not_ready()
         records = list(batch.records)
         start = time.perf_counter()
-        model, scores = await self._in_thread(self._score, records)
-        self._observe("predict_batch", model, len(records), start)
-        answer = BatchPrediction.from_probabilities(
-            scores, model.threshold, model.version, request_id
+        champion, scored = await self._in_thread(
+            self._score_pair, [(record, request_id) for record in records]
         )
-        self._log_answer(records, answer)
+        self._observe("predict_batch", scored, start)
+        answer = BatchPrediction.from_rows(
+            [(a.probability, a.model.threshold, a.model.version) for a in scored],
+            champion.threshold,
+            champion.version,
+            request_id,
+        )
+        self._log_answers(records, request_id, scored)
         return answer
 
     @bentoml.api(route="/admin/reload")
@@ -193,11 +217,15 @@ class Predictor:
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:
-        """Stop polling, then flush the prediction log: no logged row is lost."""
+        """Stop polling, drain the shadow scorer, then flush the prediction log: no row is lost.
+
+        Shadow rows still queued after `SHADOW_CLOSE_TIMEOUT_S` are logged unscored.
+        """
         self._stopping.set()
         if self._batcher is not None:
             self._batcher.stop()
         self._watcher.join(timeout=5)
+        self._shadow.close(SHADOW_CLOSE_TIMEOUT_S)
         self._prediction_log.close(LOG_CLOSE_TIMEOUT_S)
         self._sync_log_metrics()
         logger.info(
@@ -209,27 +237,48 @@ class Predictor:
 
     # --- scoring -------------------------------------------------------------------------
 
-    def _score(self, records: list[Any]) -> tuple[ServedModel, np.ndarray]:
-        """Scores from the model being served when the call starts (one reference read)."""
-        model = self._champion.model
-        if model is None:
+    def _score(self, rows: list[tuple[Any, str]]) -> list[RowAnswer]:
+        """Each (record, request id) row's answer from the pair served when the call starts."""
+        return self._score_pair(rows)[1]
+
+    def _score_pair(self, rows: list[tuple[Any, str]]) -> tuple[Any, list[RowAnswer]]:
+        """The champion of the pair that scored (one reference read) and each row's answer."""
+        pair: ServedPair | None = self._champion.state
+        if pair is None:
             raise RuntimeError("no model loaded")
-        frame = records_to_frame(records, self._settings.contract)
-        return model, predict_probability(model.pipeline, frame, self._settings.contract)
+        answers = score_rows(pair, rows, self._settings.contract, self._metrics.canary_fallbacks)
+        return pair.champion, answers
 
     async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self._settings.serving.threads)
         return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
 
-    def _observe(self, endpoint: str, model: ServedModel, rows: int, start: float) -> None:
+    def _observe(self, endpoint: str, answers: list[RowAnswer], start: float) -> None:
         self._metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - start)
-        self._metrics.predictions.labels(model_version=model.version, endpoint=endpoint).inc(rows)
+        rows: dict[str, int] = {}
+        for answer in answers:
+            rows[answer.model.version] = rows.get(answer.model.version, 0) + 1
+        for version, count in rows.items():
+            self._metrics.predictions.labels(model_version=version, endpoint=endpoint).inc(count)
 
-    def _log_answer(self, records: list[Any], answer: Prediction | BatchPrediction) -> None:
-        """Queue the rows for the prediction log; never raises, never blocks."""
+    def _log_answers(self, records: list[Any], request_id: str, answers: list[RowAnswer]) -> None:
+        """Queue the rows for the prediction log, through the shadow scorer during a rollout.
+
+        Never raises, never blocks.
+        """
         try:
-            self._prediction_log.log(prediction_rows(records, answer))
+            plain, shadowed = [], []
+            for record, answer in zip(records, answers, strict=True):
+                row = log_row(record, request_id, answer)
+                if answer.needs_shadow:
+                    shadowed.append(ShadowRow(row, record, answer.shadow))
+                else:
+                    plain.append(row)
+            if plain:
+                self._prediction_log.log(plain)
+            if shadowed:
+                self._shadow.submit(shadowed)
         except Exception:  # logging must not cost a prediction
             logger.exception("could not queue %d row(s) for the prediction log", len(records))
 

@@ -7,10 +7,11 @@ import, so the settings are read then; this read is the service's only import-ti
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import ServingConfig, load_params
+from core.config.rollout import ShadowConfig
 from features.contract import DataContract, load_contract
 from serving.champion_source import Champion, packed_champion
 
@@ -26,6 +27,7 @@ class ServiceSettings:
     store: Path
     prediction_log: Path
     packed: Champion | None  # the model packed in the Bento this runs from, if it does
+    shadow: ShadowConfig = field(default_factory=ShadowConfig)  # deploy.rollout.shadow
 
 
 def load_settings(params_path: Path | str | None = None) -> ServiceSettings:
@@ -44,4 +46,5 @@ def load_settings(params_path: Path | str | None = None) -> ServiceSettings:
         store=(root / serving.store).resolve(),
         prediction_log=(root / serving.prediction_log.directory).resolve(),
         packed=packed_champion(root),
+        shadow=params.deploy.rollout.shadow,
     )

@@ -48,6 +48,7 @@ from serving.model_store import (
     export_model,
     has_model,
     stored_model_dir,
+    without_rollout,
 )
 
 logger = logging.getLogger(__name__)
@@ -200,8 +201,13 @@ def open_shared_store(url: str) -> SharedStore:
     return SharedStore(url=url, fs=fs, root=str(root).rstrip("/"))
 
 
-def read_shared_pointer(shared: SharedStore) -> dict[str, Any] | None:
-    """The shared champion pointer, or None before the first one; an error when unreachable."""
+def read_shared_pointer(
+    shared: SharedStore, *, lenient_rollout: bool = False
+) -> dict[str, Any] | None:
+    """The shared champion pointer, or None before the first one; an error when unreachable.
+
+    With `lenient_rollout`, the rollout block is not checked (`model_store.split_rollout`).
+    """
     where = pointer_url(display_url(shared.url))
     data = _read_bytes(shared, shared.path(POINTER_FILE))
     if data is None:
@@ -211,7 +217,8 @@ def read_shared_pointer(shared: SharedStore) -> dict[str, Any] | None:
     except ValueError as exc:
         raise SharedStoreError(f"{where}: not valid JSON ({exc})") from None
     try:
-        return check_pointer(pointer, where)
+        check_pointer(without_rollout(pointer) if lenient_rollout else pointer, where)
+        return pointer
     except ModelStoreError as exc:
         raise SharedStoreError(str(exc)) from None
 

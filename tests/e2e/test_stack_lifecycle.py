@@ -255,6 +255,7 @@ def test_a_replica_started_while_s3_is_paused_waits_then_serves(
         "ready": True,
         "model": STATE["v1"],
         "source": "shared",
+        "rollout": None,
     }
     assert (root / "replica-b" / "store" / "models" / MODEL / "v1").is_dir()
     STATE["replicas"] = group

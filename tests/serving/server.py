@@ -26,7 +26,7 @@ from core.config import SyntheticSourceConfig, TrainConfig
 from core.model_files import save_model
 from features.contract import load_contract
 from features.synthetic import generate_process_data
-from models.training import SKOPS_TRUSTED_TYPES, fit_model
+from models.training import SKOPS_TRUSTED_TYPES, build_pipeline, fit_model
 from serving.model_store import export_model, load_served_model, write_champion_pointer
 from tests.mlflow_server import free_port, tail_of, wait_until_up
 
@@ -56,6 +56,35 @@ def train_tiny_model(directory: Path, max_iter: int = 30, rows: int = 3000) -> T
     pipeline = fit_model(frame, contract, config, seed=0)
     meta = {"family": FAMILY, "features": contract.features, "label": contract.label}
     content = save_model(pipeline, directory, meta, SKOPS_TRUSTED_TYPES[FAMILY])
+    return TinyModel(directory=directory, content_sha256=content, pipeline=pipeline)
+
+
+def raising_model(directory: Path) -> TinyModel:
+    """A real logistic regression whose encoder knows only types L and M and refuses others."""
+    contract = load_contract(CONTRACT_PATH)
+    frame = generate_process_data(SyntheticSourceConfig(rows=2000))
+    frame = frame[frame["Type"] != "H"].reset_index(drop=True)
+    pipeline = build_pipeline(contract, TrainConfig(model="logistic_regression"), seed=0)
+    pipeline.set_params(
+        preprocess__categorical__categories=[["L", "M"]],
+        preprocess__categorical__handle_unknown="error",
+    )
+    pipeline.fit(frame[contract.features], frame[contract.label].to_numpy())
+    meta = {"family": "logistic_regression", "features": contract.features, "label": contract.label}
+    content = save_model(pipeline, directory, meta, SKOPS_TRUSTED_TYPES["logistic_regression"])
+    return TinyModel(directory=directory, content_sha256=content, pipeline=pipeline)
+
+
+def slow_model(directory: Path) -> TinyModel:
+    """A real random forest big enough to be slow: hundreds of deep trees."""
+    contract = load_contract(CONTRACT_PATH)
+    frame = generate_process_data(SyntheticSourceConfig(rows=2000))
+    config = TrainConfig(model="random_forest")
+    pipeline = fit_model(
+        frame, contract, config, seed=0, overrides={"n_estimators": 300, "max_depth": None}
+    )
+    meta = {"family": "random_forest", "features": contract.features, "label": contract.label}
+    content = save_model(pipeline, directory, meta, SKOPS_TRUSTED_TYPES["random_forest"])
     return TinyModel(directory=directory, content_sha256=content, pipeline=pipeline)
 
 

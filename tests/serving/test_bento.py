@@ -85,6 +85,6 @@ def test_a_bento_served_from_anywhere_serves_its_packed_model(
         answer = httpx.post(f"{server.url}/predict", json=record, timeout=10)
 
     assert ready.status_code == 200, server.tail()
-    assert ready.json() == {"ready": True, "model": tag, "source": "packed"}
+    assert ready.json() == {"ready": True, "model": tag, "source": "packed", "rollout": None}
     assert answer.status_code == 200, answer.text
     assert answer.json()["model_version"] == "v3"

@@ -176,7 +176,7 @@ def test_without_an_answer_block_the_answer_and_document_speak_the_contracts_wor
         document = httpx.get(f"{running.url}/docs.json", timeout=10).text
 
     assert list(single) == ["probability", "outcome", "threshold", "model_version", "request_id"]
-    assert list(batch["predictions"][0]) == ["probability", "outcome"]
+    assert list(batch["predictions"][0]) == ["probability", "outcome", "model_version"]
     assert single["outcome"] == (single["probability"] >= single["threshold"])
     assert "failure" not in document.lower() and "milling" not in document.lower()
     assert "'Outcome' is 1" in document and "plant: predictions of 'Outcome'" in document
@@ -237,4 +237,10 @@ def test_the_document_states_bodies_answers_and_nulls(service_module: Any) -> No
     contract = settings.contract
     assert list(answer)[:2] == [contract.probability_field, contract.label_field]
     assert not any(name.endswith("IODescriptor") for name in schemas)  # one schema per model
+    # a batch row names the version that answered it; the top-level fields are the champion's
+    row_version = schemas["RecordPrediction"]["properties"]["model_version"]["description"]
+    assert "answered this record" in row_version and "canary" in row_version
+    batch = schemas["BatchPrediction"]["properties"]
+    assert "champion" in batch["model_version"]["description"]
+    assert schemas["ReloadResult"]["properties"]["rollout"]["nullable"] is True
     assert document["info"]["title"] == f"{contract.name}: predictions of '{contract.label}'"

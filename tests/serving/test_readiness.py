@@ -27,4 +27,6 @@ def test_readyz_answers_the_model_and_its_source_or_why_not() -> None:
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [503, 200]
     bodies = [m["body"] for m in sent if m["type"] == "http.response.body"]
     assert b"unreachable" in bodies[0]
-    assert bodies[1] == b'{"ready": true, "model": "milling-failure:v3", "source": "shared"}'
+    assert bodies[1] == (
+        b'{"ready": true, "model": "milling-failure:v3", "source": "shared", "rollout": null}'
+    )

@@ -151,7 +151,12 @@ def test_a_replica_started_while_the_store_is_down_waits_then_serves(
 
     assert waiting.status_code == 503, waiting.text
     assert waiting.json()["ready"] is False and "unreachable" in waiting.json()["reason"]
-    assert _readyz(replica_a).json() == {"ready": True, "model": stack.v1.tag, "source": "shared"}
+    assert _readyz(replica_a).json() == {
+        "ready": True,
+        "model": stack.v1.tag,
+        "source": "shared",
+        "rollout": None,
+    }
     assert (stack.root / "replica-a" / "store" / "models" / MODEL_NAME / "v1").is_dir()
 
 

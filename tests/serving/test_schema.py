@@ -376,7 +376,11 @@ def test_a_batch_prediction_states_shared_fields_once(contract: DataContract) ->
     answers = build_answer_models(contract)
     batch = answers.batch.from_probabilities(np.array([0.1, 0.5, 0.9]), 0.5, "4", "r2")
     assert [predicted for _, predicted in batch.scored()] == [False, True, True]
-    assert batch.model_dump()["predictions"][0] == {"failure_probability": 0.1, "failure": False}
+    assert batch.model_dump()["predictions"][0] == {
+        "failure_probability": 0.1,
+        "failure": False,
+        "model_version": "4",
+    }
     assert (batch.model_version, batch.request_id, batch.threshold) == ("4", "r2", 0.5)
 
 
@@ -408,13 +412,15 @@ def test_the_answer_is_named_after_the_contracts_label_by_default() -> None:
         "request_id": "r1",
     }
     batch = answers.batch.from_probabilities([0.2], 0.5, "v1", "r2")
-    assert batch.model_dump()["predictions"] == [{"probability": 0.2, "diagnosis_malignant": False}]
+    assert batch.model_dump()["predictions"] == [
+        {"probability": 0.2, "diagnosis_malignant": False, "model_version": "v1"}
+    ]
 
 
 def test_the_answer_takes_the_contracts_names() -> None:
     answers = build_answer_models(_medical(probability="malignancy", label="malignant"))
     assert list(answers.single.model_fields)[:2] == ["malignancy", "malignant"]
-    assert list(answers.record.model_fields) == ["malignancy", "malignant"]
+    assert list(answers.record.model_fields) == ["malignancy", "malignant", "model_version"]
 
 
 def test_the_answer_schema_speaks_of_the_label_not_of_failures() -> None:

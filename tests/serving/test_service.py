@@ -544,10 +544,10 @@ def test_the_batcher_scores_concurrent_rows_together_in_order(service_module: An
 
     calls: list[list[int]] = []
 
-    def score(rows: list[int]) -> tuple[str, np.ndarray]:
+    def score(rows: list[int]) -> list[tuple[str, float]]:
         calls.append(list(rows))
         time.sleep(0.01)
-        return "model", np.array(rows, dtype=float) / 100
+        return [("model", value) for value in (np.array(rows, dtype=float) / 100).tolist()]
 
     async def run_in_thread(func: Any, *args: Any) -> Any:
         return await asyncio.to_thread(func, *args)

@@ -1,0 +1,207 @@
+"""The shadow scorer: the other model of a rollout scores each answered row, off the request path.
+
+One background thread per worker. The request path hands it the answered rows (their log
+rows, already holding the answer) and returns; the thread scores them with the row's
+shadow model in calls of up to `deploy.rollout.shadow.max_batch_rows` rows, fills in the
+`shadow_*` columns (`core.columns`) and passes the rows to the prediction log. So the
+answer never waits for the shadow, and a row reaches the log once, with both scores.
+
+- Bounded: at most `queue_rows` rows wait. Beyond that, rows are logged at once, unscored
+  (`shadow_version` set, its score null), and counted: the judge ignores such rows.
+- Errors never leave the thread: a call that raises is retried one row at a time, so each
+  failing row gets its own `shadow_error` ("<Type>: <message>", cut to 200 characters) and
+  the others their score; every outcome is counted by version.
+- `close(timeout_s)` stops taking rows and scores what is queued until the timeout; what is
+  left is logged unscored. Nothing is lost, as long as it runs before the log closes.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.columns import (
+    SHADOW_ERROR,
+    SHADOW_PREDICTED,
+    SHADOW_PROBABILITY,
+    SHADOW_SCORE_MS,
+    SHADOW_THRESHOLD,
+)
+from features.contract import DataContract
+from models.evaluation import predict_probability
+from serving.model_store import ServedModel
+from serving.schema import records_to_frame
+
+logger = logging.getLogger(__name__)
+
+ERROR_CHARS = 200
+_NICE = 10  # the thread's own scheduling priority: request threads come first
+
+
+@dataclass(frozen=True)
+class ShadowRow:
+    """One answered row waiting for its shadow score."""
+
+    row: dict[str, Any]  # its log row; the shadow columns are filled in place
+    record: Any  # the validated request record (for the model's frame)
+    model: ServedModel  # the model that scores it in shadow
+
+
+def describe_error(exc: BaseException) -> str:
+    """ "<ExceptionType>: <message>", on one line, at most 200 characters."""
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 3] + "..."
+
+
+class ShadowScorer:
+    """Scores queued rows with their shadow model from one thread, then logs them."""
+
+    def __init__(
+        self,
+        contract: DataContract,
+        log: Callable[[list[dict[str, Any]]], None],
+        queue_rows: int,
+        max_batch_rows: int,
+        counted: Any = None,
+    ) -> None:
+        """`log` takes finished rows (the prediction log's `log`); `counted` is the Prometheus
+        counter of shadow rows by model_version and outcome (scored, error, unscored)."""
+        self._contract = contract
+        self._log = log
+        self.queue_rows = queue_rows
+        self.max_batch_rows = max_batch_rows
+        self._counted = counted
+        self._cond = threading.Condition()
+        self._queue: collections.deque[ShadowRow] = collections.deque()  # guarded by _cond
+        self._accepting = True
+        self._deadline = float("inf")
+        self.scored = self.errors = self.unscored = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
+        self._thread.start()
+
+    def submit(self, rows: Sequence[ShadowRow]) -> None:
+        """Queue rows for their shadow score; never blocks, never raises."""
+        try:
+            with self._cond:
+                room = self.queue_rows - len(self._queue) if self._accepting else 0
+                taken = max(0, min(room, len(rows)))
+                self._queue.extend(rows[:taken])
+                if taken:
+                    self._cond.notify()
+            if taken < len(rows):
+                self._unscored(list(rows[taken:]))
+        except Exception:  # the request has its answer; the rows must still reach the log
+            logger.exception("shadow: could not queue %d row(s)", len(rows))
+
+    @property
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def close(self, timeout_s: float) -> None:
+        """Stop taking rows, score what is queued until `timeout_s`, log the rest unscored."""
+        with self._cond:
+            if not self._accepting:
+                return
+            self._accepting = False
+            self._deadline = time.monotonic() + timeout_s
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s + 1)
+        with self._cond:
+            left = list(self._queue)
+            self._queue.clear()
+        if left:
+            logger.warning("shadow: %d row(s) unscored at shutdown; logged without", len(left))
+            self._unscored(left)
+        logger.info(
+            "shadow scorer closed: %d row(s) scored, %d error(s), %d unscored",
+            self.scored,
+            self.errors,
+            self.unscored,
+        )
+
+    # --- the thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: a per-thread nice value
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _NICE)
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or not self._accepting)
+                if not self._queue or time.monotonic() >= self._deadline:
+                    return
+                batch = self._take()
+            try:
+                self._score(batch)
+            except Exception:  # the thread must outlive any surprise; the rows still go out
+                logger.exception("shadow: unexpected error; logging %d row(s)", len(batch))
+                self._unscored(batch)
+
+    def _take(self) -> list[ShadowRow]:
+        """Up to max_batch_rows queued rows of the first row's model, in queue order."""
+        first = self._queue.popleft()
+        batch, rest = [first], []
+        while self._queue and len(batch) < self.max_batch_rows:
+            item = self._queue.popleft()
+            (batch if item.model is first.model else rest).append(item)
+        self._queue.extendleft(reversed(rest))
+        return batch
+
+    def _score(self, batch: list[ShadowRow]) -> None:
+        model = batch[0].model
+        try:
+            scores, ms = self._call(model, batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fill_error(batch[0], exc)
+            else:  # which rows fail: one at a time
+                for item in batch:
+                    self._score([item])
+                return
+        else:
+            for item, score in zip(batch, scores, strict=True):
+                item.row[SHADOW_PROBABILITY] = score
+                item.row[SHADOW_PREDICTED] = score >= model.threshold
+                item.row[SHADOW_THRESHOLD] = model.threshold
+                item.row[SHADOW_SCORE_MS] = round(ms, 3)
+            self.scored += len(batch)
+            self._count(model, "scored", len(batch))
+        self._log([item.row for item in batch])
+
+    def _call(self, model: ServedModel, batch: list[ShadowRow]) -> tuple[list[float], float]:
+        start = time.perf_counter()
+        frame = records_to_frame([item.record for item in batch], self._contract)
+        scores = predict_probability(model.pipeline, frame, self._contract).tolist()
+        return scores, (time.perf_counter() - start) * 1000.0
+
+    def _fill_error(self, item: ShadowRow, exc: BaseException) -> None:
+        item.row[SHADOW_ERROR] = describe_error(exc)
+        self.errors += 1
+        self._count(item.model, "error", 1)
+
+    def _unscored(self, rows: list[ShadowRow]) -> None:
+        """Log rows as they are (shadow_version set, no score) and count them."""
+        with self._cond:  # request threads log unscored rows too
+            self.unscored += len(rows)
+        by_model: dict[str, int] = {}
+        for item in rows:
+            by_model[item.model.version] = by_model.get(item.model.version, 0) + 1
+        for version, count in by_model.items():
+            if self._counted is not None:
+                self._counted.labels(model_version=version, outcome="unscored").inc(count)
+        self._log([item.row for item in rows])
+
+    def _count(self, model: ServedModel, outcome: str, rows: int) -> None:
+        if self._counted is not None:
+            self._counted.labels(model_version=model.version, outcome=outcome).inc(rows)
