@@ -406,7 +406,9 @@ def summary(command: str, state) -> dict:
     return report
 '''
 
-_MAIN = _SUMMARY + '''
+_MAIN = (
+    _SUMMARY
+    + """
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -422,9 +424,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-'''
+"""
+)
 
-_MAIN_WORKERS = _SUMMARY + '''
+_MAIN_WORKERS = (
+    _SUMMARY
+    + """
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -452,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-'''
+"""
+)
 
 _RUN_LOCK = '''
 def run_lock(results: dict[str, dict]) -> str:
