@@ -9,11 +9,6 @@ from __future__ import annotations
 import logging
 
 from core.records.watch import WatchRecord
-from pipelines.edges.mlflow_connection import (
-    bounded_http_retries,
-    redacted_tracking_uri,
-    unavailable_reason,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -67,35 +62,18 @@ def mlflow_metrics(record: WatchRecord) -> dict[str, float]:
 
 def record_in_mlflow(record: WatchRecord, experiment: str) -> str | None:
     """Log the iteration as an MLflow run named `watch`; a warning (None) if MLflow fails."""
-    try:
-        with bounded_http_retries():
-            from pipelines.edges.tracking import start_tracking
+    from pipelines.edges.tracking import log_record_run
 
-            tracking = start_tracking(experiment)
-            mlflow = tracking.mlflow
-            if mlflow.active_run() is not None:  # left over from a failed call
-                mlflow.end_run()
-            with mlflow.start_run(run_name="watch", tags=mlflow_tags(record)) as run:
-                mlflow.log_metrics(mlflow_metrics(record))
-                mlflow.log_dict(record.model_dump(mode="json"), "record.json")
-            return str(run.info.run_id)
-    except Exception as exc:  # the loop must outlive the tracking server
-        logger.warning(
-            "iteration %s was not recorded in MLflow at %s (%s); the watch log has it",
-            record.iteration,
-            redacted_tracking_uri(),
-            _failure_reason(exc),
-        )
-        return None
-
-
-def _failure_reason(exc: BaseException) -> str:
-    """Why MLflow was unavailable (also behind a `TrackingUnavailableError`), or the error."""
-    for link in (exc, exc.__cause__):
-        if link is not None and (reason := unavailable_reason(link)) is not None:
-            return reason
-    first_line = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first_line[:300]}"
+    return log_record_run(
+        experiment,
+        "watch",
+        mlflow_tags(record),
+        mlflow_metrics(record),
+        record.model_dump(mode="json"),
+        "record.json",
+        what=f"iteration {record.iteration}",
+        kept_in="the watch log",
+    )
 
 
 def _flag(value: bool) -> str:

@@ -257,49 +257,33 @@ def log_verdict(verdict: RolloutVerdict, experiment: str) -> str | None:
     """The verdict as an MLflow run (`rollout <outcome>`, tagged with the rollout id): its JSON
     and the guards' values as metrics. A warning (None) when MLflow cannot be reached: the
     moves never wait for it, and the history file has the verdict."""
-    from pipelines.edges.mlflow_connection import bounded_http_retries, redacted_tracking_uri
+    from pipelines.edges.tracking import log_record_run
 
-    try:
-        with bounded_http_retries():
-            from pipelines.edges.tracking import start_tracking
-
-            mlflow = start_tracking(experiment).mlflow
-            if mlflow.active_run() is not None:
-                mlflow.end_run()
-            tags = {
-                "kind": "rollout",
-                "rollout_id": verdict.rollout_id,
-                "rollout_kind": verdict.kind,
-                "outcome": verdict.outcome,
-                "registered_model": verdict.model,
-                "champion_version": str(verdict.champion_version),
-                "other_version": str(verdict.other_version),
-            }
-            metrics = {
-                f"guard_{guard.name}": guard.value
-                for guard in verdict.guards
-                if guard.value is not None
-            }
-            metrics.update(
-                rows=verdict.rows, labelled_rows=verdict.labelled_rows, elapsed_s=verdict.elapsed_s
-            )
-            with mlflow.start_run(run_name=f"rollout {verdict.outcome}", tags=tags) as run:
-                mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
-                mlflow.log_dict(verdict.model_dump(mode="json"), "verdict.json")
-            return str(run.info.run_id)
-    except Exception as exc:  # the rollout must outlive the tracking server
-        logger.warning(
-            "rollout verdict %s (%s) was not recorded in MLflow at %s (%s); %s",
-            verdict.rollout_id,
-            verdict.outcome,
-            redacted_tracking_uri(),
-            f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}",
-            "the rollout history has it",
-        )
-        return None
-
-
-# --- helpers ------------------------------------------------------------------------
+    tags = {
+        "kind": "rollout",
+        "rollout_id": verdict.rollout_id,
+        "rollout_kind": verdict.kind,
+        "outcome": verdict.outcome,
+        "registered_model": verdict.model,
+        "champion_version": str(verdict.champion_version),
+        "other_version": str(verdict.other_version),
+    }
+    metrics = {
+        f"guard_{guard.name}": guard.value for guard in verdict.guards if guard.value is not None
+    }
+    metrics.update(
+        rows=verdict.rows, labelled_rows=verdict.labelled_rows, elapsed_s=verdict.elapsed_s
+    )
+    return log_record_run(
+        experiment,
+        f"rollout {verdict.outcome}",
+        tags,
+        {key: float(value) for key, value in metrics.items()},
+        verdict.model_dump(mode="json"),
+        "verdict.json",
+        what=f"rollout verdict {verdict.rollout_id} ({verdict.outcome})",
+        kept_in="the rollout history",
+    )
 
 
 def _watch_after(

@@ -18,9 +18,11 @@ from typing import Any
 
 from pipelines.edges.ledger import lifecycle_run_id, note_mlflow_run
 from pipelines.edges.mlflow_connection import (
+    bounded_http_retries,
     is_remote,
     limit_http_retries,
     redact_uri,
+    redacted_tracking_uri,
     tracking_uri,
     unavailable_reason,
 )
@@ -123,6 +125,51 @@ def start_tracking(experiment: str) -> Tracking:
             )
     logger.info("tracking to %s, experiment '%s'", redact_uri(uri), experiment)
     return Tracking(mlflow, experiment_id)
+
+
+def log_record_run(
+    experiment: str,
+    run_name: str,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    record: dict[str, Any],
+    artifact: str,
+    what: str,
+    kept_in: str,
+) -> str | None:
+    """A record as one MLflow run: tags, metrics and the record's JSON as `artifact`.
+
+    For loops that must outlive the tracking server (watch iterations, rollout verdicts):
+    with MLflow unreachable (bounded retries), a warning names `what`, says why and that
+    `kept_in` (the caller's own file) has it, and None is returned.
+    """
+    try:
+        with bounded_http_retries():
+            mlflow = start_tracking(experiment).mlflow
+            if mlflow.active_run() is not None:  # left over from a failed call
+                mlflow.end_run()
+            with mlflow.start_run(run_name=run_name, tags=tags) as run:
+                mlflow.log_metrics(metrics)
+                mlflow.log_dict(record, artifact)
+            return str(run.info.run_id)
+    except Exception as exc:  # the loop must outlive the tracking server
+        logger.warning(
+            "%s was not recorded in MLflow at %s (%s); %s has it",
+            what,
+            redacted_tracking_uri(),
+            failure_reason(exc),
+            kept_in,
+        )
+        return None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why MLflow was unavailable (also behind a `TrackingUnavailableError`), or the error."""
+    for link in (exc, exc.__cause__):
+        if link is not None and (reason := unavailable_reason(link)) is not None:
+            return reason
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first_line[:300]}"
 
 
 @contextlib.contextmanager
