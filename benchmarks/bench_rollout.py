@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import statistics
 import sys
@@ -170,6 +171,10 @@ def _shadow_config() -> dict[str, Any]:
     return params.deploy.rollout.shadow.model_dump()
 
 
+def _loads(loads: Any) -> str:
+    return "/".join(f"{value:.2f}" for value in loads)
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ranked = sorted(runs, key=lambda run: run["requests_per_s"])
     return ranked[(len(ranked) - 1) // 2]
@@ -192,7 +197,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"a row id (the canary routes by request id), {report['rounds']} interleaved rounds "
         "after a warm-up; each row is the scenario's median run by requests/s. `shadow "
         "rows` are the rows the other model scored, logged unscored (queue full) and logged "
-        "over budget (waited beyond max_lag_s) during the runs of that scenario.",
+        "over budget (waited beyond max_lag_s) during the runs of that scenario. Load "
+        f"averages (1, 5, 15 min) at the start {_loads(report['load_average']['start'])}, at "
+        f"the end {_loads(report['load_average']['end'])}; each run's `cpu_share` in the JSON "
+        "says how much of the CPU the server, wrk and other jobs took.",
         "",
         "| scenario | requests/s | p50 ms | p99 ms | errors | shadow rows scored "
         "| shadow rows unscored | shadow rows over budget | each run: req/s, p99 ms |",
@@ -231,6 +239,7 @@ def main() -> None:
     if args.child:
         _child_build(Path(args.child[1]))
         return
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-rollout-") as folder:
         workdir = Path(folder)
         print("training v1 and v2", flush=True)
@@ -294,6 +303,8 @@ def main() -> None:
         "target_met": ratios["shadow_rps"] >= TARGET_RATIO
         and all(s["errors"] == 0 for s in scenarios.values()),
         "stopped": stopped,
+        # the machine's 1-, 5- and 15-min load averages (other jobs share it)
+        "load_average": {"start": load_before, "end": os.getloadavg()},
     }
     write_results(args.name, report, markdown(report))
     print(markdown(report))
