@@ -8,7 +8,8 @@ A child process trains two models the way the train stage trains them (the repos
 same family and size) and exports them to a temporary BentoML store as v1 and v2. Then ONE
 `lifecycle serve` (the repository's params.yaml, serving as shipped: two workers, batching,
 the prediction log; `deploy.rollout` at its defaults: canary share 0.1, shadow queue 10,000
-rows, shadow batches of 256) serves:
+rows, shadow batches of 256, the shadow's budget `max_cpu_share` 0.25 per worker and
+`max_lag_s` 30, paired timing every 4th batch) serves:
 
 - `none`: v1 alone (the pointer without a rollout block);
 - `shadow`: v1 answers, v2 scores every row in shadow (`serving/shadow.py`);
@@ -21,8 +22,9 @@ scenario alike; each run is `wrk -t2 -c8 -d{duration}s --latency` with one singl
 POST per request (benchmarks/wrk_post.lua). The body has no row id, so a canary routes each
 request by its request id (a new one per request): 10 % of the requests, not of the ids.
 A scenario's row is its median run by requests/s. After each run the service's
-`lifecycle_shadow_rows` counters give how many rows the shadow scored and how many it had
-to log unscored (queue full): a shadow that keeps up leaves none unscored.
+`lifecycle_shadow_rows` counters give how many rows the shadow scored, how many it had
+to log unscored (queue full) and how many over its budget (waited beyond `max_lag_s`): a
+shadow that keeps up within its budget leaves none of either.
 
 Target (issue 15): shadow costs at most 25 % of the throughput at 8 connections
 (shadow requests/s >= 0.75 x none), zero errors.
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import statistics
 import sys
@@ -54,6 +57,7 @@ MODEL_NAME = "milling-failure"
 SCENARIOS = ("none", "shadow", "canary")
 WARMUP_S = 4
 SWITCH_TIMEOUT_S = 30.0
+OUTCOMES = ("scored", "error", "unscored", "over_budget")  # lifecycle_shadow_rows outcomes
 
 
 def _child_build(workdir: Path) -> None:
@@ -136,7 +140,7 @@ def wait_for(base: str, scenario: str) -> float:
 
 def shadow_counts(base: str) -> dict[str, float]:
     """The service's lifecycle_shadow_rows totals by outcome (all workers)."""
-    totals: dict[str, float] = {"scored": 0.0, "error": 0.0, "unscored": 0.0}
+    totals: dict[str, float] = dict.fromkeys(OUTCOMES, 0.0)
     for line in _get(f"{base}/metrics").splitlines():
         match = re.match(r"lifecycle_shadow_rows_total\{([^}]*)\} ([0-9.e+]+)", line)
         if match:
@@ -144,6 +148,31 @@ def shadow_counts(base: str) -> dict[str, float]:
             if outcome:
                 totals[outcome[1]] = totals.get(outcome[1], 0.0) + float(match[2])
     return totals
+
+
+def settled_counts(base: str, quiet_s: float = 1.0, limit_s: float = 20.0) -> dict[str, float]:
+    """The shadow counters once they stop moving for `quiet_s` (the shadow, pacing itself
+    within its budget, may still be scoring the end of a run), or after `limit_s`."""
+    began, last = time.monotonic(), shadow_counts(base)
+    while time.monotonic() - began < limit_s:
+        time.sleep(quiet_s)
+        now = shadow_counts(base)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def _shadow_config() -> dict[str, Any]:
+    """The repository's `deploy.rollout.shadow` block: the service's shadow settings here."""
+    from core.config import load_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    return params.deploy.rollout.shadow.model_dump()
+
+
+def _loads(loads: Any) -> str:
+    return "/".join(f"{value:.2f}" for value in loads)
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -160,17 +189,22 @@ def markdown(report: dict[str, Any]) -> str:
         f"them); model `{report['model']}` ({report['train_rows']:,} training rows), v1 "
         "champion and v2 candidate of the same family and size. One `lifecycle serve` as "
         "shipped (two workers, batching, the prediction log; `deploy.rollout` defaults: "
-        f"canary share {report['share']}, shadow batches of 256, queue 10,000 rows), "
+        f"canary share {report['share']}, shadow batches of 256, queue 10,000 rows, budget "
+        f"{report['shadow_config']['max_cpu_share']} of a core per worker, max lag "
+        f"{report['shadow_config']['max_lag_s']:g} s), "
         f"switched between scenarios by rewriting its pointer; `wrk -t2 -c{CONNECTIONS} "
         f"-d{report['duration_s']}s --latency`, one single-row JSON POST per request without "
         f"a row id (the canary routes by request id), {report['rounds']} interleaved rounds "
         "after a warm-up; each row is the scenario's median run by requests/s. `shadow "
-        "rows` are the rows the other model scored (and logged unscored, queue full) during "
-        "the runs of that scenario.",
+        "rows` are the rows the other model scored, logged unscored (queue full) and logged "
+        "over budget (waited beyond max_lag_s) during the runs of that scenario. Load "
+        f"averages (1, 5, 15 min) at the start {_loads(report['load_average']['start'])}, at "
+        f"the end {_loads(report['load_average']['end'])}; each run's `cpu_share` in the JSON "
+        "says how much of the CPU the server, wrk and other jobs took.",
         "",
         "| scenario | requests/s | p50 ms | p99 ms | errors | shadow rows scored "
-        "| shadow rows unscored | each run: req/s, p99 ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| shadow rows unscored | shadow rows over budget | each run: req/s, p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name in SCENARIOS:
         row = rows[name]
@@ -178,7 +212,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {row['requests_per_s']:.1f} | {row['p50_ms']:.1f} | "
             f"{row['p99_ms']:.1f} | {row['errors']} | {row['shadow']['scored']:.0f} | "
-            f"{row['shadow']['unscored']:.0f} | {each} |"
+            f"{row['shadow']['unscored']:.0f} | {row['shadow']['over_budget']:.0f} | {each} |"
         )
     met = "met" if report["target_met"] else "NOT met"
     lines += [
@@ -205,6 +239,7 @@ def main() -> None:
     if args.child:
         _child_build(Path(args.child[1]))
         return
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-rollout-") as folder:
         workdir = Path(folder)
         print("training v1 and v2", flush=True)
@@ -213,7 +248,7 @@ def main() -> None:
         base = server.url.rsplit("/", 1)[0]
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SCENARIOS}
         shadow: dict[str, dict[str, float]] = {
-            name: {"scored": 0.0, "error": 0.0, "unscored": 0.0} for name in SCENARIOS
+            name: dict.fromkeys(OUTCOMES, 0.0) for name in SCENARIOS
         }
         switch_s: list[float] = []
         try:
@@ -225,8 +260,7 @@ def main() -> None:
                     print(f"round {round_number + 1}: {name}", flush=True)
                     before = shadow_counts(base)
                     _, result = one_run(server, CONNECTIONS, args.duration)
-                    time.sleep(1.0)  # let the shadow finish what it queued
-                    after = shadow_counts(base)
+                    after = settled_counts(base)  # the shadow finishes what it queued
                     for key in shadow[name]:
                         shadow[name][key] += after.get(key, 0.0) - before.get(key, 0.0)
                     runs[name].append(result)
@@ -261,6 +295,7 @@ def main() -> None:
         "rounds": args.rounds,
         "connections": CONNECTIONS,
         "share": args.share,
+        "shadow_config": _shadow_config(),
         "switch_s_median": round(statistics.median(switch_s), 2),
         "scenarios": scenarios,
         "ratios": ratios,
@@ -268,6 +303,8 @@ def main() -> None:
         "target_met": ratios["shadow_rps"] >= TARGET_RATIO
         and all(s["errors"] == 0 for s in scenarios.values()),
         "stopped": stopped,
+        # the machine's 1-, 5- and 15-min load averages (other jobs share it)
+        "load_average": {"start": load_before, "end": os.getloadavg()},
     }
     write_results(args.name, report, markdown(report))
     print(markdown(report))

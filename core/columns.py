@@ -25,6 +25,9 @@ SHADOW_PREDICTED = "shadow_predicted"
 SHADOW_THRESHOLD = "shadow_threshold"
 SHADOW_ERROR = "shadow_error"  # the exception's type and message, cut to 200 characters
 SHADOW_SCORE_MS = "shadow_score_ms"
+# the answering model's time on a call like the shadow's (the same rows, the same thread, just
+# after): every `deploy.rollout.shadow.paired_every`-th shadow batch; null when not paired
+PAIRED_SCORE_MS = "paired_score_ms"
 ROLLOUT_COLUMNS = (
     ROLLOUT_ID,
     SHADOW_VERSION,
@@ -33,6 +36,7 @@ ROLLOUT_COLUMNS = (
     SHADOW_THRESHOLD,
     SHADOW_ERROR,
     SHADOW_SCORE_MS,
+    PAIRED_SCORE_MS,
 )
 
 # a model's reference data

@@ -14,7 +14,12 @@ and `shadow_error` is set (a canary's failing candidate is answered for by the c
 
 Guards (each a `GuardResult`, `holds` None while it cannot be judged):
 - error rate: judged minus reference, over the rows both were tried on;
-- p99 of scoring time: judged p99 <= `p99_ratio` * reference p99 + `p99_slack_ms`;
+- p99 of scoring time: judged p99 <= `p99_ratio` * reference p99 + `p99_slack_ms`, on like
+  calls: the rows with `paired_score_ms` (the answering model timed on the shadow's own
+  batch, or a canary's two calls of one request), each model's time on the same rows. A
+  log without that column (an older service) is compared as logged (`score_ms` against
+  `shadow_score_ms`: a batched shadow call against single requests), and says so; so is
+  one when `deploy.rollout.shadow.paired_every` is 0 (no pairing);
 - label agreement: the share of rows both scored where their labels (each at its own
   threshold) agree;
 - score drift: the two-sample Kolmogorov-Smirnov statistic of their scores;
@@ -38,6 +43,7 @@ from scipy.stats import ks_2samp
 from core.clock import format_time, parse_time
 from core.columns import (
     MODEL_VERSION,
+    PAIRED_SCORE_MS,
     PREDICTED,
     PROBABILITY,
     ROLLOUT_ID,
@@ -84,8 +90,9 @@ class Scored:
     reference_proba: np.ndarray
     judged_label: np.ndarray
     reference_label: np.ndarray
-    judged_ms: np.ndarray  # each model's call times where it produced a score
+    judged_ms: np.ndarray  # each model's call times on like calls (or as logged)
     reference_ms: np.ndarray
+    paired: bool  # the times are paired (the log has paired_score_ms), not as logged
     labels: np.ndarray  # per row both scored: the label, NaN when none arrived
     until: dt.datetime | None  # the newest row's time
 
@@ -112,9 +119,17 @@ def roles(slot: RolloutSlot, champion_version: str | int) -> tuple[str, str]:
 
 
 def split_scores(
-    rows: pd.DataFrame, labels: pd.Series | None, judged: str, reference: str
+    rows: pd.DataFrame,
+    labels: pd.Series | None,
+    judged: str,
+    reference: str,
+    paired: bool = True,
 ) -> Scored:
-    """Each model's scores, errors and times on the rollout's rows (see the module doc)."""
+    """Each model's scores, errors and times on the rollout's rows (see the module doc).
+
+    `paired`: compare times on like calls (`paired_score_ms`) when the log has that column;
+    False (`deploy.rollout.shadow.paired_every` 0) compares them as logged.
+    """
     missing = [name for name in REQUIRED_COLUMNS if name not in rows.columns]
     if missing:
         raise RolloutInputError(
@@ -141,12 +156,17 @@ def split_scores(
     reference_proba = side(PROBABILITY, SHADOW_PROBABILITY, ~judged_is_shadow).astype(float)
     judged_label = side(PREDICTED, SHADOW_PREDICTED, judged_is_shadow).astype(bool)
     reference_label = side(PREDICTED, SHADOW_PREDICTED, ~judged_is_shadow).astype(bool)
+    paired = paired and PAIRED_SCORE_MS in frame.columns
+    answer_ms = PAIRED_SCORE_MS if paired else SCORE_MS
     judged_ms = pd.to_numeric(
-        pd.Series(side(SCORE_MS, SHADOW_SCORE_MS, judged_is_shadow)), errors="coerce"
+        pd.Series(side(answer_ms, SHADOW_SCORE_MS, judged_is_shadow)), errors="coerce"
     )
     reference_ms = pd.to_numeric(
-        pd.Series(side(SCORE_MS, SHADOW_SCORE_MS, ~judged_is_shadow)), errors="coerce"
+        pd.Series(side(answer_ms, SHADOW_SCORE_MS, ~judged_is_shadow)), errors="coerce"
     )
+    if paired:  # like calls only: rows where both times are there
+        timed = judged_ms.notna() & reference_ms.notna()
+        judged_ms, reference_ms = judged_ms[timed], reference_ms[timed]
     if labels is None:
         label_values = np.full(len(frame), np.nan)
     else:
@@ -162,6 +182,7 @@ def split_scores(
         reference_label=reference_label,
         judged_ms=judged_ms.dropna().to_numpy(float),
         reference_ms=reference_ms.dropna().to_numpy(float),
+        paired=paired,
         labels=label_values,
         until=times.max().to_pydatetime() if len(times) else None,
     )
@@ -192,7 +213,7 @@ def judge_rollout(
     if started is None:
         raise RolloutInputError(f"rollout {slot.id}: started_at {slot.started_at!r} is not a time")
     mine = rows[rows[ROLLOUT_ID].astype(str) == slot.id] if ROLLOUT_ID in rows.columns else rows
-    scores = split_scores(mine, labels, judged, reference)
+    scores = split_scores(mine, labels, judged, reference, config.shadow.paired_every > 0)
     enough = min(MIN_GUARD_ROWS, config.min_rows)
     both = len(scores.judged_proba)
     guards = [
@@ -256,9 +277,10 @@ def _error_guard(scores: Scored, deploy: DeployConfig) -> GuardResult:
 def _latency_guard(scores: Scored, deploy: DeployConfig, enough: int) -> GuardResult:
     guards = deploy.rollout.guards
     timed = min(len(scores.judged_ms), len(scores.reference_ms))
+    how = "paired" if scores.paired else "as logged"
     if timed < enough:
         return _pending(
-            "p99_score_ms", None, f"p99 of scoring time: {timed} timed rows of {enough}"
+            "p99_score_ms", None, f"p99 of scoring time ({how}): {timed} timed rows of {enough}"
         )
     judged = float(np.percentile(scores.judged_ms, 99))
     reference = float(np.percentile(scores.reference_ms, 99))
@@ -270,7 +292,8 @@ def _latency_guard(scores: Scored, deploy: DeployConfig, enough: int) -> GuardRe
         limit=round(limit, 3),
         holds=holds,
         detail=(
-            f"p99 of scoring time: {judged:.1f} ms against {reference:.1f} ms, "
+            f"p99 of scoring time ({how}, {timed} rows): {judged:.1f} ms against "
+            f"{reference:.1f} ms, "
             f"{'within' if holds else 'beyond'} the limit {limit:.1f} ms "
             f"({guards.p99_ratio:g} x + {guards.p99_slack_ms:g} ms)"
         ),

@@ -58,7 +58,8 @@ def service_metrics() -> ServiceMetrics:
         shadow_rows=prom.Counter(
             "lifecycle_shadow_rows",
             "Rows the rollout's other model scored off the request path, by its version and "
-            "outcome: scored, error (it raised on the row), unscored (queue full, shutdown).",
+            "outcome: scored, error (it raised on the row), unscored (queue full, shutdown), "
+            "over_budget (it waited beyond max_lag_s: the shadow's CPU share was spent).",
             ["model_version", "outcome"],
         ),
         canary_fallbacks=prom.Counter(

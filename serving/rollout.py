@@ -31,6 +31,7 @@ from typing import Any
 
 from core.columns import (
     MODEL_VERSION,
+    PAIRED_SCORE_MS,
     PREDICTED,
     PROBABILITY,
     REQUEST_ID,
@@ -195,5 +196,6 @@ def log_row(record: Any, request_id: str, answer: RowAnswer) -> dict[str, Any]:
             row[SHADOW_PREDICTED] = answer.shadow_probability >= shadow.threshold
             row[SHADOW_THRESHOLD] = shadow.threshold
             row[SHADOW_SCORE_MS] = round(answer.shadow_ms or 0.0, 3)
+            row[PAIRED_SCORE_MS] = row[SCORE_MS]  # both from the request's own calls
     row.update(record.model_dump(by_alias=True))
     return row

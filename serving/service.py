@@ -122,6 +122,9 @@ class Predictor:
             queue_rows=settings.shadow.queue_rows,
             max_batch_rows=settings.shadow.max_batch_rows,
             counted=self._metrics.shadow_rows,
+            max_cpu_share=settings.shadow.max_cpu_share,
+            max_lag_s=settings.shadow.max_lag_s,
+            paired_every=settings.shadow.paired_every,
         )
         self._shadow.start()
         self._log_seen = {"dropped": 0, "write_errors": 0}
@@ -272,7 +275,7 @@ class Predictor:
             for record, answer in zip(records, answers, strict=True):
                 row = log_row(record, request_id, answer)
                 if answer.needs_shadow:
-                    shadowed.append(ShadowRow(row, record, answer.shadow))
+                    shadowed.append(ShadowRow(row, record, answer.shadow, answer.model))
                 else:
                     plain.append(row)
             if plain:

@@ -8,6 +8,17 @@ answer never waits for the shadow, and a row reaches the log once, with both sco
 
 - Bounded: at most `queue_rows` rows wait. Beyond that, rows are logged at once, unscored
   (`shadow_version` set, its score null), and counted: the judge ignores such rows.
+- On its own budget: the thread runs at the lowest OS priority (Linux: a per-thread nice
+  19) and spends at most `max_cpu_share` of its wall time in scoring calls, by its own
+  timings: after a call of `t` seconds it rests `t * (1 - share) / share`, while the rows
+  that arrive wait and make the next call bigger (cheaper per row). A row that waited more
+  than `max_lag_s` is logged unscored when its turn comes, counted as `over_budget`: the
+  shadow could not score it within its share. So a slow candidate takes what its share
+  buys, the request threads the rest of the CPU (and the GIL).
+- Paired timing: every `paired_every`-th batch is scored by the model that answered its rows
+  too, right after, and that time goes to `paired_score_ms`: the judge's p99 guard compares
+  the two models on like calls (same rows, same thread). Its score is not kept; a failure
+  leaves the column null. The time counts against the budget.
 - Errors never leave the thread: a call that raises is retried one row at a time, so each
   failing row gets its own `shadow_error` ("<Type>: <message>", cut to 200 characters) and
   the others their score; every outcome is counted by version.
@@ -24,10 +35,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.columns import (
+    PAIRED_SCORE_MS,
     SHADOW_ERROR,
     SHADOW_PREDICTED,
     SHADOW_PROBABILITY,
@@ -42,7 +54,7 @@ from serving.schema import records_to_frame
 logger = logging.getLogger(__name__)
 
 ERROR_CHARS = 200
-_NICE = 10  # the thread's own scheduling priority: request threads come first
+_NICE = 19  # the thread's own scheduling priority (the lowest): request threads come first
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ class ShadowRow:
     row: dict[str, Any]  # its log row; the shadow columns are filled in place
     record: Any  # the validated request record (for the model's frame)
     model: ServedModel  # the model that scores it in shadow
+    answered_by: ServedModel | None = None  # the model that answered it (paired timing)
+    queued_at: float = field(default_factory=time.monotonic)  # for its lag (`max_lag_s`)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -70,19 +84,34 @@ class ShadowScorer:
         queue_rows: int,
         max_batch_rows: int,
         counted: Any = None,
+        max_cpu_share: float = 1.0,
+        max_lag_s: float = float("inf"),
+        paired_every: int = 0,
     ) -> None:
         """`log` takes finished rows (the prediction log's `log`); `counted` is the Prometheus
-        counter of shadow rows by model_version and outcome (scored, error, unscored)."""
+        counter of shadow rows by model_version and outcome (scored, error, unscored,
+        over_budget); `max_cpu_share` and `max_lag_s` are the budget, `paired_every` the paired
+        timing (module docstring)."""
+        if not 0 < max_cpu_share <= 1 or not max_lag_s > 0:
+            raise ValueError(
+                f"shadow budget: max_cpu_share must be in (0, 1] (got {max_cpu_share}) and "
+                f"max_lag_s above 0 (got {max_lag_s}); fix deploy.rollout.shadow"
+            )
         self._contract = contract
         self._log = log
         self.queue_rows = queue_rows
         self.max_batch_rows = max_batch_rows
+        self.max_cpu_share = max_cpu_share
+        self.max_lag_s = max_lag_s
+        self.paired_every = paired_every
+        self._batches = 0  # scored batches, for paired_every
         self._counted = counted
         self._cond = threading.Condition()
         self._queue: collections.deque[ShadowRow] = collections.deque()  # guarded by _cond
         self._accepting = True
         self._deadline = float("inf")
-        self.scored = self.errors = self.unscored = 0
+        self.scored = self.errors = self.unscored = self.over_budget = 0
+        self.busy_s = 0.0  # wall time spent scoring (the budget's measure)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -125,10 +154,11 @@ class ShadowScorer:
             logger.warning("shadow: %d row(s) unscored at shutdown; logged without", len(left))
             self._unscored(left)
         logger.info(
-            "shadow scorer closed: %d row(s) scored, %d error(s), %d unscored",
+            "shadow scorer closed: %d row(s) scored, %d error(s), %d unscored, %d over budget",
             self.scored,
             self.errors,
             self.unscored,
+            self.over_budget,
         )
 
     # --- the thread ------------------------------------------------------------------
@@ -141,12 +171,37 @@ class ShadowScorer:
                 self._cond.wait_for(lambda: self._queue or not self._accepting)
                 if not self._queue or time.monotonic() >= self._deadline:
                     return
-                batch = self._take()
+                late = self._take_late()
+                batch = self._take() if self._queue else []
+            if late:
+                self._unscored(late, "over_budget")
+            if not batch:
+                continue
+            start = time.perf_counter()
             try:
                 self._score(batch)
             except Exception:  # the thread must outlive any surprise; the rows still go out
                 logger.exception("shadow: unexpected error; logging %d row(s)", len(batch))
                 self._unscored(batch)
+            self._rest(time.perf_counter() - start)
+
+    def _rest(self, busy_s: float) -> None:
+        """Wait so that scoring stays within `max_cpu_share` of the thread's wall time."""
+        self.busy_s += busy_s
+        rest_s = busy_s * (1.0 - self.max_cpu_share) / self.max_cpu_share
+        if rest_s > 0:
+            with self._cond:  # closing ends the rest: the drain has its own deadline
+                self._cond.wait_for(lambda: not self._accepting, timeout=rest_s)
+
+    def _take_late(self) -> list[ShadowRow]:
+        """The rows at the queue's head that waited more than `max_lag_s` (oldest first)."""
+        if not self._accepting:
+            return []  # closing: what is queued is scored until the deadline
+        oldest = time.monotonic() - self.max_lag_s
+        late = []
+        while self._queue and self._queue[0].queued_at < oldest:
+            late.append(self._queue.popleft())
+        return late
 
     def _take(self) -> list[ShadowRow]:
         """Up to max_batch_rows queued rows of the first row's model, in queue order."""
@@ -177,6 +232,9 @@ class ShadowScorer:
                 item.row[SHADOW_SCORE_MS] = round(ms, 3)
             self.scored += len(batch)
             self._count(model, "scored", len(batch))
+            self._batches += 1
+            if self.paired_every and self._batches % self.paired_every == 0:
+                self._pair(batch)
         self._log([item.row for item in batch])
 
     def _call(self, model: ServedModel, batch: list[ShadowRow]) -> tuple[list[float], float]:
@@ -185,21 +243,38 @@ class ShadowScorer:
         scores = predict_probability(model.pipeline, frame, self._contract).tolist()
         return scores, (time.perf_counter() - start) * 1000.0
 
+    def _pair(self, batch: list[ShadowRow]) -> None:
+        """Time the rows' answering model on the same rows (when one model answered all)."""
+        answered_by = batch[0].answered_by
+        if answered_by is None or any(item.answered_by is not answered_by for item in batch):
+            return
+        try:
+            _, ms = self._call(answered_by, batch)
+        except Exception as exc:  # it answered these rows once; the timing is only a bonus
+            logger.debug("shadow: paired timing of %s failed: %s", answered_by.version, exc)
+            return
+        for item in batch:
+            item.row[PAIRED_SCORE_MS] = round(ms, 3)
+
     def _fill_error(self, item: ShadowRow, exc: BaseException) -> None:
         item.row[SHADOW_ERROR] = describe_error(exc)
         self.errors += 1
         self._count(item.model, "error", 1)
 
-    def _unscored(self, rows: list[ShadowRow]) -> None:
-        """Log rows as they are (shadow_version set, no score) and count them."""
+    def _unscored(self, rows: list[ShadowRow], outcome: str = "unscored") -> None:
+        """Log rows as they are (shadow_version set, no score) and count them by `outcome`:
+        `unscored` (queue full, shutdown) or `over_budget` (waited beyond `max_lag_s`)."""
         with self._cond:  # request threads log unscored rows too
-            self.unscored += len(rows)
+            if outcome == "over_budget":
+                self.over_budget += len(rows)
+            else:
+                self.unscored += len(rows)
         by_model: dict[str, int] = {}
         for item in rows:
             by_model[item.model.version] = by_model.get(item.model.version, 0) + 1
         for version, count in by_model.items():
             if self._counted is not None:
-                self._counted.labels(model_version=version, outcome="unscored").inc(count)
+                self._counted.labels(model_version=version, outcome=outcome).inc(count)
         self._log([item.row for item in rows])
 
     def _count(self, model: ServedModel, outcome: str, rows: int) -> None:

@@ -33,6 +33,14 @@ class ShadowConfig(Frozen):
 
     queue_rows: int = Field(10_000, ge=10)  # beyond it, rows are logged unscored (counted)
     max_batch_rows: int = Field(256, ge=1, le=10_000)
+    # its own budget: the share of its wall time it may spend scoring (per worker), by its
+    # own timings; it rests between calls to stay within it
+    max_cpu_share: float = Field(0.25, gt=0, le=1)
+    max_lag_s: float = Field(30.0, gt=0)  # a row that waited longer: logged over_budget
+    # every n-th batch the answering model is timed on the same rows too (paired_score_ms),
+    # so the judge's p99 guard compares like calls; 0: never (the guard then uses the
+    # logged times, which compare a batched call with single ones)
+    paired_every: int = Field(4, ge=0)
 
 
 class LabelledGuardConfig(Frozen):

@@ -42,11 +42,14 @@ def log_rows(
     shift: float = 0.0,
     errors: int = 0,
     shadow_ms: float = 2.0,
+    paired_ms: float | None = 2.0,
     unscored: int = 0,
     seed: int = 0,
 ) -> pd.DataFrame:
     """`n` rows answered by `answer`, scored in shadow by `shadow` (its scores moved by
-    `shift`); the first `errors` shadow calls failed; `unscored` more rows were not scored."""
+    `shift`); the first `errors` shadow calls failed; `unscored` more rows were not scored.
+    `paired_ms`: the answering model's time on the shadow's batch (None: no such column,
+    the log of a service before paired timing)."""
     rng = np.random.default_rng(seed)
     proba = rng.uniform(0, 1, n)
     other = np.clip(proba + shift + rng.normal(0, 0.01, n), 0, 1)
@@ -68,6 +71,8 @@ def log_rows(
             "shadow_score_ms": shadow_ms,
         }
     )
+    if paired_ms is not None:
+        frame["paired_score_ms"] = paired_ms
     for column in ("shadow_error", "shadow_predicted", "shadow_probability", "shadow_score_ms"):
         frame[column] = frame[column].astype(object)
     failed = frame.index < errors
@@ -126,6 +131,39 @@ def test_a_slow_candidate_breaches_the_latency_guard() -> None:
     latency = guard(verdict, "p99_score_ms")
     assert latency.holds is False and latency.value == 40.0 and latency.limit == 29.0
     assert verdict.outcome == "abort"
+
+
+def test_the_latency_guard_compares_like_calls_of_the_two_models() -> None:
+    # the shadow scores batches (30 ms a call) while the champion answered single requests
+    # (score_ms 2 ms); timed on the same batches, the champion takes 30 ms too: equal models
+    equal = judge_rollout(
+        log_rows(shadow_ms=30.0, paired_ms=30.0), None, slot(), "v4", deploy(), NOW
+    )
+    latency = guard(equal, "p99_score_ms")
+    assert latency.holds is True and latency.limit == 85.0, latency.detail
+    assert "paired, 200 rows" in latency.detail and equal.outcome == "promote"
+    # the same times compared as logged (a log without pairing) would abort it: 30 > 2 x 2 + 25
+    logged = judge_rollout(
+        log_rows(shadow_ms=30.0, paired_ms=None), None, slot(), "v4", deploy(), NOW
+    )
+    assert guard(logged, "p99_score_ms").holds is False
+    assert "as logged" in guard(logged, "p99_score_ms").detail
+    # a candidate 3 x slower than the champion on the same batches breaks it
+    slow = judge_rollout(
+        log_rows(shadow_ms=90.0, paired_ms=30.0), None, slot(), "v4", deploy(), NOW
+    )
+    assert guard(slow, "p99_score_ms").holds is False and slow.outcome == "abort"
+
+
+def test_only_paired_rows_time_the_latency_guard_unless_pairing_is_off() -> None:
+    rows = log_rows(shadow_ms=30.0)
+    rows["paired_score_ms"] = rows["paired_score_ms"].astype(object)
+    rows.loc[40:, "paired_score_ms"] = None  # 40 rows paired: fewer than the 50 it needs
+    latency = guard(judge_rollout(rows, None, slot(), "v4", deploy(), NOW), "p99_score_ms")
+    assert latency.holds is None and "(paired): 40 timed rows of 50" in latency.detail
+    off = deploy(shadow={"paired_every": 0})
+    unpaired = guard(judge_rollout(rows, None, slot(), "v4", off, NOW), "p99_score_ms")
+    assert unpaired.holds is False and "as logged" in unpaired.detail  # 30 > 2 x 2 + 25
 
 
 def test_disagreeing_and_drifted_scores_breach_their_guards() -> None:
@@ -201,8 +239,7 @@ def test_canary_rows_count_both_directions_and_the_champions_errors() -> None:
 
 def test_watch_judges_the_champion_against_previous() -> None:
     # the champion v5 answers, previous v4 scores in shadow; v5's calls are slow
-    rows = log_rows(answer="v5", shadow="v4")
-    rows["score_ms"] = 80.0
+    rows = log_rows(answer="v5", shadow="v4", paired_ms=80.0)
     watch = deploy(rollback_window_s=300.0)
     verdict = judge_rollout(rows, None, slot("watch", "v4"), "v5", watch, NOW)
     assert verdict.outcome == "rollback"
@@ -241,6 +278,13 @@ def test_inputs_it_cannot_judge_are_refused_in_one_line() -> None:
         ({"guards": {"labelled": {"min_rows": 1}}}, "greater than or equal to 10"),
         ({"strategy": "blue-green"}, "'immediate', 'shadow' or 'canary'"),
         ({"canary": {"share": 1.0}}, "less than 1"),
+        (
+            {"shadow": {"max_cpu_share": 0}},
+            "shadow.max_cpu_share\n  Input should be greater than 0",
+        ),
+        ({"shadow": {"max_cpu_share": 1.5}}, "less than or equal to 1"),
+        ({"shadow": {"max_lag_s": 0}}, "shadow.max_lag_s"),
+        ({"shadow": {"paired_every": -1}}, "shadow.paired_every"),
     ],
 )
 def test_bad_rollout_config_is_refused_with_its_message(block: dict, message: str) -> None:

@@ -27,6 +27,7 @@ import pytest
 from core.clock import format_time, utc_now
 from core.columns import (
     MODEL_VERSION,
+    PAIRED_SCORE_MS,
     REQUEST_ID,
     ROLLOUT_ID,
     SCORE_MS,
@@ -35,8 +36,10 @@ from core.columns import (
     SHADOW_SCORE_MS,
     SHADOW_VERSION,
 )
+from core.config import DeployConfig
 from core.records.rollout import RolloutSlot
 from features.contract import load_contract
+from models.rollout import judge_rollout
 from serving.model_store import (
     POINTER_FILE,
     export_model,
@@ -76,7 +79,6 @@ class Rollout:
     tags: dict[str, str]
     answered: int = 0  # rows answered with 200
     failed: list[str] = field(default_factory=list)  # any other answer
-    baseline_ms: float = 0.0  # median /predict latency with the champion alone
     server: RunningServer | None = None
 
     def slot(self, version: str, kind: str, share: float = 0.0, rollout_id: str = "") -> Any:
@@ -225,8 +227,7 @@ def test_without_a_rollout_rows_are_logged_as_before_with_their_scoring_time(
     ready = client.get("/readyz").json()
     assert ready["rollout"] is None and ready["model"] == rollout.tags["v1"]
     records = _records(request_rows(40, seed=21))
-    _latencies(client, rollout, records[:10])  # warm up
-    rollout.baseline_ms = statistics.median(_latencies(client, rollout, records[10:]))
+    _latencies(client, rollout, records)
     logged = _log_rows(rollout, None, 40)
     assert len(logged) == 40
     assert (logged[MODEL_VERSION] == "v1").all() and (logged[SCORE_MS] >= 0).all()
@@ -334,7 +335,9 @@ def test_a_candidate_that_raises_fails_no_request_and_its_errors_are_counted(
     single = _post(client, rollout, "/predict", h_routed)
     assert single["model_version"] == "v1"
 
-    logged = _log_rows(rollout, "canary-v3", 401)
+    # each failing call is retried one row at a time, within the shadow's CPU share (0.25):
+    # 400 rows of retries take it tens of seconds to log on 2 busy cores
+    logged = _log_rows(rollout, "canary-v3", 401, timeout_s=90)
     assert len(logged) == 401
     h_rows = logged["Type"] == "H"
     assert (logged[SHADOW_VERSION] == "v3").all()  # the candidate answered none of them
@@ -349,27 +352,55 @@ def test_a_candidate_that_raises_fails_no_request_and_its_errors_are_counted(
 # --- a slow candidate --------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason=(
-        "known defect, issue 15 open: on 2 cores the shadow thread scoring a slow candidate "
-        "(300-tree forest) competes with the request threads for the CPU and the GIL; measured "
-        "median 28.4 ms with it against 7.35 ms alone. Needs a shadow budget (rows/s or CPU share)"
-    ),
-    strict=False,
-)
 def test_a_slow_candidate_in_shadow_does_not_slow_the_answers(
     client: httpx.Client, rollout: Rollout
 ) -> None:
-    _switch(client, rollout, rollout.slot("v4", "shadow"))
-    records = _records(request_rows(70, seed=17))
-    _latencies(client, rollout, records[:10])
-    with_slow = statistics.median(_latencies(client, rollout, records[10:]))
-    # the bound: the median answer within 2x the champion alone's, plus 5 ms
-    assert with_slow <= 2 * rollout.baseline_ms + 5, (with_slow, rollout.baseline_ms)
-    logged = _log_rows(rollout, "shadow-v4", 70)
+    """The bound: the median /predict latency with the forest in shadow is within 1.5 x the
+    champion alone's + 2 ms, both measured in the same test, interleaved in three rounds (so
+    a change of load on the machine hits both alike). Why so loose: with 3 pytest workers on
+    2 cores, the medians of back-to-back windows of the same service differ by up to ~30 %.
+    What it catches: a shadow that takes the CPU from the answers (without a budget it was
+    measured at 3.9 x: 28.4 ms against 7.35 ms); with `max_cpu_share` 0.25 it measured
+    0.70-0.88 x on a loaded machine."""
+    slow = rollout.slot("v4", "shadow")
+    records = _records(request_rows(150, seed=17))
+    alone: list[float] = []
+    with_slow: list[float] = []
+    for start in range(0, 150, 50):
+        _switch(client, rollout, None)
+        alone += _latencies(client, rollout, records[start : start + 50])[5:]
+        _switch(client, rollout, slow)
+        with_slow += _latencies(client, rollout, records[start : start + 50])[5:]
+        _log_rows(rollout, "shadow-v4", start + 50)  # its shadow done before the next round
+    assert statistics.median(with_slow) <= 1.5 * statistics.median(alone) + 2, (
+        statistics.median(with_slow),
+        statistics.median(alone),
+    )
+    logged = _log_rows(rollout, "shadow-v4", 150)
+    assert len(logged) == 150
+    # within its budget the shadow still scored every row of this traffic
     assert logged[SHADOW_PROBABILITY].notna().all()
-    # and it is slow: its own scoring time is well above the champion's
-    assert logged[SHADOW_SCORE_MS].median() > 3 * logged[SCORE_MS].median()
+    assert _metric(client, "lifecycle_shadow_rows", model_version="v4", outcome="over_budget") == 0
+    # and it is slow: its own scoring time is well above the champion's on the same rows
+    paired = logged[logged[PAIRED_SCORE_MS].notna()]
+    assert len(paired) > 0
+    assert paired[SHADOW_SCORE_MS].median() > 3 * paired[PAIRED_SCORE_MS].median()
+
+
+def test_the_judge_aborts_the_slow_candidate_on_what_its_shadow_logged(
+    client: httpx.Client, rollout: Rollout
+) -> None:
+    """The budget leaves the judge enough rows: the rows logged in shadow-v4 (the test above
+    and the single requests here), judged at the defaults, break the p99 guard."""
+    slot = rollout.slot("v4", "shadow")
+    _switch(client, rollout, slot)
+    _latencies(client, rollout, _records(request_rows(150, seed=31)))
+    logged = _log_rows(rollout, "shadow-v4", 300)
+    verdict = judge_rollout(logged, None, slot, "v1", DeployConfig(), utc_now())
+    latency = next(g for g in verdict.guards if g.name == "p99_score_ms")
+    assert latency.holds is False, latency.detail
+    assert "paired" in latency.detail and verdict.outcome == "abort"
+    assert next(g for g in verdict.guards if g.name == "error_rate").holds is True
 
 
 # --- rollouts the service cannot serve ---------------------------------------------------

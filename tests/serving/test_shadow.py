@@ -1,10 +1,12 @@
-"""The shadow scorer and canary routing in process, with real models: bounds, errors, shutdown."""
+"""The shadow scorer and canary routing in process, with real models: bounds, errors, shutdown,
+its CPU budget and its paired timing."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from core.columns import (
     MODEL_VERSION,
+    PAIRED_SCORE_MS,
     ROLLOUT_COLUMNS,
     SHADOW_ERROR,
     SHADOW_PROBABILITY,
@@ -55,6 +58,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ServedModel]:
     return {
         "v1": _served(train_tiny_model(root / "m1", max_iter=10, rows=1500), "v1"),
         "v3": _served(raising_model(root / "m3"), "v3"),
+        "v4": _served(slow_model(root / "m4"), "v4"),  # a 300-tree forest: tens of ms a call
     }
 
 
@@ -92,7 +96,7 @@ class Log:
 def _shadow_rows(pair: ServedPair, records: list[Any]) -> list[ShadowRow]:
     answers = score_rows(pair, [(r, "req") for r in records], CONTRACT)
     return [
-        ShadowRow(log_row(r, "req", a), r, a.shadow)
+        ShadowRow(log_row(r, "req", a), r, a.shadow, a.model)
         for r, a in zip(records, answers, strict=True)
         if a.shadow is not None
     ]
@@ -192,9 +196,9 @@ def test_a_full_queue_logs_the_rows_at_once_unscored(models: dict[str, ServedMod
 
 
 def test_shutdown_logs_what_it_cannot_score_in_time_unscored(
-    tmp_path: Path, models: dict[str, ServedModel]
+    models: dict[str, ServedModel],
 ) -> None:
-    slow = _served(slow_model(tmp_path / "slow"), "v4")
+    slow = models["v4"]
     log, counted = Log(), _counter()
     scorer = ShadowScorer(CONTRACT, log, queue_rows=5000, max_batch_rows=1, counted=counted)
     scorer.start()
@@ -211,3 +215,90 @@ def test_an_error_text_is_one_line_of_at_most_200_characters() -> None:
     text = describe_error(ValueError("bad\n" + "x" * 500))
     assert text.startswith("ValueError: bad x") and "\n" not in text
     assert len(text) == ERROR_CHARS
+
+
+# --- its own budget ------------------------------------------------------------------------
+
+
+def _busy_share(models: dict[str, ServedModel], share: float, seconds: float) -> float:
+    """The scorer's share of time in calls over `seconds` of a backlog of slow rows (one per
+    call), less one call: the one just done may not have had its rest yet."""
+    log = Log()
+    scorer = ShadowScorer(
+        CONTRACT, log, queue_rows=5000, max_batch_rows=1, max_cpu_share=share, max_lag_s=60
+    )
+    pair = ServedPair(models["v1"], _slot("shadow"), models["v4"])
+    scorer.submit(_shadow_rows(pair, _records(2000)))  # more than it can score in `seconds`
+    began = time.perf_counter()
+    scorer.start()
+    time.sleep(seconds)
+    busy, calls, elapsed = scorer.busy_s, scorer.scored, time.perf_counter() - began
+    scorer.close(0)
+    assert calls > 3 and len(log.rows) == 2000  # it scored; nothing was lost
+    return (busy - busy / calls) / elapsed
+
+
+def test_the_shadow_spends_at_most_its_cpu_share_scoring(models: dict[str, ServedModel]) -> None:
+    # busy time is the scorer's own wall time in calls (descheduled time counts too: a busy
+    # machine gets a slower shadow, not slower answers); 0.05 for the timer's slack
+    assert _busy_share(models, 0.25, 2.0) <= 0.25 + 0.05
+    # without a budget the same backlog keeps it busy nearly all the time
+    assert _busy_share(models, 1.0, 2.0) >= 0.6
+
+
+def test_rows_beyond_the_budget_are_logged_unscored_as_over_budget(
+    models: dict[str, ServedModel],
+) -> None:
+    log, counted = Log(), _counter()
+    scorer = ShadowScorer(
+        CONTRACT, log, 5000, max_batch_rows=1, counted=counted, max_cpu_share=0.2, max_lag_s=0.3
+    )
+    scorer.start()
+    scorer.submit(
+        _shadow_rows(ServedPair(models["v1"], _slot("shadow"), models["v4"]), _records(300))
+    )
+    _wait(lambda: len(log.rows) == 300)  # within its share it scores a few; the rest wait > 0.3 s
+    scorer.close(1)
+    over, scored = _count(counted, "v4", "over_budget"), _count(counted, "v4", "scored")
+    assert over > 200 and scored >= 1 and over + scored == 300
+    assert scorer.over_budget == over and scorer.unscored == 0
+    late = [row for row in log.rows if row[SHADOW_PROBABILITY] is None]
+    assert len(late) == over and all(r[SHADOW_VERSION] == "v4" for r in late)
+    assert all(r[SHADOW_ERROR] is None for r in late)  # not a failure of the model: the judge
+    # leaves such rows out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_shadow_thread_runs_at_the_lowest_priority(models: dict[str, ServedModel]) -> None:
+    scorer = ShadowScorer(CONTRACT, Log(), queue_rows=100, max_batch_rows=4)
+    scorer.start()
+    try:
+        thread = scorer._thread
+        assert thread is not None and thread.native_id is not None
+        _wait(lambda: os.getpriority(os.PRIO_PROCESS, thread.native_id) == 19, 2)
+    finally:
+        scorer.close(1)
+
+
+def test_a_bad_budget_is_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match=r"max_cpu_share must be in \(0, 1\] \(got 0\)"):
+        ShadowScorer(CONTRACT, Log(), queue_rows=10, max_batch_rows=1, max_cpu_share=0)
+
+
+# --- paired timing -------------------------------------------------------------------------
+
+
+def test_every_nth_batch_times_the_answering_model_on_the_same_rows(
+    models: dict[str, ServedModel],
+) -> None:
+    log = Log()
+    scorer = ShadowScorer(CONTRACT, log, queue_rows=1000, max_batch_rows=10, paired_every=2)
+    pair = ServedPair(models["v1"], _slot("shadow"), models["v4"])
+    scorer.submit(_shadow_rows(pair, _records(40)))  # queued before the start: 4 batches of 10
+    scorer.start()
+    _wait(lambda: len(log.rows) == 40)
+    scorer.close(1)
+    paired = [row for row in log.rows if row[PAIRED_SCORE_MS] is not None]
+    assert len(paired) == 20  # batches 2 and 4
+    assert len({row[PAIRED_SCORE_MS] for row in paired}) <= 2  # one time per batch
+    assert all(row[PAIRED_SCORE_MS] > 0 and row[SHADOW_SCORE_MS] > 0 for row in paired)

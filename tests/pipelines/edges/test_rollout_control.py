@@ -132,6 +132,8 @@ class Project:
                     "shadow_threshold": 0.5,
                     "shadow_error": "ValueError: boom" if failed else None,
                     "shadow_score_ms": None if failed else 1.0,
+                    # the answering model timed on the shadow's batch (serving.shadow)
+                    "paired_score_ms": None if failed else answer_ms,
                 }
                 out.write(json.dumps(row) + "\n")
 
