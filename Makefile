@@ -104,8 +104,21 @@ stack-up: install ## Start PostgreSQL, S3 (moto) and an MLflow server on both; D
 stack-down: install ## Stop the stack (moto's objects are lost; PostgreSQL's data stays)
 	lifecycle stack down
 
-benchmarks: install ## Run the benchmarks; results go to benchmarks/results/
+benchmarks: install wrk ## Run the benchmarks; results go to benchmarks/results/
 	python benchmarks/bench_data.py
+
+# The serving and rollout benchmarks load the service with wrk (Debian's package)
+.PHONY: wrk
+wrk:
+	@if command -v wrk >/dev/null; then :; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "make benchmarks: apt-get is unavailable; install wrk yourself (benchmarks/bench_serving.py and bench_rollout.py need it)" >&2; \
+	elif [ "$$(id -u)" != 0 ]; then \
+	  echo "make benchmarks: installing wrk needs root: sudo apt-get install -y wrk" >&2; \
+	else \
+	  echo "make benchmarks: installing wrk (Debian package) for the serving benchmarks"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	fi
 
 cbpe-nannyml: install ## Check our CBPE against NannyML's (its own venv, .venv-nannyml)
 	bash benchmarks/nannyml_env.sh
