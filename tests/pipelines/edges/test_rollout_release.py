@@ -110,3 +110,72 @@ def test_deploying_the_candidate_or_the_champion_again_keeps_the_rollout(
     assert registry.candidate(project.name).version == 2
     assert read_verdicts(project.rollout_history) == []
     assert [m["action"] for m in alias_moves(project)] == ["promote", "candidate"]
+
+
+# --- the shared store: the pointer's rollout block and a replica following it ----------
+
+
+def test_a_rollout_through_the_shared_store_and_a_replica_following_it(
+    tmp_path: Path, sqlite: Backend, name: str, tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deploy's release publishes the candidate and writes the shared pointer with the
+    rollout block; a replica (its own empty store, following the shared pointer) fetches
+    both models and serves the champion with the candidate beside it; the watch step's
+    promotion moves the shared pointer, and the replica follows."""
+    from core.clock import format_time, utc_now
+    from serving.champion_source import ChampionSource
+    from serving.shared_store import (
+        SharedStoreError,
+        open_shared_store,
+        publish_model,
+        read_published,
+        read_shared_pointer,
+        write_shared_pointer,
+    )
+
+    project = Project(tmp_path, sqlite, name, tiny, ROLLOUT)
+    shared_root = tmp_path / "shared"
+    shared = open_shared_store(str(shared_root))
+    v1 = load_served_model(f"{name}:v1", project.store)
+    publish_model(shared, v1, project.store)
+    write_shared_pointer(shared, v1)
+    v2 = load_served_model(f"{name}:v2", project.store)
+
+    # a block naming an unpublished candidate is refused, and the pointer stays as it was
+    from core.records.rollout import RolloutSlot
+    from serving.model_store import slot_model
+
+    unpublished = RolloutSlot(id="r", kind="shadow", model=slot_model(v2), started_at=STARTED)
+    with pytest.raises(SharedStoreError, match=rf"{name}:v2 is not published in .*; publish it"):
+        write_shared_pointer(shared, v1, unpublished)
+    assert "rollout" not in read_shared_pointer(shared)
+
+    started = format_time(utc_now())
+    config = RolloutConfig(**{**ROLLOUT, "strategy": "shadow"})
+    slot = release(
+        name, project.store, shared, config, 2, v2, {"gate": "ok"}, started,
+        project.history, project.rollout_history,
+    )  # fmt: skip
+    assert read_published(shared, name, 2) is not None
+    pointer = read_shared_pointer(shared)
+    assert pointer["tag"] == f"{name}:v1" and pointer_rollout(pointer) == slot
+    assert pointer_rollout(project.pointer()) == slot  # the local pointer says the same
+
+    replica = ChampionSource(tmp_path / "replica-store", str(shared_root), None)
+    seen = replica.find()
+    assert (seen.tag, seen.source, seen.rollout, seen.rollout_error) == (
+        f"{name}:v1", "shared", slot, None,
+    )  # fmt: skip
+    for version in (1, 2):  # both fetched into the replica's own store, and loadable
+        load_served_model(f"{name}:v{version}", tmp_path / "replica-store")
+
+    # the watch step judges the rows both scored and promotes: the shared pointer moves
+    monkeypatch.setenv("LIFECYCLE_SHARED_STORE", str(shared_root))
+    assert project.ctx().shared is not None
+    project.write_rows("v1", "v2")
+    step = project.control()
+    assert step.verdict.outcome == "promote", step.verdict.reasons
+    pointer = read_shared_pointer(shared)
+    assert pointer["tag"] == f"{name}:v2" and pointer_rollout(pointer) is None
+    seen = replica.find(current=f"{name}:v1", current_other=f"{name}:v2")
+    assert (seen.tag, seen.rollout) == (f"{name}:v2", None)
