@@ -575,6 +575,7 @@ def test_watch_once_retrains_then_waits_for_a_new_window(project: Path) -> None:
         "champion_before": 1,
         "champion_after": 2,
         "reasons": ["1 feedback batch(es)"],
+        "rollout": None,
     }
     assert "was not recorded in MLflow" in first.stderr  # the server is unreachable
     assert record["error"] is None
