@@ -55,7 +55,9 @@ def release(
     Shadow or canary with a champion: published (if there is a shared store), `candidate`
     alias, then the pointers gain the block. Otherwise champion at once: published first
     (unreachable = no promotion), alias, local pointer, shared pointer last, with a `watch`
-    block naming the old champion when `rollback_window_s` > 0.
+    block naming the old champion when `rollback_window_s` > 0. A rollout in progress is
+    first ended as replaced (`end_replaced`), unless `version` is its candidate (returned
+    as it is) or the champion (the pointers keep the block; None is returned).
     """
     champion = registry.champion(name)
     if shared is not None:
