@@ -295,7 +295,13 @@ def table(results: dict[str, Any]) -> str:
         f"`monitor.watch.interval_s` = {p['watch_interval_s']} s) judging it on the steady "
         "client's traffic, until its verdict promotes (or aborts) it. The rollout's "
         "`min_duration_s` dominates its time; in production the promoting iteration comes "
-        "up to one `interval_s` later than here.",
+        "up to one `interval_s` later than here. Its total is about: the first `watch` "
+        "(candidate started) + `min_duration_s` + the rest of the iteration that passes it "
+        "+ the reload lag.",
+        "- The machine's 1-min load average at each run's start is in the last table (other "
+        "workers' tests and benchmarks ran beside this one); where a run waited the full "
+        f"{QUIET_WAIT_S / 60:.0f} min, it never fell below {QUIET_LOAD}. A busier machine "
+        "makes each `dvc repro` slower; it does not shorten `min_duration_s`.",
         "- **Not included, and added in production**: the label delay (here `simulate` "
         "writes the labels at once) and the wait for the first `watch` iteration after the "
         "labels.",
@@ -318,7 +324,7 @@ def table(results: dict[str, Any]) -> str:
         "score s | judging iterations / s | verdict (rows, elapsed s) | pointer moved s | "
         "reload lag s | total s | from first drifted request s | steady / failed | slowest "
         "answer s | load 1 min (start / after watch) | note |",
-        "| ---: | --- | --- |" + " ---: |" * 11 + " --- | --- |",
+        "| ---: | --- | --- |" + " ---: |" * 12 + " --- | --- |",
     ]
     for r in runs:
         lines.append(row(r))
