@@ -24,6 +24,11 @@ def mlflow_tags(record: WatchRecord) -> dict[str, str]:
         "decided_by": (record.verdict.decided_by or "none") if record.verdict else "none",
         "policy_retrain": _flag(record.policy is not None and record.policy.retrain),
         "promoted": _flag(record.deploy is not None and record.deploy.promoted),
+        "candidate_started": (
+            record.deploy.rollout.kind
+            if record.deploy is not None and record.deploy.candidate_started
+            else "none"
+        ),
         "failed": _flag(record.error is not None),
         "rollout_outcome": (
             record.rollout.verdict.outcome
@@ -53,6 +58,7 @@ def mlflow_metrics(record: WatchRecord) -> dict[str, float]:
         "retrained": _number(record.action in ("retrained", "retrain_failed")),
         "feedback_rows": record.feedback.rows if record.feedback else 0,
         "promoted": _number(deploy is not None and deploy.promoted),
+        "candidate_started": _number(deploy is not None and deploy.candidate_started),
         "champion_version_after": deploy.champion_after if deploy else None,
         "failed": _number(record.error is not None),
     }

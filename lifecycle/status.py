@@ -347,6 +347,7 @@ def _last_watch(log: Path | None) -> dict[str, Any] | None:
         "verdict": last.verdict.action if last.verdict else None,
         "decided_by": last.verdict.decided_by if last.verdict else None,
         "skipped_reason": last.skipped_reason,
+        "deploy": last.deploy.describe() if last.deploy is not None else None,
         "error": last.error,
     }
 
@@ -398,9 +399,10 @@ def _format_serving(status: RunStatus) -> list[str]:
             if watch["verdict"]
             else ""
         )
+        deploy = f"; deploy: {watch['deploy']}" if watch.get("deploy") else ""
         lines.append(
             f"last watch iteration ({watch['path']}): #{watch['iteration']} at "
-            f"{_shown_time(watch['time'])}, {watch['action']}{verdict}{detail}"
+            f"{_shown_time(watch['time'])}, {watch['action']}{verdict}{deploy}{detail}"
         )
     return lines
 

@@ -87,12 +87,22 @@ def summarize_deploy(decision: DeployDecision | None, champion_before: int | Non
             ],
         )
     before, after = decision.champion_before, decision.champion_after
+    rollout = decision.rollout
+    started = decision.promote and rollout is not None and rollout.kind != "watch"
+    reasons = list(decision.reasons)
+    if started:
+        reasons.append(
+            f"{rollout.model.version} passed the gate and started a "
+            f"{rollout.kind} rollout ({rollout.id}) as candidate; the champion is unchanged "
+            "until the rollout's verdict promotes it"
+        )
     return DeployOutcome(
         ran=True,
-        promoted=decision.promote,
+        promoted=decision.promote and not started,
         champion_before=before.version if before else None,
         champion_after=after.version if after else None,
-        reasons=list(decision.reasons),
+        reasons=reasons,
+        rollout=rollout if decision.promote else None,
     )
 
 
@@ -374,12 +384,7 @@ def _log_summary(record: WatchRecord) -> None:
     if record.skipped_reason:
         logger.info("  %s", record.skipped_reason)
     if record.deploy:
-        logger.info(
-            "  deploy: %s (champion v%s -> v%s)",
-            "promoted" if record.deploy.promoted else "not promoted",
-            record.deploy.champion_before,
-            record.deploy.champion_after,
-        )
+        logger.info("  deploy: %s", record.deploy.describe())
     step = record.rollout
     if step is not None and step.verdict is not None:
         level = logging.INFO if step.verdict.outcome == "continue" else logging.WARNING

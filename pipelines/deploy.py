@@ -38,6 +38,7 @@ from core.paths import (
     MODEL_CARD_HTML,
     MODEL_DIR,
     MONITOR_PROFILE,
+    ROLLOUT_HISTORY,
 )
 from core.records import read_record, record_json
 from core.records.deploy import Challenger, ChampionRecord, DeployDecision, InfraCheck, RecentWindow
@@ -148,6 +149,7 @@ def main() -> None:
                 promotion_evidence(decision),
                 now_text(),
                 ALIAS_HISTORY,
+                ROLLOUT_HISTORY,
             )
             decision = decision.model_copy(update={"rollout": rollout})
             if rollout is not None and rollout.kind != "watch":

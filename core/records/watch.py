@@ -18,7 +18,7 @@ from core.io import append_json_line, read_json_lines
 from core.records import Record
 from core.records.monitor import Action as VerdictAction
 from core.records.monitor import ServingChampion, Signal
-from core.records.rollout import RolloutVerdict
+from core.records.rollout import RolloutSlot, RolloutVerdict
 
 logger = logging.getLogger(__name__)
 
@@ -65,13 +65,47 @@ class FeedbackSummary(Record):
 
 
 class DeployOutcome(Record):
-    """What the deploy stage made of a retrain (`ran` is False when it did not run)."""
+    """What the deploy stage made of a retrain (`ran` is False when it did not run).
+
+    `promoted`: the retrained model became champion. With `deploy.rollout` shadow or canary
+    it does not, yet: it passed the gate and became the registry's `candidate`, and
+    `rollout` is the rollout that started (`promoted` False, the champion unchanged; the
+    next iterations judge it). After an immediate promotion with a rollback window,
+    `rollout` is the watch block (`promoted` True). Lines written before this field have
+    no `rollout`, and said `promoted` for a candidate too.
+    """
 
     ran: bool
     promoted: bool
     champion_before: int | None
     champion_after: int | None
     reasons: list[str]
+    rollout: RolloutSlot | None = None
+
+    @property
+    def candidate_started(self) -> bool:
+        return self.rollout is not None and self.rollout.kind != "watch"
+
+    def describe(self) -> str:
+        """The outcome in a few words, for the watch's log line and `lifecycle status`."""
+        after = f"v{self.champion_after}" if self.champion_after is not None else "none"
+        if not self.ran:
+            return f"did not run (champion {after})"
+        if self.rollout is not None and self.candidate_started:
+            return (
+                f"candidate {self.rollout.model.version} started in {self.rollout.kind} "
+                f"beside champion {after} (rollout {self.rollout.id}); not champion until a "
+                "watch iteration promotes it"
+            )
+        if self.promoted:
+            before = f"v{self.champion_before}" if self.champion_before is not None else "none"
+            watched = (
+                f", watched against {self.rollout.model.version}"
+                if self.rollout is not None
+                else ""
+            )
+            return f"promoted (champion {before} -> {after}{watched})"
+        return f"not promoted (champion {after} unchanged)"
 
 
 class RolloutStep(Record):

@@ -321,6 +321,41 @@ def test_what_serves_and_the_last_watch_iteration(
     assert status["watch"]["action"] == "retrain_failed"
 
 
+def test_the_last_watch_iteration_says_its_deploy_started_a_candidate(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retrain whose deploy only started a shadow rollout is not shown as a promotion."""
+    stage_in("first", "deploy", lambda: None, monkeypatch)
+    slot = {
+        "id": "milling-failure-v3-20261125T070500Z",
+        "kind": "shadow",
+        "model": {"tag": "milling-failure:v3", "version": "v3", "content_sha256": "cd" * 32,
+                  "threshold": 0.3},
+        "started_at": "2026-11-25T07:05:00.000Z",
+    }  # fmt: skip
+    watch_log = project / "reports" / "watch" / "iterations.jsonl"
+    watch_log.parent.mkdir(parents=True)
+    deploy = {"ran": True, "promoted": False, "champion_before": 2, "champion_after": 2,
+              "reasons": ["better"], "rollout": slot}  # fmt: skip
+    watch_log.write_text(
+        json.dumps(
+            {
+                "time": "2026-11-25T07:05:00.000Z",
+                "iteration": "6",
+                "action": "retrained",
+                "deploy": deploy,
+            }
+        )
+        + "\n"
+    )
+    assert status_lines()[-1] == (
+        "last watch iteration (reports/watch/iterations.jsonl): #6 at 2026-11-25 07:05:00 UTC, "
+        "retrained; deploy: candidate v3 started in shadow beside champion v2 (rollout "
+        "milling-failure-v3-20261125T070500Z); not champion until a watch iteration promotes it"
+    )
+    assert status_json()["watch"]["deploy"].startswith("candidate v3 started in shadow")
+
+
 def _records(project: Path) -> list[LedgerEntry]:
     try:
         return read_ledger(project / LEDGER)

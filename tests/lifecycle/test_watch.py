@@ -29,11 +29,13 @@ from core.io import append_json_line
 from core.records.deploy import Challenger, ChampionRecord, DeployDecision
 from core.records.monitor import Action as VerdictAction
 from core.records.monitor import MonitorDecision, ServingChampion, Signal, WindowSummary
+from core.records.rollout import RolloutSlot, SlotModel
 from core.records.watch import (
     DeployOutcome,
     FeedbackSummary,
     PolicyDecision,
     ReproResult,
+    WatchRecord,
     append_watch_record,
     read_watch_history,
 )
@@ -174,6 +176,7 @@ def test_the_record_of_an_iteration() -> None:
             "champion_before": 1,
             "champion_after": 2,
             "reasons": ["better"],
+            "rollout": None,
         },
         "rollout": None,
         "repro": [
@@ -258,6 +261,7 @@ def test_mlflow_tags_and_metrics_of_a_record() -> None:
         "decided_by": "realized_quality",
         "policy_retrain": "true",
         "promoted": "true",
+        "candidate_started": "none",
         "failed": "false",
         "rollout_outcome": "none",
         "feedback_batch": "data/feedback/batch-x.parquet",
@@ -274,6 +278,7 @@ def test_mlflow_tags_and_metrics_of_a_record() -> None:
         "retrained": 1.0,
         "feedback_rows": 1180.0,
         "promoted": 1.0,
+        "candidate_started": 0.0,
         "champion_version_after": 2.0,
         "failed": 0.0,
         "monitor_repro_seconds": 1.5,
@@ -303,9 +308,58 @@ def test_the_deploy_outcome() -> None:
         "champion_before": 3,
         "champion_after": 3,
         "reasons": ["worse on the newest feedback batch"],
+        "rollout": None,
     }
     assert summarize_deploy(None, champion_before=2).champion_after == 2
     assert summarize_deploy(_deploy_decision(True, champion_before=None), None).promoted
+    assert summarize_deploy(None, 2).describe() == "did not run (champion v2)"
+    assert summarize_deploy(decision, 2).describe() == "not promoted (champion v3 unchanged)"
+
+
+def _slot(kind: str, version: str) -> RolloutSlot:
+    model = SlotModel(tag=f"milling-failure:{version}", version=version, content_sha256="c" * 64,
+                      threshold=0.4)  # fmt: skip
+    return RolloutSlot(id=f"milling-failure-{version}-x", kind=kind, model=model,
+                       started_at="2026-12-01T12:00:00.000Z")  # fmt: skip
+
+
+def test_a_deploy_that_starts_a_rollout_is_no_promotion() -> None:
+    """With deploy.rollout shadow or canary, the gate's pass starts a candidate's rollout:
+    the champion is unchanged, and the outcome, its log line and MLflow tags say so."""
+    v3 = ChampionRecord(version=3, content_sha256="a")
+    decision = _deploy_decision(
+        True,
+        reasons=["better"],
+        champion_before=v3,
+        champion_after=v3,
+        rollout=_slot("shadow", "v4"),
+    )
+    outcome = summarize_deploy(decision, champion_before=3)
+    assert (outcome.promoted, outcome.candidate_started) == (False, True)
+    assert (outcome.champion_before, outcome.champion_after) == (3, 3)
+    assert outcome.rollout.kind == "shadow"
+    assert outcome.reasons[-1] == (
+        "v4 passed the gate and started a shadow rollout (milling-failure-v4-x) as candidate; "
+        "the champion is unchanged until the rollout's verdict promotes it"
+    )
+    assert outcome.describe() == (
+        "candidate v4 started in shadow beside champion v3 (rollout milling-failure-v4-x); "
+        "not champion until a watch iteration promotes it"
+    )
+    record = build_record(IterationOutcome(iteration="i", started=STARTED, deploy=outcome), STARTED)
+    assert mlflow_tags(record)["promoted"] == "false"
+    assert mlflow_tags(record)["candidate_started"] == "shadow"
+    assert mlflow_metrics(record)["candidate_started"] == 1.0
+    assert WatchRecord.model_validate(record.model_dump(mode="json")) == record
+
+    # an immediate promotion with a rollback window: promoted, watched against the old one
+    v4 = ChampionRecord(version=4, content_sha256="b")
+    watched = _deploy_decision(
+        True, champion_before=v3, champion_after=v4, rollout=_slot("watch", "v3")
+    )
+    outcome = summarize_deploy(watched, champion_before=3)
+    assert (outcome.promoted, outcome.candidate_started) == (True, False)
+    assert outcome.describe() == "promoted (champion v3 -> v4, watched against v3)"
 
 
 def test_ran_stages_reads_dvc_output() -> None:
@@ -521,6 +575,7 @@ def test_watch_once_retrains_then_waits_for_a_new_window(project: Path) -> None:
         "champion_before": 1,
         "champion_after": 2,
         "reasons": ["1 feedback batch(es)"],
+        "rollout": None,
     }
     assert "was not recorded in MLflow" in first.stderr  # the server is unreachable
     assert record["error"] is None

@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.clock import now_text
+from core.records.rollout import RolloutSlot, SlotModel
 from serving.model_store import load_served_model
 from serving.prediction_log import read_prediction_log
 from serving.prediction_log.shared import sync_shared_log
@@ -241,6 +243,44 @@ def test_a_store_that_goes_away_leaves_the_replicas_serving(
     assert read_published(open_shared_store(str(stack.link)), MODEL_NAME, 2) is not None
 
 
+SHARED_ROLLOUT = "shared-shadow"
+
+
+def test_both_replicas_follow_a_shadow_rollout_in_the_shared_pointer(
+    stack: Stack, replica_a: RunningServer, replica_b: RunningServer
+) -> None:
+    """The shared pointer's rollout block (deploy's `write_shared_pointer` with a slot):
+    every replica fetches the candidate, scores in shadow, answers from the champion; the
+    block's removal (an abort) takes it out again."""
+    v2 = stack.v2
+    model = SlotModel(tag=v2.tag, version="v2", run_id=v2.run_id,
+                      content_sha256=v2.content_sha256, threshold=v2.threshold)  # fmt: skip
+    slot = RolloutSlot(id=SHARED_ROLLOUT, kind="shadow", model=model, started_at=now_text())
+    write_shared_pointer(open_shared_store(str(stack.link)), stack.v1, slot)
+    expected = {"id": SHARED_ROLLOUT, "kind": "shadow", "version": "v2", "share": 0.0}
+    for server in (replica_a, replica_b):
+        deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+        while _readyz(server).json().get("rollout") != expected:
+            assert time.monotonic() < deadline, f"no rollout:\n{server.tail()}"
+            time.sleep(0.05)
+    records = [row.to_dict() for _, row in request_rows(20, seed=5).iterrows()]
+    answers = [
+        httpx.post(f"{server.url}/predict", json=record, timeout=10)
+        for server in (replica_a, replica_b)
+        for record in records
+    ]
+    assert {a.status_code for a in answers} == {200}
+    assert {a.json()["model_version"] for a in answers} == {"v1"}  # the champion answers
+
+    stack.point_at(stack.v1)  # the rollout aborted: the pointer without its block
+    for server in (replica_a, replica_b):
+        deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+        while _readyz(server).json().get("rollout") is not None:
+            assert time.monotonic() < deadline, f"still rolling out:\n{server.tail()}"
+            time.sleep(0.05)
+        assert _readyz(server).json()["model"] == stack.v1.tag
+
+
 def test_the_monitor_reads_both_replicas_traffic_from_the_shared_log(
     stack: Stack, replica_a: RunningServer, replica_b: RunningServer
 ) -> None:
@@ -256,5 +296,8 @@ def test_the_monitor_reads_both_replicas_traffic_from_the_shared_log(
         "replica=b",
     }
     assert set(log["model_version"]) == {"v1", "v2"} and log["request_id"].notna().all()
+    shadowed = log[log["rollout_id"] == SHARED_ROLLOUT]  # both replicas' shadow scores
+    assert len(shadowed) == 40 and set(shadowed["shadow_version"]) == {"v2"}
+    assert shadowed["shadow_probability"].notna().all()
     for name in ("replica-a", "replica-b"):  # nothing in the replicas' local folders
         assert not (stack.root / name / "predictions").exists()

@@ -78,6 +78,7 @@ class Project:
         v1, v2 = _register_both(backend, name)
         assert (v1, v2) == (1, 2)
         self.history = root / "reports/deploy/alias_history.jsonl"
+        self.rollout_history = root / "reports/deploy/rollout_history.jsonl"
         registry.promote(name, 1, {"gate": "first"}, history=self.history)
         for version, model in ((1, tiny[0]), (2, tiny[1])):
             export_model(
@@ -99,7 +100,16 @@ class Project:
         started = format_time(utc_now() - dt.timedelta(minutes=5))
         config = self.params.deploy.rollout
         release(
-            self.name, self.store, None, config, 2, served, {"gate": "ok"}, started, self.history
+            self.name,
+            self.store,
+            None,
+            config,
+            2,
+            served,
+            {"gate": "ok"},
+            started,
+            self.history,
+            self.rollout_history,
         )
 
     def write_rows(
@@ -309,6 +319,7 @@ def test_immediate_with_no_champion_or_strategy_promotes_at_once(
             {},
             "2026-12-01T12:00:00.000Z",
             project.history,
+            project.rollout_history,
         )
         is None
     )
