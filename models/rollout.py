@@ -409,6 +409,11 @@ def _decide(
         waiting.append(f"{rows} of {config.min_rows} rows both scored")
     if elapsed < config.min_duration_s:
         waiting.append(f"{elapsed:.0f} s of {config.min_duration_s:g} s")
+    # every live-traffic guard must have been judged: a p99 with too few timed (paired) rows
+    # is not a p99 that held
+    unjudged = [guard.name for guard in guards[:-1] if guard.holds is None]
+    if unjudged:
+        waiting.append(f"not judged yet: {', '.join(unjudged)}")
     if config.guards.labelled.required and labelled.holds is None:
         waiting.append("the labelled guard is required and not judged yet")
     if not waiting:

@@ -126,6 +126,19 @@ def test_rows_not_scored_are_left_out() -> None:
     assert guard(verdict, "error_rate").holds is True
 
 
+def test_a_guard_not_judged_yet_blocks_the_promotion_and_says_which() -> None:
+    """Rows and time enough, every judged guard holding, but no paired timing yet (a shadow
+    that has paired none of its batches): no promotion; past max_duration_s, an abort that
+    names the guard."""
+    rows = log_rows(paired_ms=None).assign(paired_score_ms=np.nan)
+    verdict = judge_rollout(rows, None, slot(), "v4", deploy(), NOW)
+    assert guard(verdict, "p99_score_ms").holds is None
+    assert verdict.outcome == "continue", verdict.reasons
+    assert verdict.reasons[-1] == "waiting: not judged yet: p99_score_ms"
+    late = judge_rollout(rows, None, slot(), "v4", deploy(), START + dt.timedelta(hours=2))
+    assert late.outcome == "abort" and "not judged yet: p99_score_ms" in late.reasons[-1]
+
+
 def test_a_slow_candidate_breaches_the_latency_guard() -> None:
     verdict = judge_rollout(log_rows(shadow_ms=40.0), None, slot(), "v4", deploy(), NOW)
     latency = guard(verdict, "p99_score_ms")

@@ -75,6 +75,19 @@ def raising_model(directory: Path) -> TinyModel:
     return TinyModel(directory=directory, content_sha256=content, pipeline=pipeline)
 
 
+def shuffled_label_model(directory: Path) -> TinyModel:
+    """A real gradient-boosting pipeline fitted on labels shuffled out of their rows: it
+    scores like a model trained on a corrupted label feed, no better than chance."""
+    contract = load_contract(CONTRACT_PATH)
+    frame = generate_process_data(SyntheticSourceConfig(rows=3000, seed=7))
+    frame[contract.label] = frame[contract.label].sample(frac=1.0, random_state=7).to_numpy()
+    config = TrainConfig(model=FAMILY, hist_gradient_boosting={"max_iter": 30})
+    pipeline = fit_model(frame, contract, config, seed=0)
+    meta = {"family": FAMILY, "features": contract.features, "label": contract.label}
+    content = save_model(pipeline, directory, meta, SKOPS_TRUSTED_TYPES[FAMILY])
+    return TinyModel(directory=directory, content_sha256=content, pipeline=pipeline)
+
+
 def slow_model(directory: Path) -> TinyModel:
     """A real random forest big enough to be slow: hundreds of deep trees."""
     contract = load_contract(CONTRACT_PATH)
