@@ -28,26 +28,29 @@ REAL_AI4I = ROOT.parent / "shared" / "datasets" / "ai4i2020.csv"
 
 
 # The longest files, longest first (worker-seconds from a junit profile of the whole suite,
-# 3 workers, 2026-12-02, plus the stack modules timed alone): scheduled first, so no long
-# file starts last and keeps one worker busy alone at the end.
+# 3 workers, 2026-12-02, fresh clone, 20 min in all): scheduled first, so no long file starts
+# last and keeps one worker busy alone at the end.
 LONGEST_FILES = (
-    "tests/e2e/test_loop.py",  # ~465 s
-    "tests/e2e/test_stack_lifecycle.py",  # ~370 s alone
-    "tests/orchestrators/test_prefect.py",
-    "tests/orchestrators/test_dagster.py",  # ~414 s
-    "tests/e2e/test_champion_challenger.py",  # ~366 s
-    "tests/orchestrators/test_airflow.py",  # ~353 s
-    "tests/e2e/test_dvc_repro.py",  # ~306 s
-    "tests/orchestrators/test_kubeflow.py",  # ~260 s
-    "tests/orchestrators/test_prefect_workers.py",
-    "tests/browser/test_pages.py",  # ~210 s
-    "tests/orchestrators/test_stepfunctions.py",  # ~181 s
-    "tests/e2e/test_offline.py",  # ~165 s
-    "tests/faults/test_pipeline_faults.py",  # ~154 s
-    "tests/faults/test_tracking_outage.py",  # ~150 s
-    "tests/e2e/test_byod.py",  # ~147 s
-    "tests/lifecycle/test_watch.py",  # ~133 s
-    "tests/lifecycle/test_stack.py",  # ~70 s
+    "tests/e2e/test_loop.py",  # ~383 s
+    "tests/orchestrators/test_airflow.py",  # ~240 s
+    "tests/e2e/test_stack_lifecycle.py",  # ~226 s
+    "tests/e2e/test_dvc_repro.py",  # ~210 s
+    "tests/orchestrators/test_prefect.py",  # ~187 s
+    "tests/orchestrators/test_dagster.py",  # ~186 s
+    "tests/e2e/test_champion_challenger.py",  # ~183 s
+    "tests/orchestrators/test_stepfunctions.py",  # ~151 s
+    "tests/orchestrators/test_prefect_workers.py",  # ~151 s
+    "tests/orchestrators/test_kubeflow.py",  # ~135 s
+    "tests/faults/test_tracking_outage.py",  # ~122 s
+    "tests/faults/test_pipeline_faults.py",  # ~116 s
+    "tests/lifecycle/test_watch.py",  # ~104 s
+    "tests/browser/test_pages.py",  # ~99 s
+    "tests/e2e/test_byod.py",  # ~83 s
+    "tests/e2e/test_offline.py",  # ~80 s
+    "tests/e2e/test_tracking_server.py",  # ~54 s
+    "tests/serving/test_rollout_service.py",  # ~48 s
+    "tests/faults/test_service_faults.py",  # ~46 s
+    "tests/lifecycle/test_stack.py",  # ~44 s
 )
 
 
