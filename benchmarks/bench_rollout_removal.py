@@ -224,7 +224,7 @@ def one_run(seed: int) -> dict[str, Any]:
                 rollout_id=started["rollout_id"],
                 first_failed_shadow_after_release_s=round(failed - released, 2) if failed else None,
                 removal_s=round(gone - failed, 2) if gone and failed else None,
-                verdict=(verdict or {}).get("action"),
+                verdict=(verdict or {}).get("outcome"),
                 verdict_reasons=(verdict or {}).get("reasons"),
                 steady_requests=len(client.answers),
                 steady_failed=failures,
@@ -260,12 +260,17 @@ def _table(results: dict[str, Any]) -> str:
         if good
         else "- No run measured a removal.",
         "",
+        "The first failed shadow score can come a fraction of a second before `release after "
+        "watch start` ends: that is when the child process that released the candidate exited, "
+        "after it wrote the pointer.",
+        "",
         "| run | release after watch start s | first failed shadow after release s | removal s | "
         "verdict | steady requests / failed | reasons |",
         "| ---: | ---: | ---: | ---: | --- | --- | --- |",
     ]
     for i, r in enumerate(runs, 1):
-        reasons = "; ".join(r.get("verdict_reasons") or [r.get("error", "")])[:300]
+        said = r.get("verdict_reasons") or [r.get("error", "")]
+        reasons = "; ".join(dict.fromkeys([said[0][:200], said[-1][:200]]))  # first guard, outcome
         lines.append(
             f"| {i} | {r.get('release_delay_s')} | {r.get('first_failed_shadow_after_release_s')} "
             f"| {r.get('removal_s')} | {r.get('verdict')} | {r.get('steady_requests')} / "
