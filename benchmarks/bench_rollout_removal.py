@@ -40,11 +40,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,6 +67,9 @@ from benchmarks._loop_parts import (
     wait_quiet,
 )
 from benchmarks._measure import machine, write_results
+from core.paths import ROLLOUT_HISTORY
+from core.records.rollout import read_verdicts
+from lifecycle.stack.services import spawn, stop_group
 
 MODEL_NAME = "milling-failure"
 GONE_ANSWERS = 10  # /readyz answers in a row without a rollout: both workers have dropped it
@@ -84,7 +84,7 @@ def _child_candidate(project: Path) -> None:
     from core.clock import format_time, utc_now
     from core.config import TrainConfig, load_params
     from core.model_files import save_model
-    from core.paths import ALIAS_HISTORY, ROLLOUT_HISTORY
+    from core.paths import ALIAS_HISTORY
     from features.contract import load_contract
     from models.training import SKOPS_TRUSTED_TYPES, build_pipeline
     from pipelines.edges import registry
@@ -179,21 +179,14 @@ def one_run(seed: int) -> dict[str, Any]:
         if code != 0:
             return {**result, "error": f"initial dvc repro failed: {out[-500:]}"}
         server = Server(project)
-        watch = None
+        client, watch = None, None
         try:
             if (why := server.wait_ready()) is not None:
                 return {**result, "error": why}
             client = SteadyClient(server.url, steady_records())
             client.start()
-            watch_log = (project / "watch.out").open("wb")
-            watch = subprocess.Popen(
-                [str(BIN / "lifecycle"), "watch"],
-                cwd=project,
-                env=child_env(project),
-                stdout=watch_log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            command = [str(BIN / "lifecycle"), "watch"]
+            watch = spawn(command, child_env(project), project / "watch.out", project)
             delay = random.Random(seed).uniform(0, interval)
             time.sleep(delay)
             # the copy's own script, so the child imports the copy's code (PYTHONPATH)
@@ -208,14 +201,13 @@ def one_run(seed: int) -> dict[str, Any]:
             client.stopping.set()
             client.join(timeout=30)
             failed = _first_failed_shadow(project, params)
-            history = project / "reports/deploy/rollout_history.jsonl"
-            verdicts = (
-                [json.loads(x) for x in history.read_text().splitlines()]
-                if history.exists()
-                else []
-            )
             verdict = next(
-                (v for v in verdicts if v.get("rollout_id") == started["rollout_id"]), None
+                (
+                    v
+                    for v in read_verdicts(project / ROLLOUT_HISTORY)
+                    if v.rollout_id == started["rollout_id"]
+                ),
+                None,
             )
             failures = sum(1 for _, status, _, _ in client.answers if status != 200)
             result.update(
@@ -224,16 +216,16 @@ def one_run(seed: int) -> dict[str, Any]:
                 rollout_id=started["rollout_id"],
                 first_failed_shadow_after_release_s=round(failed - released, 2) if failed else None,
                 removal_s=round(gone - failed, 2) if gone and failed else None,
-                verdict=(verdict or {}).get("outcome"),
-                verdict_reasons=(verdict or {}).get("reasons"),
+                verdict=verdict.outcome if verdict else None,
+                verdict_reasons=verdict.reasons if verdict else None,
                 steady_requests=len(client.answers),
                 steady_failed=failures,
                 target_s=interval + poll,
             )
         finally:
-            if watch is not None:
-                os.killpg(watch.pid, signal.SIGTERM)
-                watch.wait(timeout=120)
+            if client is not None:
+                client.stopping.set()
+            stop_group(watch, timeout_s=120)  # SIGTERM (the watch ends its iteration), SIGKILL
             server.stop()
     return result
 
