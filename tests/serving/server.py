@@ -48,10 +48,16 @@ class TinyModel:
     pipeline: Pipeline
 
 
-def train_tiny_model(directory: Path, max_iter: int = 30, rows: int = 3000) -> TinyModel:
-    """Fit a small HistGradientBoosting pipeline on synthetic data and save it with skops."""
+def train_tiny_model(
+    directory: Path, max_iter: int = 30, rows: int = 3000, shuffled_labels: bool = False
+) -> TinyModel:
+    """Fit a small HistGradientBoosting pipeline on synthetic data and save it with skops.
+    `shuffled_labels`: fitted on labels shuffled out of their rows, as from a corrupted label
+    feed: it scores no better than chance."""
     contract = load_contract(CONTRACT_PATH)
     frame = generate_process_data(SyntheticSourceConfig(rows=rows))
+    if shuffled_labels:
+        frame[contract.label] = frame[contract.label].sample(frac=1.0, random_state=7).to_numpy()
     config = TrainConfig(model=FAMILY, hist_gradient_boosting={"max_iter": max_iter})
     pipeline = fit_model(frame, contract, config, seed=0)
     meta = {"family": FAMILY, "features": contract.features, "label": contract.label}
@@ -72,19 +78,6 @@ def raising_model(directory: Path) -> TinyModel:
     pipeline.fit(frame[contract.features], frame[contract.label].to_numpy())
     meta = {"family": "logistic_regression", "features": contract.features, "label": contract.label}
     content = save_model(pipeline, directory, meta, SKOPS_TRUSTED_TYPES["logistic_regression"])
-    return TinyModel(directory=directory, content_sha256=content, pipeline=pipeline)
-
-
-def shuffled_label_model(directory: Path) -> TinyModel:
-    """A real gradient-boosting pipeline fitted on labels shuffled out of their rows: it
-    scores like a model trained on a corrupted label feed, no better than chance."""
-    contract = load_contract(CONTRACT_PATH)
-    frame = generate_process_data(SyntheticSourceConfig(rows=3000, seed=7))
-    frame[contract.label] = frame[contract.label].sample(frac=1.0, random_state=7).to_numpy()
-    config = TrainConfig(model=FAMILY, hist_gradient_boosting={"max_iter": 30})
-    pipeline = fit_model(frame, contract, config, seed=0)
-    meta = {"family": FAMILY, "features": contract.features, "label": contract.label}
-    content = save_model(pipeline, directory, meta, SKOPS_TRUSTED_TYPES[FAMILY])
     return TinyModel(directory=directory, content_sha256=content, pipeline=pipeline)
 
 

@@ -35,7 +35,6 @@ from tests.serving.server import (
     CONTRACT_PATH,
     MODEL_NAME,
     serve,
-    shuffled_label_model,
     train_tiny_model,
     write_project,
 )
@@ -62,7 +61,8 @@ def test_a_candidate_worse_on_labelled_live_rows_is_aborted_with_its_reason(
     tmp_path: Path,
 ) -> None:
     store = tmp_path / "store"
-    champion, worse = train_tiny_model(tmp_path / "m1"), shuffled_label_model(tmp_path / "m5")
+    champion = train_tiny_model(tmp_path / "m1")
+    worse = train_tiny_model(tmp_path / "m5", shuffled_labels=True)
     tags = {
         version: export_model(
             model.directory,
