@@ -37,33 +37,32 @@ install: $(VENV)/.installed .dvc/plots_template.html ## Create .venv and install
 lifecycle: install ## Install, then run the whole lifecycle (dvc repro) on the default data
 	dvc repro
 
+# $(call debian_packages,TEST,PACKAGES,WHAT,NEEDED BY): nothing when the shell condition TEST
+# holds; else apt-get installs the Debian PACKAGES (as root), or one line says what to install.
+# No commas inside the arguments: $(call) splits on them.
+define debian_packages
+@if $(1); then :; \
+elif ! command -v apt-get >/dev/null; then \
+  echo "make $@: apt-get is unavailable; install $(3) yourself (for $(4))" >&2; \
+elif [ "$$(id -u)" != 0 ]; then \
+  echo "make $@: installing $(3) for $(4) needs root: sudo apt-get install -y $(2)" >&2; \
+else \
+  echo "make $@: installing $(3) (Debian packages) for $(4)"; \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2); \
+fi
+endef
+
 # tests/browser drives Debian's Chromium and chromedriver: `make install` installs them when missing
 install: chromium
 .PHONY: chromium
 chromium:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
-	elif ! command -v apt-get >/dev/null; then \
-	  echo "make install: apt-get is unavailable; install Chromium and its driver at /usr/bin/chromium and /usr/bin/chromedriver yourself (tests/browser needs them)" >&2; \
-	elif [ "$$(id -u)" != 0 ]; then \
-	  echo "make install: installing Chromium for tests/browser needs root: sudo apt-get install -y chromium chromium-driver" >&2; \
-	else \
-	  echo "make install: installing Chromium and chromedriver (Debian packages) for tests/browser"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
-	fi
+	$(call debian_packages,[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ],chromium chromium-driver,Chromium and chromedriver at /usr/bin,tests/browser)
 
 # The production stack (lifecycle stack up) runs Debian's PostgreSQL: `make install` installs it when missing
 install: postgresql
 .PHONY: postgresql
 postgresql:
-	@if command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
-	elif ! command -v apt-get >/dev/null; then \
-	  echo "make install: apt-get is unavailable; install PostgreSQL (initdb, pg_ctl) yourself (make stack-up needs it)" >&2; \
-	elif [ "$$(id -u)" != 0 ]; then \
-	  echo "make install: installing PostgreSQL for make stack-up needs root: sudo apt-get install -y postgresql" >&2; \
-	else \
-	  echo "make install: installing PostgreSQL (Debian packages) for make stack-up"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
-	fi
+	$(call debian_packages,command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1,postgresql,PostgreSQL (initdb and pg_ctl),make stack-up)
 
 # Each orchestrator in its own virtual environment (their pins conflict with the project's):
 # .venv-ENGINE from lifecycle/orchestrators/requirements/ENGINE.txt, built with uv (its cache
@@ -104,21 +103,13 @@ stack-up: install ## Start PostgreSQL, S3 (moto) and an MLflow server on both; D
 stack-down: install ## Stop the stack (moto's objects are lost; PostgreSQL's data stays)
 	lifecycle stack down
 
-benchmarks: install wrk ## Run the benchmarks; results go to benchmarks/results/
+benchmarks: install ## Run the benchmarks; results go to benchmarks/results/
 	python benchmarks/bench_data.py
 
-# The serving and rollout benchmarks load the service with wrk (Debian's package)
+# The serving and rollout benchmarks load the service with wrk: `make wrk` installs it
 .PHONY: wrk
 wrk:
-	@if command -v wrk >/dev/null; then :; \
-	elif ! command -v apt-get >/dev/null; then \
-	  echo "make benchmarks: apt-get is unavailable; install wrk yourself (benchmarks/bench_serving.py and bench_rollout.py need it)" >&2; \
-	elif [ "$$(id -u)" != 0 ]; then \
-	  echo "make benchmarks: installing wrk needs root: sudo apt-get install -y wrk" >&2; \
-	else \
-	  echo "make benchmarks: installing wrk (Debian package) for the serving benchmarks"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
-	fi
+	$(call debian_packages,command -v wrk >/dev/null,wrk,wrk,benchmarks/bench_serving.py and bench_rollout.py)
 
 cbpe-nannyml: install ## Check our CBPE against NannyML's (its own venv, .venv-nannyml)
 	bash benchmarks/nannyml_env.sh
