@@ -37,6 +37,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -239,6 +240,8 @@ def main() -> None:
     if args.child:
         _child_build(Path(args.child[1]))
         return
+    if shutil.which("wrk") is None:
+        parser.error("needs wrk on PATH: `make wrk` installs it (Debian's package)")
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-rollout-") as folder:
         workdir = Path(folder)

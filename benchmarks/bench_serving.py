@@ -1117,7 +1117,7 @@ def main() -> None:
             _child_inprocess(workdir, int(args.child[2]))
         return
     if shutil.which("wrk") is None or shutil.which("curl") is None:
-        parser.error("needs wrk and curl on PATH")
+        parser.error("needs wrk and curl on PATH: `make wrk` installs wrk (Debian's package)")
 
     scenarios = default_scenarios()
     scenarios += [parse_variant(text) for text in args.variant]
