@@ -71,11 +71,12 @@ def assess_window(
         current_scores=scores_to_compare(current, champion.label),
         calibration=profile.drift if profile is not None else None,
     )
-    floors = quality_floors(config, profile)
-    estimate, breaches = _estimate(served_by(window, champion.label), profile, config, floors, seed)
-    quality = assess_quality(
-        served_by(labelled, champion.label), contract.label, config, seed, floors
-    )
+    served = served_by(window, champion.label)
+    floors, _ = quality_floors(config, profile, len(served))
+    estimate, breaches = _estimate(served, profile, config, floors, seed)
+    judged = served_by(labelled, champion.label)
+    floors, source = quality_floors(config, profile, len(judged))
+    quality = assess_quality(judged, contract.label, config, seed, floors, source)
     return WindowEvidence(
         champion=champion.tag,
         rows=len(window),
@@ -90,18 +91,37 @@ def assess_window(
     )
 
 
-def quality_floors(config: MonitorConfig, profile: MonitorProfile | None) -> dict[str, float]:
-    """`monitor.quality.thresholds`, raised to the champion's own level minus
-    `monitor.verdict.max_drop` where that is higher."""
+def quality_floors(
+    config: MonitorConfig, profile: MonitorProfile | None, rows: int | None = None
+) -> tuple[dict[str, float], str]:
+    """The floors that judge `rows` rows of the champion, and where they come from.
+
+    `monitor.quality.thresholds`, lowered to the champion's own bound for that many rows
+    (`monitor.quality.own_bounds`) where that is lower: a floor its unchanged training period
+    falls below by chance is no evidence of change. Then raised to the champion's own level
+    minus `monitor.verdict.max_drop`, when that is set and higher: a sensitivity asked for.
+    """
     floors = dict(config.quality.thresholds)
+    sources = ["monitor.quality.thresholds"]
+    bounds = profile.quality if profile is not None else None
+    if bounds is not None and rows is not None and config.quality.own_bounds:
+        for name in floors:
+            bound = bounds.bound_at(name, rows)
+            if bound is not None and bound < floors[name]:
+                floors[name] = bound
+                sources.append(
+                    f"{name} lowered to {bound:.3f}, the champion's own bound for {rows} rows "
+                    f"(its training period falls below it by chance at "
+                    f"{bounds.false_alarm_rate:.0%} of windows; monitor.quality.own_bounds)"
+                )
     drop = config.verdict.max_drop
-    if drop is None or profile is None:
-        return floors
-    for name in floors:
-        level = getattr(profile.reference, name, None)
-        if level is not None:
-            floors[name] = max(floors[name], round(level - drop, 6))
-    return floors
+    if drop is not None and profile is not None:
+        for name in floors:
+            level = getattr(profile.reference, name, None)
+            if level is not None and level - drop > floors[name]:
+                floors[name] = round(level - drop, 6)
+                sources.append(f"{name} raised to the champion's own level minus max_drop")
+    return floors, "; ".join(sources)
 
 
 def _estimate(

@@ -87,7 +87,7 @@ def calibrate_drift(
     tests = len(kinds)
     column_alpha = settings.false_alarm_rate / tests
     rows = len(reference)
-    sizes, reason = _choose_sizes(rows, config)
+    sizes, reason = choose_block_sizes(rows, config)
     if not settings.enabled:
         sizes, reason = [], "monitor.calibration.enabled is false: Evidently's defaults apply"
     calibrated = {
@@ -201,7 +201,7 @@ def render_calibration(calibration: DriftCalibration) -> str:
     return head + "<table>" + "".join(rows) + "</table>"
 
 
-def _choose_sizes(rows: int, config: MonitorConfig) -> tuple[list[int], str]:
+def choose_block_sizes(rows: int, config: MonitorConfig) -> tuple[list[int], str]:
     """The block sizes the training period can hold, and a sentence saying so."""
     settings, window = config.calibration, config.window
     wanted = sorted(
@@ -279,15 +279,21 @@ def _calibrate_column(
 
 def _block_scores(values: pd.Series, kind: str, size: int, config: MonitorConfig) -> np.ndarray:
     """The drift scores of sliding blocks of `size` rows, each against the rest."""
+    starts = block_starts(len(values), size, config)
+    if kind == "numerical":
+        return _wasserstein_scores(values.to_numpy(dtype=float), starts, size)
+    return _jensenshannon_scores(values, starts, size)
+
+
+def block_starts(rows: int, size: int, config: MonitorConfig) -> np.ndarray:
+    """Where the sliding blocks of `size` rows start: every `step_share` of a block, at most
+    `max_blocks` of them (evenly spread)."""
     settings = config.calibration
-    rows = len(values)
     step = max(1, round(size * settings.step_share))
     starts = np.arange(0, rows - size + 1, step)
     if len(starts) > settings.max_blocks:
         starts = np.unique(np.linspace(0, rows - size, settings.max_blocks).round().astype(int))
-    if kind == "numerical":
-        return _wasserstein_scores(values.to_numpy(dtype=float), starts, size)
-    return _jensenshannon_scores(values, starts, size)
+    return starts
 
 
 def _variance(logs: np.ndarray) -> float:

@@ -21,6 +21,7 @@ from models.importance import compute_feature_importance
 from models.probability_calibration import fit_probability_calibration
 from monitoring.calibration import calibrate_drift
 from monitoring.data_quality import profile_training_data
+from monitoring.quality_bounds import calibrate_quality
 
 
 def build_monitor_profile(
@@ -54,4 +55,5 @@ def build_monitor_profile(
             roc_auc=ranking.get("roc_auc"),
             average_precision=ranking.get("average_precision"),
         ),
+        quality=calibrate_quality(labels, scores, params.monitor),
     )

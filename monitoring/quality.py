@@ -32,11 +32,13 @@ def assess_quality(
     config: MonitorConfig,
     seed: int = 0,
     floors: dict[str, float] | None = None,
+    source: str = "monitor.quality.thresholds",
 ) -> QualitySummary:
     """Score the champion's labelled rows and name every metric below its floor.
 
     `labelled` needs the label, `probability` and `threshold` columns (the log's).
-    `floors` default to `monitor.quality.thresholds`. The bootstrap intervals depend only on
+    `floors` default to `monitor.quality.thresholds`; `source` says where they come from (the
+    reason names it). The bootstrap intervals depend only on
     the rows and `seed`.
     """
     floors = dict(config.quality.thresholds if floors is None else floors)
@@ -73,12 +75,6 @@ def assess_quality(
         for name, floor in sorted(floors.items())
     )
     on = f"on {rows} labelled rows served by the champion ({positives} failures)"
-    source = (
-        "monitor.quality.thresholds"
-        if floors == dict(config.quality.thresholds)
-        else "monitor.quality.thresholds, raised to the champion's own level minus "
-        "monitor.verdict.max_drop"
-    )
     if breached:
         reason = (
             f"quality below its floor {on}: {compared} ({source}); breached: {', '.join(breached)}"

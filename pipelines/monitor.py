@@ -216,6 +216,8 @@ def _record_in_workspace(
     from pipelines.edges.workspace import WorkspaceError, record_window
 
     config = params.monitor
+    # the floors that judged the window (the champion's own bounds may have lowered them)
+    floors = record.quality.floors if record.quality else quality_floors(config, None)[0]
     estimated = (
         {name: getattr(record.estimate, name).value for name in ESTIMATED}
         if record.estimate is not None
@@ -223,7 +225,7 @@ def _record_in_workspace(
     )
     snapshot = build_window_snapshot(
         drift.snapshot,
-        window_values(estimated, record.quality, quality_floors(config, None)),
+        window_values(estimated, record.quality, floors),
         window[TIME].max(),
         include_report=config.workspace.reports,
         name=f"{champion.tag} window",

@@ -186,6 +186,18 @@ def _log_profile(profile: MonitorProfile) -> None:
             )  # fmt: skip
     else:
         logger.warning("drift thresholds not calibrated: %s", drift.reason)
+    quality = profile.quality
+    if quality is not None and quality.calibrated:
+        logger.info(
+            "own quality bounds at a %.0f%% false-alarm rate per window: %s",
+            100 * quality.false_alarm_rate,
+            "; ".join(
+                f"{name} " + " / ".join(f"{s.bound:.3f} ({s.block_rows} rows)" for s in sizes)
+                for name, sizes in quality.metrics.items()
+            ),
+        )
+    elif quality is not None:
+        logger.warning("no own quality bounds: %s", quality.reason)
     logger.info("probability calibration: %s", profile.probabilities.check.reason)
     logger.info(
         "permutation importance (%s): %s",
@@ -206,6 +218,9 @@ def _profile_metrics(profile: MonitorProfile) -> dict[str, float]:
         rows = max(profile.drift.block_rows)
         for name, column in profile.drift.columns.items():
             metrics[f"drift_threshold_{_metric_key(name)}"] = column.threshold_at(rows)
+    if profile.quality is not None and profile.quality.calibrated:
+        for name, sizes in profile.quality.metrics.items():
+            metrics[f"quality_bound_{name}"] = sizes[0].bound  # at the smallest window
     return metrics
 
 

@@ -35,6 +35,11 @@ class QualityConfig(Frozen):
     # when the whole bootstrap interval at this confidence lies below it. null: the point value.
     confidence: float | None = Field(0.95, gt=0, lt=1)
     resamples: int = Field(500, ge=100, le=100_000)
+    # A floor is never above what the champion's own training period falls to by chance on a
+    # window of the judged size (blocks of its out-of-fold predictions, at this false-alarm
+    # rate per window): one above it retrains on unchanged traffic. false: the floors as set.
+    own_bounds: bool = True
+    false_alarm_rate: float = Field(0.05, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _thresholds_are_shares(self) -> QualityConfig:

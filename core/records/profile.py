@@ -12,6 +12,7 @@ from core.records.data_quality import DataProfile
 from core.records.drift_calibration import DriftCalibration
 from core.records.estimation import ProbabilityCalibration
 from core.records.importance import FeatureImportance
+from core.records.quality_bounds import QualityBounds
 
 WRITER = "the train stage (dvc repro train)"
 
@@ -32,3 +33,4 @@ class MonitorProfile(Record):
     importance: FeatureImportance  # models.importance: permutation importance on the holdout
     data: DataProfile  # monitoring.data_quality: the training split's columns
     reference: ReferenceQuality
+    quality: QualityBounds | None = None  # monitoring.quality_bounds; None: built before them

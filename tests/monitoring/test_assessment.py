@@ -90,13 +90,14 @@ def test_max_drop_raises_the_floors_to_the_champions_own_level(champion, contrac
     config = PARAMS.monitor.model_copy(
         update={"verdict": PARAMS.monitor.verdict.model_copy(update={"max_drop": 0.1})}
     )
-    floors = quality_floors(config, champion[1].profile)
+    floors, source = quality_floors(config, champion[1].profile)
     level = champion[1].profile.reference.average_precision
     assert floors["average_precision"] == pytest.approx(level - 0.1, abs=1e-6)
-    assert quality_floors(PARAMS.monitor, champion[1].profile) == {
-        "roc_auc": 0.85,
-        "average_precision": 0.5,
-    }
+    assert "average_precision raised to the champion's own level minus max_drop" in source
+    assert quality_floors(PARAMS.monitor, champion[1].profile) == (
+        {"roc_auc": 0.85, "average_precision": 0.5},
+        "monitor.quality.thresholds",
+    )
     _, decision = judge(champion, "failure_mechanism", contract, seed=77, config=config)
     assert (decision.retrain, decision.decided_by) == (True, "realized_quality")
 

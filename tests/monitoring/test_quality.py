@@ -143,11 +143,11 @@ def test_no_rows_and_the_summary_is_json_ready():
     assert summary["floors"] == {"average_precision": 0.5, "roc_auc": 0.85}
 
 
-def test_raised_floors_say_where_they_come_from():
+def test_the_reason_says_where_the_floors_come_from():
     floors = {"roc_auc": 0.9, "average_precision": 0.95}  # the champion's level minus max_drop
-    result = assess_quality(separable(), LABEL, CONFIG, floors=floors)
+    source = "monitor.quality.thresholds; roc_auc raised to the champion's own level minus max_drop"
+    result = assess_quality(separable(), LABEL, CONFIG, floors=floors, source=source)
     assert result.floors == floors
-    assert result.reason.endswith(
-        "(monitor.quality.thresholds, raised to the champion's own level minus "
-        "monitor.verdict.max_drop)"
-    )
+    assert result.reason.endswith(f"({source})")
+    plain = assess_quality(separable(), LABEL, CONFIG)
+    assert plain.reason.endswith("(monitor.quality.thresholds)")

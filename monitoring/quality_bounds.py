@@ -1,0 +1,109 @@
+"""How far the champion's own quality falls by chance on windows of its training period.
+
+A window's realized average precision swings with the few failures it holds and with the
+period it covers: on the real AI4I file, 1,000-row blocks of one training period range over
+tenths. A floor above the low end of that range retrains on unchanged traffic, and one above
+the champion's whole range (a floor the data never reached) retrains on every window. So
+contiguous blocks of the training split's out-of-fold predictions, in time order, are scored
+at the monitor's window sizes, and each metric gets a lower bound at a stated false-alarm
+rate per window: the logit of the block values taken as normal, the spread pooled over the
+sizes, a one-sided Student-t prediction bound counting only disjoint blocks as independent,
+and never above the lowest block seen. `monitoring.assessment.quality_floors` keeps every
+floor at or below it. Pure.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special, stats
+
+from core.config import MonitorConfig
+from core.records.quality_bounds import MetricBound, QualityBounds
+from models.evaluation import score_ranking
+from monitoring.calibration import block_starts, choose_block_sizes
+
+METRICS = ("roc_auc", "average_precision")
+TAIL_MODEL = (
+    "normal on the logit of block values, spread pooled over block sizes; one-sided Student-t "
+    "prediction bound on disjoint blocks; at most the lowest block value"
+)
+_EDGE = 1e-6  # block values of exactly 0 or 1 are taken this far inside before the logit
+
+
+def calibrate_quality(
+    labels: np.ndarray, scores: np.ndarray, config: MonitorConfig
+) -> QualityBounds:
+    """Lower bounds of ROC AUC and average precision per window size, from blocks of the
+    out-of-fold `scores` (time order) against their `labels`."""
+    rate = config.quality.false_alarm_rate
+    sizes, reason = choose_block_sizes(len(labels), config)
+    if not config.quality.own_bounds:
+        sizes, reason = [], "monitor.quality.own_bounds is false: the floors apply as set"
+    metrics = {}
+    for name in METRICS if sizes else ():
+        bounds = _bounds(labels, scores, name, sizes, config, rate / len(METRICS))
+        if bounds:
+            metrics[name] = bounds
+    if sizes and not metrics:
+        reason = "no block of the training period holds both classes"
+    return QualityBounds(
+        calibrated=bool(metrics),
+        reason=reason,
+        false_alarm_rate=rate,
+        tail_model=TAIL_MODEL,
+        metrics=metrics,
+    )
+
+
+def _bounds(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    metric: str,
+    sizes: list[int],
+    config: MonitorConfig,
+    alpha: float,
+) -> tuple[MetricBound, ...]:
+    rows = len(labels)
+    values = {size: _block_values(labels, scores, metric, size, config) for size in sizes}
+    values = {size: found for size, found in values.items() if len(found) >= 2}
+    if not values:
+        return ()
+    logits = {
+        size: special.logit(np.clip(found, _EDGE, 1 - _EDGE)) for size, found in values.items()
+    }
+    independent = {size: max(rows // size, 2) for size in values}
+    freedom = sum(independent[size] - 1 for size in values)
+    variance = sum((independent[size] - 1) * logits[size].var(ddof=1) for size in values) / freedom
+    quantile = float(stats.t.ppf(alpha, freedom))  # negative: the lower tail
+    out = []
+    for size, found in values.items():
+        mean = float(logits[size].mean())
+        spread = math.sqrt(variance * (1.0 + 1.0 / independent[size]))
+        bound = min(float(special.expit(mean + quantile * spread)), float(found.min()))
+        out.append(
+            MetricBound(
+                block_rows=size,
+                blocks=len(found),
+                disjoint_blocks=rows // size,
+                mean=float(found.mean()),
+                lowest=float(found.min()),
+                logit_mean=mean,
+                logit_sd=math.sqrt(variance),
+                bound=round(bound, 6),
+            )
+        )
+    return tuple(out)
+
+
+def _block_values(
+    labels: np.ndarray, scores: np.ndarray, metric: str, size: int, config: MonitorConfig
+) -> np.ndarray:
+    """The metric on each sliding block that holds both classes."""
+    found = []
+    for start in block_starts(len(labels), size, config):
+        y = labels[start : start + size]
+        if 0 < y.sum() < size:
+            found.append(score_ranking(y, scores[start : start + size])[metric])
+    return np.array(found, dtype=float)
