@@ -4,14 +4,16 @@ Production traffic arrives in time order, and a plant's readings wander (the AI4
 temperature is one random walk): a window of consecutive rows differs from a reference drawn
 over a whole period even when nothing went wrong, so Evidently's default thresholds flag
 nearly every window. Here contiguous blocks of the training data, in time order, are scored
-against the rest of it, with the very stattest Evidently runs at monitor time and a method
+against the rest of it, with the stattest Evidently runs at monitor time and a method
 fixed per column kind (numeric: normed Wasserstein, categorical: Jensen-Shannon), so a
-threshold keeps its units at every window size. Tail model: the log scores of each block size
-are taken as normal, their spread pooled over the sizes; a column's threshold is the one-sided
-Student-t prediction bound for one new window at `false_alarm_rate / columns` (Bonferroni over
-the features and the probability), counting only disjoint blocks as independent, and never
-below the largest null score seen. An empirical 1 - alpha/m quantile would need hundreds of
-blocks; a training period holds a few dozen. The result travels with the model as a
+threshold keeps its units at every window size. The scores are Evidently's, computed in
+`monitoring.stattests`, so training never imports Evidently (seconds of import time).
+Tail model: the log scores of each block size are taken as normal, their spread pooled over
+the sizes; a column's threshold is the one-sided Student-t prediction bound for one new
+window at `false_alarm_rate / columns` (Bonferroni over the features and the probability),
+counting only disjoint blocks as independent, and never below the largest null score seen.
+An empirical 1 - alpha/m quantile would need hundreds of blocks; a training period holds a
+few dozen. The result travels with the model as a
 `DriftCalibration` record.
 """
 
@@ -23,25 +25,16 @@ import math
 
 import numpy as np
 import pandas as pd
-from evidently.legacy.calculations.stattests import (
-    jensenshannon_stat_test,
-    wasserstein_stat_test,
-)
-from evidently.legacy.calculations.stattests.registry import StatTest
-from evidently.legacy.core import ColumnType
 from scipy import special, stats
 
 from core.columns import REFERENCE_PROBABILITY
 from core.config import MonitorConfig
 from core.records.drift_calibration import ColumnCalibration, DriftCalibration, NullScores
 from features.contract import DataContract
+from monitoring.stattests import DISPLAY_NAMES, METHODS, Kind, drift_score
 
 logger = logging.getLogger(__name__)
 
-STATTESTS: dict[str, StatTest] = {
-    "numerical": wasserstein_stat_test,  # normed by the reference's sd: units of sd
-    "categorical": jensenshannon_stat_test,  # bounded in [0, 1]
-}
 TAIL_MODEL = (
     "normal on log scores, spread pooled over block sizes; one-sided Student-t prediction "
     "bound on disjoint blocks; at least the largest null score"
@@ -159,15 +152,10 @@ def applicable_prediction(
     return calibration.prediction
 
 
-def score_block(
-    block: pd.Series, rest: pd.Series, kind: str, stattest: StatTest | None = None
-) -> float:
+def score_block(block: pd.Series, rest: pd.Series, kind: Kind, method: str | None = None) -> float:
     """Evidently's drift score of `block` (as the current data) against `rest` (reference),
-    NaN and infinities dropped as Evidently drops them."""
-    test = stattest or STATTESTS[kind]
-    column_type = ColumnType.Numerical if kind == "numerical" else ColumnType.Categorical
-    result = test(_clean(rest), _clean(block), column_type, None)
-    return float(result.drift_score)
+    NaN and infinities dropped as Evidently drops them; `method` defaults to the kind's."""
+    return drift_score(_clean(rest), _clean(block), kind, method or METHODS[kind])
 
 
 def render_calibration(calibration: DriftCalibration) -> str:
@@ -190,7 +178,7 @@ def render_calibration(calibration: DriftCalibration) -> str:
     if calibration.prediction is not None:
         named["served probability (prediction drift)"] = calibration.prediction
     for name, column in named.items():
-        display = STATTESTS[column.kind].display_name
+        display = DISPLAY_NAMES[METHODS[column.kind]]
         for size in column.sizes:
             rows.append(
                 f"<tr><td>{html.escape(name)}</td><td>{html.escape(display)}</td>"
@@ -274,7 +262,7 @@ def _calibrate_column(
                 ),
             )
         )
-    return ColumnCalibration(kind=kind, method=STATTESTS[kind].name, sizes=tuple(summaries))
+    return ColumnCalibration(kind=kind, method=METHODS[kind], sizes=tuple(summaries))
 
 
 def _block_scores(values: pd.Series, kind: str, size: int, config: MonitorConfig) -> np.ndarray:

@@ -21,6 +21,10 @@ import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.core.report import Snapshot  # what `Report.run` returns (aliased `evidently.Run`)
+from evidently.legacy.calculations.stattests import (
+    jensenshannon_stat_test,
+    wasserstein_stat_test,
+)
 from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset
 
@@ -28,7 +32,8 @@ from core.columns import PROBABILITY
 from core.config import MonitorConfig
 from core.records.drift_calibration import DriftCalibration
 from features.contract import DataContract
-from monitoring.calibration import STATTESTS, applicable_columns, applicable_prediction
+from monitoring.calibration import applicable_columns, applicable_prediction
+from monitoring.stattests import JENSENSHANNON, WASSERSTEIN
 
 ColumnKind = Literal["numerical", "categorical"]
 
@@ -38,6 +43,8 @@ _DRIFTED_COLUMNS_COUNT = "evidently:metric_v2:DriftedColumnsCount"
 _FAIL = "FAIL"  # a failed drift test means "drift detected"
 _DECIMALS = 6  # rounding of floats in the JSON summary, so equal results give equal bytes
 PREDICTION_COLUMN = PROBABILITY  # the scores' column in the report, as in the prediction log
+# Evidently's stattests of the calibrated methods, by the names the calibration records.
+_STATTESTS = {WASSERSTEIN: wasserstein_stat_test, JENSENSHANNON: jensenshannon_stat_test}
 
 
 class DriftInputError(ValueError):
@@ -305,7 +312,7 @@ def _prediction_metric(
 
 def _method_name(method: str) -> str:
     """Evidently's display name for a method given by its registered name."""
-    stattest = next((test for test in STATTESTS.values() if test.name == method), None)
+    stattest = _STATTESTS.get(method)
     return stattest.display_name if stattest is not None else method
 
 

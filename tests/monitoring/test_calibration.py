@@ -19,6 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from evidently.legacy.calculations.stattests import (
+    jensenshannon_stat_test,
+    wasserstein_stat_test,
+)
+from evidently.legacy.core import ColumnType
 from scipy import signal
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_predict
@@ -31,7 +36,6 @@ from core.records import read_record, record_json
 from core.records.drift_calibration import DriftCalibration
 from features.contract import DataContract
 from monitoring.calibration import (
-    STATTESTS,
     CalibrationError,
     calibrate_drift,
     render_calibration,
@@ -40,6 +44,7 @@ from monitoring.calibration import (
 from monitoring.drift import describe_prediction_drift, detect_drift, drift_summary
 
 ROOT = Path(__file__).resolve().parents[2]
+EVIDENTLY = {"numerical": wasserstein_stat_test, "categorical": jensenshannon_stat_test}
 TRAINING_ROWS = 16_000
 CONFIG = MonitorConfig()  # the defaults: windows of 1,000 to 5,000 rows, 5 % false alarms
 COLUMNS = [
@@ -98,7 +103,7 @@ def flag_rates(
             score >= _column(calibration, name).threshold_at(rows) for name, score in scores.items()
         )
         default += any(
-            score >= STATTESTS[_column(calibration, name).kind].default_threshold
+            score >= EVIDENTLY[_column(calibration, name).kind].default_threshold
             for name, score in scores.items()
         )
         windows += 1
@@ -162,23 +167,25 @@ def test_calibration_covers_every_feature_and_the_scores(calibration, contract):
 
 
 def test_null_scores_are_evidentlys_own(training, contract):
-    """Every null score equals Evidently's stattest on that block against the rest."""
+    """Every null score equals Evidently's stattest on that block against the rest, and so
+    does `score_block`'s."""
     config = MonitorConfig(calibration={"step_share": 1.0, "max_blocks": 100})
     calibration = calibrate_drift(training, contract, config)
     for name in COLUMNS:
         column = _column(calibration, name)
         size = column.sizes[0]
-        scores = [
-            score_block(
-                training[name].iloc[start : start + size.block_rows],
-                pd.concat(
-                    [training[name].iloc[:start], training[name].iloc[start + size.block_rows :]]
-                ),
-                column.kind,
+        column_type = ColumnType.Numerical if column.kind == "numerical" else ColumnType.Categorical
+        scores, ours = [], []
+        for start in range(0, TRAINING_ROWS - size.block_rows + 1, size.block_rows):
+            block = training[name].iloc[start : start + size.block_rows]
+            rest = pd.concat(
+                [training[name].iloc[:start], training[name].iloc[start + size.block_rows :]]
             )
-            for start in range(0, TRAINING_ROWS - size.block_rows + 1, size.block_rows)
-        ]
+            test = EVIDENTLY[column.kind]
+            scores.append(float(test(rest, block, column_type, None).drift_score))
+            ours.append(score_block(block, rest, column.kind))
         assert size.blocks == len(scores) == 16
+        assert ours == pytest.approx(scores, rel=1e-12)
         assert size.quantiles["max"] == pytest.approx(max(scores), rel=1e-9)
         assert size.quantiles["0.5"] == pytest.approx(float(np.median(scores)), rel=1e-9)
 
