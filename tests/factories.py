@@ -113,3 +113,24 @@ def make_card_inputs(frame: pd.DataFrame, contract, params, registered_model: st
         decision=decision,
         profile=profile,
     )
+
+
+def modules_loaded(imports: str, package: str) -> list[str]:
+    """The modules of `package` in `sys.modules` after a fresh interpreter, in the project
+    root, runs `import <imports>` (e.g. "pipelines.train, monitoring.profile")."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        f"import sys, {imports}; "
+        f"print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] == {package!r})))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return found.stdout.split()
