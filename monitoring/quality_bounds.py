@@ -41,9 +41,11 @@ def calibrate_quality(
     sizes, reason = choose_block_sizes(len(labels), config)
     if not config.quality.own_bounds:
         sizes, reason = [], "monitor.quality.own_bounds is false: the floors apply as set"
+    blocks = {size: _block_values(labels, scores, size, config) for size in sizes}
     metrics = {}
     for name in METRICS if sizes else ():
-        bounds = _bounds(labels, scores, name, sizes, config, rate / len(METRICS))
+        values = {size: found[name] for size, found in blocks.items()}
+        bounds = _bounds(values, len(labels), rate / len(METRICS))
         if bounds:
             metrics[name] = bounds
     if sizes and not metrics:
@@ -57,16 +59,8 @@ def calibrate_quality(
     )
 
 
-def _bounds(
-    labels: np.ndarray,
-    scores: np.ndarray,
-    metric: str,
-    sizes: list[int],
-    config: MonitorConfig,
-    alpha: float,
-) -> tuple[MetricBound, ...]:
-    rows = len(labels)
-    values = {size: _block_values(labels, scores, metric, size, config) for size in sizes}
+def _bounds(values: dict[int, np.ndarray], rows: int, alpha: float) -> tuple[MetricBound, ...]:
+    """One metric's bound per block size, from its block values (`rows`: the period's)."""
     values = {size: found for size, found in values.items() if len(found) >= 2}
     if not values:
         return ()
@@ -98,12 +92,14 @@ def _bounds(
 
 
 def _block_values(
-    labels: np.ndarray, scores: np.ndarray, metric: str, size: int, config: MonitorConfig
-) -> np.ndarray:
-    """The metric on each sliding block that holds both classes."""
-    found = []
+    labels: np.ndarray, scores: np.ndarray, size: int, config: MonitorConfig
+) -> dict[str, np.ndarray]:
+    """Each metric on every sliding block that holds both classes (one scoring per block)."""
+    found: dict[str, list[float]] = {name: [] for name in METRICS}
     for start in block_starts(len(labels), size, config):
         y = labels[start : start + size]
         if 0 < y.sum() < size:
-            found.append(score_ranking(y, scores[start : start + size])[metric])
-    return np.array(found, dtype=float)
+            ranking = score_ranking(y, scores[start : start + size])
+            for name in METRICS:
+                found[name].append(ranking[name])
+    return {name: np.array(values, dtype=float) for name, values in found.items()}
