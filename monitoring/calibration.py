@@ -237,14 +237,9 @@ def _calibrate_column(
         return None
     scores = {size: _block_scores(values, kind, size, config) for size in sizes}
     logs = {size: np.log(np.maximum(found, _LOG_FLOOR)) for size, found in scores.items()}
-    independent = {size: max(rows // size, 2) for size in sizes}  # disjoint blocks
-    freedom = sum(independent[size] - 1 for size in sizes)
-    variance = sum((independent[size] - 1) * _variance(logs[size]) for size in sizes) / freedom
-    quantile = float(stats.t.ppf(1.0 - alpha, freedom))
+    sd, bounds = pooled_prediction_bounds(logs, rows, 1.0 - alpha)
     summaries = []
     for size in sizes:
-        log_mean = float(logs[size].mean())
-        spread = math.sqrt(variance * (1.0 + 1.0 / independent[size]))
         found = scores[size]
         summaries.append(
             NullScores(
@@ -255,14 +250,32 @@ def _calibrate_column(
                     **{f"{q:g}": float(np.quantile(found, q)) for q in _QUANTILES},
                     "max": float(found.max()),
                 },
-                log_mean=log_mean,
-                log_sd=math.sqrt(variance),
-                threshold=max(
-                    math.exp(log_mean + quantile * spread), float(found.max()), _LOG_FLOOR
-                ),
+                log_mean=float(logs[size].mean()),
+                log_sd=sd,
+                threshold=max(math.exp(bounds[size]), float(found.max()), _LOG_FLOOR),
             )
         )
     return ColumnCalibration(kind=kind, method=METHODS[kind], sizes=tuple(summaries))
+
+
+def pooled_prediction_bounds(
+    samples: dict[int, np.ndarray], rows: int, tail: float
+) -> tuple[float, dict[int, float]]:
+    """The tail model shared by the drift thresholds and the quality bounds: per block size,
+    the one-sided Student-t prediction bound at probability `tail` for one new window, the
+    samples (transformed block values of a period of `rows` rows) taken as normal around
+    each size's mean with their spread pooled over the sizes, counting only disjoint blocks
+    as independent. Returns the pooled standard deviation and each size's bound."""
+    independent = {size: max(rows // size, 2) for size in samples}  # disjoint blocks
+    freedom = sum(independent[size] - 1 for size in samples)
+    variance = sum((independent[size] - 1) * _variance(samples[size]) for size in samples)
+    variance /= freedom
+    quantile = float(stats.t.ppf(tail, freedom))
+    bounds = {
+        size: float(found.mean()) + quantile * math.sqrt(variance * (1.0 + 1.0 / independent[size]))
+        for size, found in samples.items()
+    }
+    return math.sqrt(variance), bounds
 
 
 def _block_scores(values: pd.Series, kind: str, size: int, config: MonitorConfig) -> np.ndarray:

@@ -14,15 +14,13 @@ floor at or below it. Pure.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from core.config import MonitorConfig
 from core.records.quality_bounds import MetricBound, QualityBounds
 from models.evaluation import score_ranking
-from monitoring.calibration import block_starts, choose_block_sizes
+from monitoring.calibration import block_starts, choose_block_sizes, pooled_prediction_bounds
 
 METRICS = ("roc_auc", "average_precision")
 TAIL_MODEL = (
@@ -67,15 +65,10 @@ def _bounds(values: dict[int, np.ndarray], rows: int, alpha: float) -> tuple[Met
     logits = {
         size: special.logit(np.clip(found, _EDGE, 1 - _EDGE)) for size, found in values.items()
     }
-    independent = {size: max(rows // size, 2) for size in values}
-    freedom = sum(independent[size] - 1 for size in values)
-    variance = sum((independent[size] - 1) * logits[size].var(ddof=1) for size in values) / freedom
-    quantile = float(stats.t.ppf(alpha, freedom))  # negative: the lower tail
+    sd, bounds = pooled_prediction_bounds(logits, rows, alpha)
     out = []
     for size, found in values.items():
-        mean = float(logits[size].mean())
-        spread = math.sqrt(variance * (1.0 + 1.0 / independent[size]))
-        bound = min(float(special.expit(mean + quantile * spread)), float(found.min()))
+        bound = min(float(special.expit(bounds[size])), float(found.min()))
         out.append(
             MetricBound(
                 block_rows=size,
@@ -83,8 +76,8 @@ def _bounds(values: dict[int, np.ndarray], rows: int, alpha: float) -> tuple[Met
                 disjoint_blocks=rows // size,
                 mean=float(found.mean()),
                 lowest=float(found.min()),
-                logit_mean=mean,
-                logit_sd=math.sqrt(variance),
+                logit_mean=float(logits[size].mean()),
+                logit_sd=sd,
                 bound=round(bound, 6),
             )
         )

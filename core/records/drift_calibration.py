@@ -42,13 +42,21 @@ class ColumnCalibration(Record):
         """The threshold for a window of `rows` rows: linear in log-log between the block
         sizes, the nearest calibrated size's threshold outside them."""
         points = [(s.block_rows, s.threshold) for s in self.sizes]
-        if rows <= points[0][0]:
-            return points[0][1]
-        for (low, t_low), (high, t_high) in itertools.pairwise(points):
-            if rows <= high:
-                share = (math.log(rows) - math.log(low)) / (math.log(high) - math.log(low))
-                return math.exp(math.log(t_low) + share * (math.log(t_high) - math.log(t_low)))
-        return points[-1][1]
+        return interpolate_by_rows(points, rows, log_values=True)
+
+
+def interpolate_by_rows(points: list[tuple[int, float]], rows: int, *, log_values: bool) -> float:
+    """The value at `rows` from (block rows, value) points in ascending rows: linear in log
+    rows (and in log values with `log_values`) between them, the nearest point's outside."""
+    if rows <= points[0][0]:
+        return points[0][1]
+    for (low, v_low), (high, v_high) in itertools.pairwise(points):
+        if rows <= high:
+            share = (math.log(rows) - math.log(low)) / (math.log(high) - math.log(low))
+            if log_values:
+                return math.exp(math.log(v_low) + share * (math.log(v_high) - math.log(v_low)))
+            return v_low + share * (v_high - v_low)
+    return points[-1][1]
 
 
 class DriftCalibration(Record):

@@ -7,12 +7,10 @@ floor from sitting where the champion's own unchanged data falls by chance.
 
 from __future__ import annotations
 
-import itertools
-import math
-
 from pydantic import Field
 
 from core.records import Record
+from core.records.drift_calibration import interpolate_by_rows
 
 
 class MetricBound(Record):
@@ -44,11 +42,4 @@ class QualityBounds(Record):
         sizes = self.metrics.get(metric) if self.calibrated else None
         if not sizes:
             return None
-        points = [(s.block_rows, s.bound) for s in sizes]
-        if rows <= points[0][0]:
-            return points[0][1]
-        for (low, b_low), (high, b_high) in itertools.pairwise(points):
-            if rows <= high:
-                share = (math.log(rows) - math.log(low)) / (math.log(high) - math.log(low))
-                return b_low + share * (b_high - b_low)
-        return points[-1][1]
+        return interpolate_by_rows([(s.block_rows, s.bound) for s in sizes], rows, log_values=False)
