@@ -21,10 +21,6 @@ import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.core.report import Snapshot  # what `Report.run` returns (aliased `evidently.Run`)
-from evidently.legacy.calculations.stattests import (
-    jensenshannon_stat_test,
-    wasserstein_stat_test,
-)
 from evidently.metrics import ValueDrift
 from evidently.presets import DataDriftPreset
 
@@ -33,7 +29,7 @@ from core.config import MonitorConfig
 from core.records.drift_calibration import DriftCalibration
 from features.contract import DataContract
 from monitoring.calibration import applicable_columns, applicable_prediction
-from monitoring.stattests import JENSENSHANNON, WASSERSTEIN
+from monitoring.stattests import DISPLAY_NAMES
 
 ColumnKind = Literal["numerical", "categorical"]
 
@@ -43,8 +39,6 @@ _DRIFTED_COLUMNS_COUNT = "evidently:metric_v2:DriftedColumnsCount"
 _FAIL = "FAIL"  # a failed drift test means "drift detected"
 _DECIMALS = 6  # rounding of floats in the JSON summary, so equal results give equal bytes
 PREDICTION_COLUMN = PROBABILITY  # the scores' column in the report, as in the prediction log
-# Evidently's stattests of the calibrated methods, by the names the calibration records.
-_STATTESTS = {WASSERSTEIN: wasserstein_stat_test, JENSENSHANNON: jensenshannon_stat_test}
 
 
 class DriftInputError(ValueError):
@@ -312,8 +306,7 @@ def _prediction_metric(
 
 def _method_name(method: str) -> str:
     """Evidently's display name for a method given by its registered name."""
-    stattest = _STATTESTS.get(method)
-    return stattest.display_name if stattest is not None else method
+    return DISPLAY_NAMES.get(method, method)  # checked against Evidently's in test_stattests
 
 
 def _calibration_summary(result: DriftResult) -> dict[str, Any] | None:
