@@ -23,7 +23,9 @@ answer never waits for the shadow, and a row reaches the log once, with both sco
   failing row gets its own `shadow_error` ("<Type>: <message>", cut to 200 characters) and
   the others their score; every outcome is counted by version.
 - `close(timeout_s)` stops taking rows and scores what is queued until the timeout; what is
-  left is logged unscored. Nothing is lost, as long as it runs before the log closes.
+  left is logged unscored, the batch still in a call too (a slow or hung model: its rows
+  are logged by `close`, and the call's late result is dropped, so each row is logged and
+  counted once). Nothing is lost, as long as it runs before the log closes.
 """
 
 from __future__ import annotations
@@ -68,6 +70,27 @@ class ShadowRow:
     queued_at: float = field(default_factory=time.monotonic)  # for its lag (`max_lag_s`)
 
 
+_FILLED = (
+    SHADOW_PROBABILITY,
+    SHADOW_PREDICTED,
+    SHADOW_THRESHOLD,
+    SHADOW_SCORE_MS,
+    SHADOW_ERROR,
+    PAIRED_SCORE_MS,
+)  # what scoring fills in a log row
+
+
+def _clear_shadow_fields(row: dict[str, Any]) -> None:
+    row.update(dict.fromkeys(_FILLED))  # null, as `serving.rollout.log_row` left them
+
+
+def _unfilled(item: ShadowRow) -> ShadowRow:
+    """A copy of the row as queued, apart from the one a running call may still fill in."""
+    row = dict(item.row)  # one C-level copy: atomic under the GIL
+    _clear_shadow_fields(row)
+    return ShadowRow(row, item.record, item.model, item.answered_by, item.queued_at)
+
+
 def describe_error(exc: BaseException) -> str:
     """ "<ExceptionType>: <message>", on one line, at most 200 characters."""
     text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
@@ -110,8 +133,10 @@ class ShadowScorer:
         self._queue: collections.deque[ShadowRow] = collections.deque()  # guarded by _cond
         self._accepting = True
         self._deadline = float("inf")
+        self._inflight: list[ShadowRow] | None = None  # the batch in a call (guarded by _cond)
         self.scored = self.errors = self.unscored = self.over_budget = 0
         self.busy_s = 0.0  # wall time spent scoring (the budget's measure)
+        self.last_busy_s = 0.0  # the latest call's share of busy_s (its rest may be under way)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -148,8 +173,12 @@ class ShadowScorer:
         if self._thread is not None:
             self._thread.join(timeout_s + 1)
         with self._cond:
+            inflight, self._inflight = self._inflight or [], None  # the thread drops it
             left = list(self._queue)
             self._queue.clear()
+        if inflight:  # logged as they were queued: the thread may still be filling them in
+            logger.warning("shadow: a call of %d row(s) still running at shutdown", len(inflight))
+            left = [_unfilled(item) for item in inflight] + left
         if left:
             logger.warning("shadow: %d row(s) unscored at shutdown; logged without", len(left))
             self._unscored(left)
@@ -173,6 +202,7 @@ class ShadowScorer:
                     return
                 late = self._take_late()
                 batch = self._take() if self._queue else []
+                self._inflight = batch or None
             if late:
                 self._unscored(late, "over_budget")
             if not batch:
@@ -182,12 +212,38 @@ class ShadowScorer:
                 self._score(batch)
             except Exception:  # the thread must outlive any surprise; the rows still go out
                 logger.exception("shadow: unexpected error; logging %d row(s)", len(batch))
-                self._unscored(batch)
+                for item in batch:
+                    _clear_shadow_fields(item.row)
+                if self._claim(batch):
+                    self._unscored(batch)
+            else:
+                if self._claim(batch):
+                    self._finish(batch)
             self._rest(time.perf_counter() - start)
+
+    def _claim(self, batch: list[ShadowRow]) -> bool:
+        """True when this batch is still the thread's to log (close has not taken it over)."""
+        with self._cond:
+            mine = self._inflight is batch
+            self._inflight = None
+        return mine
+
+    def _finish(self, batch: list[ShadowRow]) -> None:
+        """Count each scored row's outcome and log the batch."""
+        failed = [item for item in batch if item.row.get(SHADOW_ERROR) is not None]
+        self.errors += len(failed)
+        for item in failed:
+            self._count(item.model, "error", 1)
+        scored = len(batch) - len(failed)
+        self.scored += scored
+        if scored:
+            self._count(batch[0].model, "scored", scored)
+        self._log([item.row for item in batch])
 
     def _rest(self, busy_s: float) -> None:
         """Wait so that scoring stays within `max_cpu_share` of the thread's wall time."""
-        self.busy_s += busy_s
+        self.last_busy_s = busy_s  # before busy_s: a reader of busy_s, then this, sees the
+        self.busy_s += busy_s  # call it counted or a later one (tests/serving/test_shadow.py)
         rest_s = busy_s * (1.0 - self.max_cpu_share) / self.max_cpu_share
         if rest_s > 0:
             with self._cond:  # closing ends the rest: the drain has its own deadline
@@ -214,28 +270,25 @@ class ShadowScorer:
         return batch
 
     def _score(self, batch: list[ShadowRow]) -> None:
+        """Fill in each row's score, or its error (counted and logged by `_finish`)."""
         model = batch[0].model
         try:
             scores, ms = self._call(model, batch)
         except Exception as exc:
             if len(batch) == 1:
-                self._fill_error(batch[0], exc)
+                batch[0].row[SHADOW_ERROR] = describe_error(exc)
             else:  # which rows fail: one at a time
                 for item in batch:
                     self._score([item])
-                return
         else:
             for item, score in zip(batch, scores, strict=True):
                 item.row[SHADOW_PROBABILITY] = score
                 item.row[SHADOW_PREDICTED] = score >= model.threshold
                 item.row[SHADOW_THRESHOLD] = model.threshold
                 item.row[SHADOW_SCORE_MS] = round(ms, 3)
-            self.scored += len(batch)
-            self._count(model, "scored", len(batch))
             self._batches += 1
             if self.paired_every and self._batches % self.paired_every == 0:
                 self._pair(batch)
-        self._log([item.row for item in batch])
 
     def _call(self, model: ServedModel, batch: list[ShadowRow]) -> tuple[list[float], float]:
         start = time.perf_counter()
@@ -255,11 +308,6 @@ class ShadowScorer:
             return
         for item in batch:
             item.row[PAIRED_SCORE_MS] = round(ms, 3)
-
-    def _fill_error(self, item: ShadowRow, exc: BaseException) -> None:
-        item.row[SHADOW_ERROR] = describe_error(exc)
-        self.errors += 1
-        self._count(item.model, "error", 1)
 
     def _unscored(self, rows: list[ShadowRow], outcome: str = "unscored") -> None:
         """Log rows as they are (shadow_version set, no score) and count them by `outcome`:

@@ -341,11 +341,22 @@ def test_a_candidate_that_raises_fails_no_request_and_its_errors_are_counted(
     assert len(logged) == 401
     h_rows = logged["Type"] == "H"
     assert (logged[SHADOW_VERSION] == "v3").all()  # the candidate answered none of them
-    assert logged.loc[h_rows, SHADOW_ERROR].str.startswith("ValueError: Found unknown").all()
-    assert logged.loc[~h_rows, SHADOW_ERROR].isna().all()  # one row at a time: only H failed
-    assert logged.loc[~h_rows, SHADOW_PROBABILITY].notna().all()
+    # on a loaded machine those retries can outrun max_lag_s (30 s): the rows still waiting
+    # then are logged with neither score nor error, and counted over_budget; no other row
+    # may lose its score, and most must be scored
+    over = logged[SHADOW_PROBABILITY].isna() & logged[SHADOW_ERROR].isna()
+    assert int(over.sum()) == _metric(
+        client, "lifecycle_shadow_rows", model_version="v3", outcome="over_budget"
+    )
+    assert over.sum() < len(logged) / 2, int(over.sum())
+    failed, fine = logged[h_rows & ~over], logged[~h_rows & ~over]
+    assert len(failed) > 0 and len(fine) > 0
+    assert failed[SHADOW_ERROR].str.startswith("ValueError: Found unknown").all()
+    assert failed[SHADOW_PROBABILITY].isna().all()
+    assert fine[SHADOW_ERROR].isna().all()  # one row at a time: only H failed
+    assert fine[SHADOW_PROBABILITY].notna().all()
     errors = _metric(client, "lifecycle_shadow_rows", model_version="v3", outcome="error")
-    assert errors == int(h_rows.sum())
+    assert errors == len(failed)
     assert _metric(client, "lifecycle_canary_fallback_rows", model_version="v3") >= 1
 
 
@@ -381,10 +392,25 @@ def test_a_slow_candidate_in_shadow_does_not_slow_the_answers(
     # within its budget the shadow still scored every row of this traffic
     assert logged[SHADOW_PROBABILITY].notna().all()
     assert _metric(client, "lifecycle_shadow_rows", model_version="v4", outcome="over_budget") == 0
-    # and it is slow: its own scoring time is well above the champion's on the same rows
+    # and it is slow: by CPU time in this process (wall time on a loaded machine is mostly
+    # waiting, alike for both models), well above the champion on the same rows
+    frame = request_rows(50, seed=17)[CONTRACT.features]
+    assert _cpu_ms(rollout.models["v4"], frame) > 3 * _cpu_ms(rollout.models["v1"], frame)
+    # the service's paired timing saw it too (load narrows the logged ratio: 1.4 x beside two
+    # busy loops at the thread's nice 19, 2.7 x in CI, about 10 x on a quiet machine)
     paired = logged[logged[PAIRED_SCORE_MS].notna()]
-    assert len(paired) > 0
-    assert paired[SHADOW_SCORE_MS].median() > 3 * paired[PAIRED_SCORE_MS].median()
+    assert len(paired) > 0 and (paired[PAIRED_SCORE_MS] > 0).all()
+    assert paired[SHADOW_SCORE_MS].median() > paired[PAIRED_SCORE_MS].median()
+
+
+def _cpu_ms(model: TinyModel, frame: pd.DataFrame) -> float:
+    """The median CPU time of this thread in one scoring call of `frame`, of five."""
+    times = []
+    for _ in range(5):
+        start = time.thread_time()
+        model.pipeline.predict_proba(frame)
+        times.append((time.thread_time() - start) * 1000)
+    return statistics.median(times)
 
 
 def test_the_judge_aborts_the_slow_candidate_on_what_its_shadow_logged(

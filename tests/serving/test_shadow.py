@@ -102,7 +102,9 @@ def _shadow_rows(pair: ServedPair, records: list[Any]) -> list[ShadowRow]:
     ]
 
 
-def _wait(condition: Any, timeout_s: float = 10) -> None:
+def _wait(condition: Any, timeout_s: float = 60) -> None:
+    """Until `condition()`; generous, since the thread runs at nice 19: beside two busy loops
+    on 2 cores it took over 10 s for 100 rows of row-at-a-time retries."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, "not in time"
@@ -211,6 +213,37 @@ def test_shutdown_logs_what_it_cannot_score_in_time_unscored(
     assert len(log.rows) == 403  # after close: logged at once, unscored
 
 
+class _Hung:
+    """A real pipeline whose calls wait for `release` first: a shadow model that hangs."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline, self.release, self.entered = pipeline, threading.Event(), threading.Event()
+
+    def predict_proba(self, frame: Any) -> Any:
+        self.entered.set()
+        self.release.wait(30)
+        return self.pipeline.predict_proba(frame)
+
+
+def test_shutdown_during_a_hung_call_logs_its_rows_once_unscored(
+    models: dict[str, ServedModel],
+) -> None:
+    hung = _Hung(models["v1"].pipeline)
+    stuck = ServedModel(hung, "m:v5", "v5", 0.5, SHA, None, {})  # type: ignore[arg-type]
+    log, counted = Log(), _counter()
+    scorer = ShadowScorer(CONTRACT, log, queue_rows=100, max_batch_rows=8, counted=counted)
+    scorer.start()
+    scorer.submit(_shadow_rows(ServedPair(models["v1"], _slot("shadow"), stuck), _records(20)))
+    assert hung.entered.wait(10)  # 8 rows in the call, 12 queued
+    scorer.close(0.1)  # the call outlives the join: close logs its rows too
+    assert len(log.rows) == 20 and _count(counted, "v5", "unscored") == 20
+    assert all(r[SHADOW_PROBABILITY] is None and r[SHADOW_ERROR] is None for r in log.rows)
+    hung.release.set()  # the call ends after all: its result is dropped, not logged again
+    _wait(lambda: scorer._thread is not None and not scorer._thread.is_alive())
+    assert len(log.rows) == 20 and _count(counted, "v5", "scored") == 0
+    assert all(r[SHADOW_PROBABILITY] is None for r in log.rows)  # logged rows left as logged
+
+
 def test_an_error_text_is_one_line_of_at_most_200_characters() -> None:
     text = describe_error(ValueError("bad\n" + "x" * 500))
     assert text.startswith("ValueError: bad x") and "\n" not in text
@@ -222,7 +255,9 @@ def test_an_error_text_is_one_line_of_at_most_200_characters() -> None:
 
 def _busy_share(models: dict[str, ServedModel], share: float, seconds: float) -> float:
     """The scorer's share of time in calls over `seconds` of a backlog of slow rows (one per
-    call), less one call: the one just done may not have had its rest yet."""
+    call). Its latest call is left out when the share is capped: that call may not have had
+    its rest yet, and on a loaded machine one call can take as long as all the others (a
+    descheduled thread), so leaving out an average call was not enough (0.47 seen in CI)."""
     log = Log()
     scorer = ShadowScorer(
         CONTRACT, log, queue_rows=5000, max_batch_rows=1, max_cpu_share=share, max_lag_s=60
@@ -232,23 +267,28 @@ def _busy_share(models: dict[str, ServedModel], share: float, seconds: float) ->
     began = time.perf_counter()
     scorer.start()
     time.sleep(seconds)
-    # a loaded machine makes each call slower (3 calls in 2 s seen in CI): measure over at
-    # least 6 calls
-    deadline = began + 10 * seconds
-    while scorer.scored < 6 and time.perf_counter() < deadline:
+    # a loaded machine makes each call slower (3 calls in 2 s seen in CI; at nice 19 beside
+    # four busy loops on 2 cores, 2 calls in 20 s): measure over at least 3 calls
+    deadline = began + 30 * seconds
+    while scorer.scored < 3 and time.perf_counter() < deadline:
         time.sleep(0.05)
-    busy, calls, elapsed = scorer.busy_s, scorer.scored, time.perf_counter() - began
+    # in this order: busy_s, then the latest call (it is set first), then the clock
+    busy = scorer.busy_s
+    unrested = scorer.last_busy_s if share < 1 else 0.0
+    calls, elapsed = scorer.scored, time.perf_counter() - began
     scorer.close(0)
-    assert calls >= 6 and len(log.rows) == 2000  # it scored; nothing was lost
-    return (busy - busy / calls) / elapsed
+    assert calls >= 3 and len(log.rows) == 2000  # it scored; nothing was lost
+    return (busy - unrested) / elapsed
 
 
 def test_the_shadow_spends_at_most_its_cpu_share_scoring(models: dict[str, ServedModel]) -> None:
     # busy time is the scorer's own wall time in calls (descheduled time counts too: a busy
     # machine gets a slower shadow, not slower answers); 0.05 for the timer's slack
     assert _busy_share(models, 0.25, 2.0) <= 0.25 + 0.05
-    # without a budget the same backlog keeps it busy nearly all the time
-    assert _busy_share(models, 1.0, 2.0) >= 0.6
+    # without a budget the same backlog keeps it busy most of the time, well above the cap,
+    # so the check above can fail (0.63-0.73 beside two busy loops on 2 cores: a thread at
+    # nice 19 also waits between calls, and the call in progress is not counted)
+    assert _busy_share(models, 1.0, 2.0) >= 0.5
 
 
 def test_rows_beyond_the_budget_are_logged_unscored_as_over_budget(
