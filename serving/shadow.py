@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -42,11 +43,14 @@ from typing import Any
 
 from core.columns import (
     PAIRED_SCORE_MS,
+    ROLLOUT_COLUMNS,
+    ROLLOUT_ID,
     SHADOW_ERROR,
     SHADOW_PREDICTED,
     SHADOW_PROBABILITY,
     SHADOW_SCORE_MS,
     SHADOW_THRESHOLD,
+    SHADOW_VERSION,
 )
 from features.contract import DataContract
 from models.evaluation import predict_probability
@@ -70,14 +74,8 @@ class ShadowRow:
     queued_at: float = field(default_factory=time.monotonic)  # for its lag (`max_lag_s`)
 
 
-_FILLED = (
-    SHADOW_PROBABILITY,
-    SHADOW_PREDICTED,
-    SHADOW_THRESHOLD,
-    SHADOW_SCORE_MS,
-    SHADOW_ERROR,
-    PAIRED_SCORE_MS,
-)  # what scoring fills in a log row
+# what scoring fills in a log row: the rollout columns but the two the request path sets
+_FILLED = tuple(c for c in ROLLOUT_COLUMNS if c not in (ROLLOUT_ID, SHADOW_VERSION))
 
 
 def _clear_shadow_fields(row: dict[str, Any]) -> None:
@@ -88,7 +86,7 @@ def _unfilled(item: ShadowRow) -> ShadowRow:
     """A copy of the row as queued, apart from the one a running call may still fill in."""
     row = dict(item.row)  # one C-level copy: atomic under the GIL
     _clear_shadow_fields(row)
-    return ShadowRow(row, item.record, item.model, item.answered_by, item.queued_at)
+    return dataclasses.replace(item, row=row)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -210,35 +208,33 @@ class ShadowScorer:
             start = time.perf_counter()
             try:
                 self._score(batch)
+                finished = True
             except Exception:  # the thread must outlive any surprise; the rows still go out
                 logger.exception("shadow: unexpected error; logging %d row(s)", len(batch))
-                for item in batch:
-                    _clear_shadow_fields(item.row)
-                if self._claim(batch):
-                    self._unscored(batch)
-            else:
-                if self._claim(batch):
-                    self._finish(batch)
+                finished = False
+            self._hand_over(batch, finished)
             self._rest(time.perf_counter() - start)
 
-    def _claim(self, batch: list[ShadowRow]) -> bool:
-        """True when this batch is still the thread's to log (close has not taken it over)."""
+    def _hand_over(self, batch: list[ShadowRow], finished: bool) -> None:
+        """Count and log the batch, unless `close` took it over. Under the lock (the log only
+        queues), so a `close` that gave up waiting finds the batch either logged or its own."""
         with self._cond:
-            mine = self._inflight is batch
+            if self._inflight is not batch:
+                return
             self._inflight = None
-        return mine
-
-    def _finish(self, batch: list[ShadowRow]) -> None:
-        """Count each scored row's outcome and log the batch."""
-        failed = [item for item in batch if item.row.get(SHADOW_ERROR) is not None]
-        self.errors += len(failed)
-        for item in failed:
-            self._count(item.model, "error", 1)
-        scored = len(batch) - len(failed)
-        self.scored += scored
-        if scored:
-            self._count(batch[0].model, "scored", scored)
-        self._log([item.row for item in batch])
+            if not finished:
+                for item in batch:
+                    _clear_shadow_fields(item.row)
+                self._unscored(batch)
+                return
+            model = batch[0].model  # one model per batch (`_take`)
+            failed = sum(item.row.get(SHADOW_ERROR) is not None for item in batch)
+            self.errors += failed
+            self.scored += len(batch) - failed
+            for outcome, rows in (("error", failed), ("scored", len(batch) - failed)):
+                if rows:
+                    self._count(model, outcome, rows)
+            self._log([item.row for item in batch])
 
     def _rest(self, busy_s: float) -> None:
         """Wait so that scoring stays within `max_cpu_share` of the thread's wall time."""
@@ -270,7 +266,7 @@ class ShadowScorer:
         return batch
 
     def _score(self, batch: list[ShadowRow]) -> None:
-        """Fill in each row's score, or its error (counted and logged by `_finish`)."""
+        """Fill in each row's score, or its error (counted and logged by `_hand_over`)."""
         model = batch[0].model
         try:
             scores, ms = self._call(model, batch)
